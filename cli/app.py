@@ -1,0 +1,168 @@
+"""The ``z6`` command line: argument parsing only; each command delegates to its module.
+
+Imports of the heavy modules happen inside the commands so that ``z6 --help`` and
+``z6 version`` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from z6.engine.errors import Z6Error
+from z6.engine.version import __version__
+
+app = typer.Typer(
+    name="z6",
+    help=(
+        "z6: a deterministic, multiprocess HTTP load tester.\n\n"
+        "Start with 'z6 demo', then 'z6 validate scenarios/quickstart.toml' and "
+        "'z6 run scenarios/quickstart.toml'."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_debug = False
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks for errors.")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    """Print one line for an error and return the Exit carrying its code."""
+    if isinstance(exc, Z6Error):
+        code = exc.exit_code
+        message = str(exc)
+    else:
+        code = 4
+        message = f"internal error: {type(exc).__name__}: {exc}"
+    if _debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    typer.echo(f"z6: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def version() -> None:
+    """Print the z6 version."""
+    typer.echo(f"z6 {__version__}")
+
+
+@app.command()
+def validate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file to check.")],
+) -> None:
+    """Check a scenario file and print what the test will do (exit 0) or the error (exit 2)."""
+    from z6.cli.validate_cmd import run_validate
+
+    try:
+        code = run_validate(scenario)
+    except Exception as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file to run.")],
+    procs: Annotated[
+        int | None, typer.Option("--procs", "-p", help="Worker processes (default: CPU count).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="PRNG seed (overrides runtime.prng_seed).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output directory (default: results/<UTC timestamp>/)."),
+    ] = None,
+    vus: Annotated[
+        int | None, typer.Option(help="Override the VU count (constant/arrival_rate).")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Override the duration in seconds.")
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the JSON summary instead of the text one.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    percentiles: Annotated[
+        str | None, typer.Option(help="Percentiles to report, e.g. 50,90,99,99.9.")
+    ] = None,
+    http: Annotated[
+        str, typer.Option("--http", help="Protocol engine: h11, httptools or auto.")
+    ] = "h11",
+    shard: Annotated[
+        str | None, typer.Option(help="Run only shard I of N (0-based), e.g. 0/4.")
+    ] = None,
+) -> None:
+    """Run a load test. Exit 0 when every goal passed, 1 when a goal failed."""
+    from z6.cli.run_cmd import RunOptions, parse_percentiles, parse_shard, run_scenario
+
+    try:
+        opts = RunOptions(
+            scenario=scenario,
+            procs=procs,
+            seed=seed,
+            out=out,
+            vus=vus,
+            duration=duration,
+            json=json_out,
+            quiet=quiet,
+            percentiles=parse_percentiles(percentiles),
+            engine=http,
+            shard=parse_shard(shard),
+        )
+        code = run_scenario(opts)
+    except Exception as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    procs: Annotated[int | None, typer.Option("--procs", "-p", help="Worker processes.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+) -> None:
+    """Run scenarios/quickstart.toml against a built-in server started for the occasion."""
+    from z6.cli.run_cmd import run_demo
+
+    try:
+        code = run_demo(procs, quiet, out)
+    except Exception as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 = any free port).")] = 8080,
+    procs: Annotated[int, typer.Option("--procs", "-p", help="Server processes.")] = 1,
+) -> None:
+    """Run the built-in target server: /, /status/CODE, /delay/MS, /bytes/N, POST /echo."""
+    from z6.cli.serve import serve as serve_forever
+
+    try:
+        serve_forever(host=host, port=port, procs=procs)
+    except Exception as exc:
+        raise _fail(exc) from None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

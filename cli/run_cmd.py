@@ -1,0 +1,313 @@
+"""``z6 run`` and ``z6 demo``: load, plan, run the workers, write every output, exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from z6.cli.progress import Progress
+from z6.cli.report import render_text, render_timeseries_csv
+from z6.engine.decisions import resolve_seed
+from z6.engine.errors import ConfigError, RunError
+from z6.engine.loader import load_scenario
+from z6.engine.protocol import engine_factory
+from z6.engine.scenario import Scenario
+from z6.engine.schedule import peak_vus
+from z6.engine.summary import RunMeta, build_summary, timeseries_rows
+from z6.engine.version import __version__
+from z6.engine.vu import WorkPlan
+from z6.ipc.eventlog import LogHeader
+from z6.ipc.supervisor import RunSetup, run_workers
+
+DEFAULT_PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+EXIT_OK, EXIT_GOALS, EXIT_RUNTIME, EXIT_INTERRUPTED = 0, 1, 3, 130
+_START_DELAY_S = 0.25  # time for the workers to fork and connect before the common start
+
+
+@dataclass
+class RunOptions:
+    """Options of ``z6 run`` after parsing (None = not given)."""
+
+    scenario: Path
+    procs: int | None = None
+    seed: int | None = None
+    out: Path | None = None
+    vus: int | None = None
+    duration: float | None = None
+    json: bool = False
+    quiet: bool = False
+    percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
+    engine: str = "h11"
+    shard: tuple[int, int] = (0, 1)
+    base_url: str | None = None  # used by `z6 demo` to aim the quickstart at its own server
+
+
+def parse_percentiles(text: str | None) -> tuple[float, ...]:
+    """Parse ``--percentiles 50,90,99.9``; raise ConfigError on anything else."""
+    if text is None:
+        return DEFAULT_PERCENTILES
+    values: list[float] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            v = float(part)
+        except ValueError:
+            raise ConfigError(f"--percentiles: '{part}' is not a number") from None
+        if not 0 < v <= 100:
+            raise ConfigError(f"--percentiles: {part} is not in (0, 100]")
+        values.append(v)
+    if not values:
+        raise ConfigError("--percentiles: give at least one value, e.g. 50,90,99")
+    return tuple(values)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """Parse ``--shard I/N`` (0-based I); raise ConfigError when malformed."""
+    if text is None:
+        return (0, 1)
+    try:
+        i_s, n_s = text.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise ConfigError(f"--shard: expected I/N like 0/4, got '{text}'") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard: need 0 <= I < N, got '{text}'")
+    return (i, n)
+
+
+def apply_overrides(sc: Scenario, opts: RunOptions) -> Scenario:
+    """Return the scenario with ``--vus``, ``--duration`` and the demo base URL applied."""
+    runtime = sc.runtime
+    schedule = sc.schedule
+    target = sc.target
+    if opts.duration is not None:
+        if opts.duration <= 0:
+            raise ConfigError("--duration must be a positive number of seconds")
+        runtime = msgspec.structs.replace(runtime, duration_seconds=opts.duration, iterations=None)
+    if opts.vus is not None:
+        if opts.vus < 1:
+            raise ConfigError("--vus must be at least 1")
+        if schedule.type == "constant":
+            schedule = msgspec.structs.replace(schedule, vus=opts.vus)
+        elif schedule.type == "arrival_rate":
+            schedule = msgspec.structs.replace(schedule, max_vus=opts.vus)
+        else:
+            raise ConfigError(
+                f"--vus applies to constant and arrival_rate schedules, not '{schedule.type}'"
+            )
+        runtime = msgspec.structs.replace(runtime, vus=opts.vus)
+        limit = sc.limits.max_vus
+        if limit is not None and opts.vus > limit:
+            raise ConfigError(f"--vus {opts.vus} exceeds limits.max_vus = {limit}")
+    if opts.base_url is not None:
+        target = msgspec.structs.replace(target, base_url=opts.base_url)
+    if schedule.type == "arrival_rate" and runtime.duration_seconds is None:
+        raise ConfigError("arrival_rate needs a duration (runtime.duration_seconds or --duration)")
+    return msgspec.structs.replace(sc, runtime=runtime, schedule=schedule, target=target)
+
+
+def _default_out_dir() -> Path:
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = Path("results") / stamp
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = Path(f"{base}-{n}")
+    return path
+
+
+def _prepare_out_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".z6-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"output directory {path} is not writable: {exc.strerror}") from None
+
+
+def _raise_nofile_limit(needed: int) -> str | None:
+    """Raise the open-files soft limit toward ``needed``; return a note when it changed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return None
+    new = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        return f"raised the open-files limit from {soft} to {new}"
+    return None
+
+
+def run_scenario(opts: RunOptions) -> int:
+    """Run a scenario end to end; return the exit code (SPEC 6)."""
+    scenario = apply_overrides(load_scenario(opts.scenario), opts)
+    engine_factory(opts.engine)  # fail early on an unknown or missing protocol engine
+    seed = resolve_seed(opts.seed, scenario.runtime.prng_seed)
+    procs = opts.procs if opts.procs is not None else (os.cpu_count() or 1)
+    if procs < 1:
+        raise ConfigError("--procs must be at least 1")
+    vus = peak_vus(scenario.schedule)
+    shard_index, shard_count = opts.shard
+
+    out_dir = opts.out if opts.out is not None else _default_out_dir()
+    _prepare_out_dir(out_dir)
+    log_path = out_dir / "events.bin"
+    if opts.out is None and scenario.runtime.event_log_path:
+        log_path = Path(scenario.runtime.event_log_path)
+        _prepare_out_dir(log_path.parent)
+
+    note = _raise_nofile_limit(vus // max(procs, 1) + 256)
+    if note and not opts.quiet:
+        print(f"z6: {note}", file=sys.stderr)
+
+    run_start_ns = time.perf_counter_ns() + int((_START_DELAY_S + 0.02 * procs) * 1e9)
+    wall_start_ns = time.time_ns() + (run_start_ns - time.perf_counter_ns())
+    options: dict[str, str] = {"engine": opts.engine}
+    if opts.vus is not None:
+        options["vus"] = str(opts.vus)
+    if opts.duration is not None:
+        options["duration"] = str(opts.duration)
+    if opts.base_url is not None:
+        options["base_url"] = opts.base_url
+    header = LogHeader(
+        z6_version=__version__,
+        seed=seed,
+        scenario_text=scenario.source_text,
+        scenario_sha256=scenario.sha256,
+        scenario_path=str(opts.scenario),
+        procs=procs,
+        wall_start_ns=wall_start_ns,
+        shard_index=shard_index,
+        shard_count=shard_count,
+        percentiles=list(opts.percentiles),
+        options=options,
+    )
+    plan = WorkPlan(
+        scenario=scenario,
+        seed=seed,
+        procs=procs,
+        worker_index=0,
+        run_start_ns=run_start_ns,
+        duration_s=scenario.runtime.duration_seconds,
+        iterations=scenario.runtime.iterations,
+        vus=vus,
+        engine=opts.engine,
+        shard_index=shard_index,
+        shard_count=shard_count,
+    )
+    progress = None if opts.quiet else Progress(scenario.runtime.duration_seconds)
+    max_log = scenario.limits.max_event_log_size_mb
+    setup = RunSetup(
+        plan=plan,
+        log_path=log_path,
+        header=header,
+        progress=progress.update if progress is not None else None,
+        max_log_bytes=int(max_log * 1024 * 1024) if max_log is not None else None,
+    )
+    try:
+        outcome = run_workers(setup)
+    finally:
+        if progress is not None:
+            progress.close()
+
+    meta = RunMeta.from_header(header)
+    summary = build_summary(
+        outcome.reducer,
+        meta,
+        scenario.assertions,
+        percentiles=opts.percentiles,
+        footer=outcome.footer,
+    )
+    rows = timeseries_rows(outcome.reducer)
+    _write_outputs(out_dir, scenario, summary, rows)
+    if opts.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(render_text(summary))
+        print(f"\nresults: {out_dir}/")
+    for message in outcome.messages:
+        print(f"z6: {message}", file=sys.stderr)
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
+    if outcome.failed_workers:
+        return EXIT_RUNTIME
+    return EXIT_OK if summary["passed"] else EXIT_GOALS
+
+
+def _write_outputs(
+    out_dir: Path, scenario: Scenario, summary: dict[str, Any], rows: list[dict[str, Any]]
+) -> None:
+    try:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out_dir / "summary.txt").write_text(render_text(summary) + "\n")
+        (out_dir / "timeseries.csv").write_text(render_timeseries_csv(rows))
+        (out_dir / "scenario.toml").write_text(scenario.source_text)
+    except OSError as exc:
+        raise RunError(f"cannot write results to {out_dir}: {exc.strerror}") from None
+
+
+def run_demo(procs: int | None, quiet: bool, out: Path | None) -> int:
+    """``z6 demo``: start the built-in server on a free port, run the quickstart, stop it."""
+    quickstart = find_quickstart()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "z6.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = _read_port(server)
+        if not quiet:
+            print(f"z6 demo: built-in server on http://127.0.0.1:{port}", file=sys.stderr)
+        return run_scenario(
+            RunOptions(
+                scenario=quickstart,
+                procs=procs,
+                out=out,
+                quiet=quiet,
+                base_url=f"http://127.0.0.1:{port}",
+            )
+        )
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def find_quickstart() -> Path:
+    """The quickstart scenario: ``scenarios/`` of this checkout, else the packaged copy."""
+    here = Path(__file__).resolve().parent
+    for candidate in (
+        here.parent / "scenarios" / "quickstart.toml",
+        Path("scenarios") / "quickstart.toml",
+        here / "quickstart.toml",
+    ):
+        if candidate.is_file():
+            return candidate
+    raise RunError("cannot find scenarios/quickstart.toml")
+
+
+def _read_port(server: subprocess.Popen[str]) -> int:
+    assert server.stderr is not None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        line = server.stderr.readline()
+        if not line:
+            break
+        if "listening on http://" in line:
+            return int(line.rsplit(":", 1)[1].strip().rstrip("/"))
+    raise RunError("the built-in server did not start")

@@ -1,0 +1,1048 @@
+"""Load a scenario TOML file into a fully validated :class:`~z6.engine.scenario.Scenario`.
+
+Validation runs in three passes so that every problem gets one precise message:
+
+1. **Shape**: the TOML parses; every table and key is known (unknown ones get a 'did you
+   mean' from :func:`difflib.get_close_matches`); enumerated strings (method, schedule type,
+   ...) are valid; ``[[targets]]`` and HTTP/2 are rejected as not supported yet.
+2. **Types**: each table goes through ``msgspec.convert`` into its Struct; a type error names
+   the key path and the expected and actual TOML types.
+3. **Semantics**: ranges, cross-checks (duration vs iterations, unique names, weights,
+   sequence references, schedule parameters, ``[limits]``), ``${ENV}`` references and
+   ``body_file``.
+
+Every failure is a :class:`~z6.engine.errors.ScenarioError` (or its subclass
+:class:`~z6.engine.errors.UnsupportedFeatureError`) carrying the file, the key path
+(``requests[2].method``, 0-based indexes), the line where one is known and an optional hint.
+The full rule set is documented in ``docs/scenario.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+import tomli
+
+from z6.engine.errors import ScenarioError, UnsupportedFeatureError
+from z6.engine.scenario import (
+    Assertions,
+    Limits,
+    Metadata,
+    RequestSpec,
+    Runtime,
+    Scenario,
+    Schedule,
+    Sequence,
+    Step,
+    Target,
+    ThinkTime,
+)
+
+__all__ = [
+    "HTTP_METHODS",
+    "MAX_DURATION_SECONDS",
+    "MAX_ITERATIONS",
+    "MAX_MS",
+    "MAX_RATE",
+    "MAX_VUS",
+    "load_scenario",
+    "load_scenario_text",
+    "peak_vus",
+]
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+
+# Sanity bounds: far beyond any real test, but they keep nanosecond times inside int64 and
+# make absurd values (a typo with extra zeros) fail at load time instead of mid-run.
+MAX_DURATION_SECONDS = 365 * 86_400.0
+MAX_MS = 86_400_000.0
+MAX_VUS = 1_000_000
+MAX_ITERATIONS = 1_000_000_000
+MAX_RATE = 1_000_000.0
+_MAX_REPEAT = 1_000_000
+_MAX_WEIGHT = 1e12
+_MAX_SEED = 2**64 - 1
+
+_TABLES: dict[str, type[msgspec.Struct]] = {
+    "metadata": Metadata,
+    "runtime": Runtime,
+    "target": Target,
+    "requests": RequestSpec,
+    "schedule": Schedule,
+    "think_time": ThinkTime,
+    "sequence": Sequence,
+    "assertions": Assertions,
+    "limits": Limits,
+}
+_UNSUPPORTED_TABLES = {
+    "targets": "[[targets]] (several weighted targets) is not supported yet; "
+    "use one [target] table",
+}
+
+
+def _fields(cls: type[msgspec.Struct], *exclude: str) -> tuple[str, ...]:
+    return tuple(f.name for f in msgspec.structs.fields(cls) if f.name not in exclude)
+
+
+_ALLOWED: dict[str, tuple[str, ...]] = {
+    "metadata": _fields(Metadata),
+    "runtime": _fields(Runtime),
+    "target": _fields(Target),
+    # body_bytes is filled by the loader and never read from TOML.
+    "requests": _fields(RequestSpec, "body_bytes"),
+    "schedule": _fields(Schedule),
+    "schedule.steps": _fields(Step),
+    "think_time": _fields(ThinkTime),
+    "sequence": ("type", "steps"),
+    "sequence.steps": ("request", "repeat"),
+    "assertions": _fields(Assertions),
+    "limits": _fields(Limits),
+}
+
+_SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
+    "constant": ("vus",),
+    "ramp": ("vus", "start_vus", "end_vus", "ramp_duration_seconds", "hold_duration_seconds"),
+    "spike": (
+        "vus",
+        "baseline_vus",
+        "spike_vus",
+        "spike_start_seconds",
+        "spike_duration_seconds",
+    ),
+    "steps": ("steps",),
+    "arrival_rate": ("rate", "max_vus"),
+}
+_THINK_KEYS: dict[str, tuple[str, ...]] = {
+    "constant": ("duration_ms",),
+    "random": ("min_ms", "max_ms"),
+}
+_HTTP11_NAMES = ("http1.1", "http/1.1", "1.1", "h1", "http11")
+_HTTP2_NAMES = ("http2", "http/2", "http/2.0", "2", "2.0", "h2", "h2c", "http2.0")
+_HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_ENV_REF = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_FORBIDDEN_HEADERS = ("content-length", "transfer-encoding")
+_MSGSPEC_TYPES = {
+    "int": "integer",
+    "float": "number",
+    "str": "string",
+    "bool": "boolean",
+    "array": "array",
+    "object": "table",
+    "null": "nothing",
+    "date": "date",
+    "datetime": "datetime",
+    "time": "time",
+}
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_scenario(path: str | Path, *, env: Mapping[str, str] | None = None) -> Scenario:
+    """Read, parse and validate the scenario file at ``path``.
+
+    ``env`` supplies ``${NAME}`` values (default: ``os.environ``). ``body_file`` and
+    ``target.ca_bundle`` resolve relative to the file's directory. Raises
+    :class:`ScenarioError` for anything wrong with the file, including a missing file, a
+    directory, or bytes that are not UTF-8.
+    """
+    p = Path(path)
+    name = str(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError("file not found", file=name) from None
+    except IsADirectoryError:
+        raise ScenarioError("is a directory, not a scenario file", file=name) from None
+    except PermissionError:
+        raise ScenarioError("permission denied", file=name) from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot read file: {exc.strerror or exc}", file=name) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ScenarioError(
+            f"file is not valid UTF-8 (byte {exc.start})", file=name, line=line
+        ) from None
+    return load_scenario_text(text, name, base_dir=p.resolve().parent, env=env)
+
+
+def load_scenario_text(
+    text: str,
+    path: str = "<scenario>",
+    *,
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    resolve_external: bool = True,
+) -> Scenario:
+    """Parse and validate scenario ``text``; ``path`` is only used in messages and the model.
+
+    ``base_dir`` is where relative ``body_file`` / ``ca_bundle`` paths resolve; when ``None``
+    it is the directory of ``path`` (a pseudo name such as ``<scenario>`` has none, and a
+    relative ``body_file`` then raises :class:`ScenarioError`).
+
+    ``resolve_external=False`` rebuilds a scenario without touching the outside world, as
+    ``z6 analyze`` / ``z6 replay`` do with the text embedded in an event log: missing
+    ``${NAME}`` variables become ``""``, ``body_file`` is not read (``body_bytes`` stays
+    empty for it) and ``ca_bundle`` is not checked. Everything else is validated as usual.
+    """
+    if base_dir is None and not (path.startswith("<") and path.endswith(">")):
+        base_dir = Path(path).resolve().parent
+    ctx = _Context(
+        file=path,
+        text=text,
+        base_dir=base_dir,
+        env=os.environ if env is None else env,
+        resolve_external=resolve_external,
+    )
+    scenario = _build(ctx)
+    scenario.source_path = path
+    scenario.source_text = text
+    scenario.sha256 = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return scenario
+
+
+def peak_vus(schedule: Schedule) -> int:
+    """The largest number of VUs a loaded schedule ever has active (pool size for
+    ``arrival_rate``). Only meaningful on a schedule filled in by the loader."""
+    if schedule.type == "constant":
+        return schedule.vus or 0
+    if schedule.type == "ramp":
+        return max(schedule.start_vus or 0, schedule.end_vus or 0)
+    if schedule.type == "spike":
+        return max(schedule.baseline_vus or 0, schedule.spike_vus or 0)
+    if schedule.type == "steps":
+        return max((s.vus for s in schedule.steps), default=0)
+    return schedule.max_vus or 0
+
+
+# --------------------------------------------------------------------------- context
+
+
+class _Context:
+    """Per-load state: where we are, the source text for line lookups, the environment."""
+
+    def __init__(
+        self,
+        *,
+        file: str,
+        text: str,
+        base_dir: Path | None,
+        env: Mapping[str, str],
+        resolve_external: bool,
+    ) -> None:
+        self.file = file
+        self.text = text
+        self.base_dir = base_dir
+        self.env = env
+        self.resolve_external = resolve_external
+        self._lines: dict[str, int] | None = None
+
+    def line_of(self, key: str | None) -> int | None:
+        """Best-effort 1-based line of ``key`` (or of its closest enclosing table)."""
+        if key is None:
+            return None
+        if self._lines is None:
+            self._lines = _locate_keys(self.text)
+        probe = key
+        while probe:
+            if probe in self._lines:
+                return self._lines[probe]
+            # Drop the last component: "a.b[1].c" -> "a.b[1]" -> "a.b" -> "a".
+            cut = max(probe.rfind("."), probe.rfind("["))
+            probe = probe[:cut] if cut > 0 else ""
+        return None
+
+    def fail(
+        self,
+        key: str | None,
+        message: str,
+        *,
+        hint: str | None = None,
+        line_key: str | None = None,
+        cls: type[ScenarioError] = ScenarioError,
+    ) -> NoReturn:
+        """Raise ``cls`` for ``key``; the line is looked up for ``line_key`` or ``key``."""
+        raise cls(
+            message,
+            file=self.file,
+            key=key,
+            line=self.line_of(line_key if line_key is not None else key),
+            hint=hint,
+        )
+
+
+# --------------------------------------------------------------------------- line locator
+
+_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY_RE = re.compile(
+    r"""^\s*((?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*'))*)\s*="""
+)
+_KEY_PART_RE = re.compile(r"""[A-Za-z0-9_\-]+|"[^"]*"|'[^']*'""")
+
+
+def _key_parts(dotted: str) -> list[str]:
+    return [p.strip("\"'") for p in _KEY_PART_RE.findall(dotted)]
+
+
+def _locate_keys(text: str) -> dict[str, int]:
+    """Map key paths (``requests[1].method``, ``schedule``) to the line that defines them.
+
+    A line scanner, not a parser: it follows ``[table]`` / ``[[array]]`` headers and
+    ``key =`` lines and skips multi-line strings. Good enough to point a user at a line.
+    """
+    lines: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    current = ""
+    in_multiline: str | None = None
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        if in_multiline is not None:
+            if raw.count(in_multiline) % 2 == 1:
+                in_multiline = None
+            continue
+        header = _HEADER_RE.match(raw)
+        if header is not None:
+            is_array = header.group(1) == "[["
+            parts = _key_parts(header.group(2))
+            path = ""
+            for i, part in enumerate(parts):
+                path = f"{path}.{part}" if path else part
+                if i < len(parts) - 1 and path in counts:
+                    path = f"{path}[{counts[path] - 1}]"
+            if is_array:
+                lines.setdefault(path, lineno)
+                counts[path] = counts.get(path, 0) + 1
+                path = f"{path}[{counts[path] - 1}]"
+            lines.setdefault(path, lineno)
+            current = path
+            continue
+        key = _KEY_RE.match(raw)
+        if key is not None:
+            full = ".".join(
+                [current, *_key_parts(key.group(1))] if current else _key_parts(key.group(1))
+            )
+            lines.setdefault(full, lineno)
+            rest = raw[key.end() :]
+            for quote in ('"""', "'''"):
+                if rest.count(quote) % 2 == 1:
+                    in_multiline = quote
+                    break
+    return lines
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
+
+
+def _close(word: str, choices: Iterator[str] | tuple[str, ...] | list[str]) -> str | None:
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _check_keys(ctx: _Context, table: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    """Reject keys of ``table`` (at key path ``where``) that are not in ``allowed``."""
+    for key in table:
+        if key in allowed:
+            continue
+        label = f"[{where.split('[')[0]}]"
+        message = f"unknown key '{key}' in {label}"
+        hint = _close(key, allowed)
+        if hint is None:
+            owners = [
+                t
+                for t, keys in _ALLOWED.items()
+                if "." not in t and key in keys and t != where.split("[")[0]
+            ]
+            if owners:
+                message += f"; it belongs in [{owners[0]}]"
+        ctx.fail(f"{where}.{key}", message, hint=hint)
+
+
+def _check_choice(
+    ctx: _Context, table: dict[str, Any], key: str, choices: tuple[str, ...], where: str
+) -> None:
+    """Reject a string value of ``table[key]`` outside ``choices`` (non-strings: msgspec)."""
+    value = table.get(key)
+    if not isinstance(value, str) or value in choices:
+        return
+    hint = value.upper() if value.upper() in choices else _close(value, choices)
+    if hint is None:
+        hint = _close(value.lower(), choices)
+    ctx.fail(
+        f"{where}.{key}",
+        f"invalid value {value!r}; expected one of: {', '.join(choices)}",
+        hint=hint,
+    )
+
+
+_MSGSPEC_ERR = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+
+
+def _convert(ctx: _Context, data: Any, cls: type[T], where: str) -> T:
+    """``msgspec.convert`` with errors rewritten into our key paths and TOML type names."""
+    try:
+        return msgspec.convert(data, cls)
+    except msgspec.ValidationError as exc:
+        m = _MSGSPEC_ERR.match(str(exc))
+        msg = m.group("msg") if m else str(exc)
+        sub = (m.group("path") or "") if m else ""
+        sub = sub.replace("[...]", "")
+        key = where + sub
+        missing = re.match(r"Object missing required field `([^`]+)`", msg)
+        if missing:
+            ctx.fail(f"{key}.{missing.group(1)}", "missing required key", line_key=key)
+        typed = re.match(r"Expected `([^`]+)`, got `([^`]+)`", msg)
+        if typed:
+            expected = " or ".join(
+                _MSGSPEC_TYPES.get(t.strip(), t.strip())
+                for t in typed.group(1).split("|")
+                if t.strip() != "null"
+            )
+            got = _MSGSPEC_TYPES.get(typed.group(2), typed.group(2))
+            ctx.fail(key, f"expected {expected}, got {got}")
+        ctx.fail(key, msg[:1].lower() + msg[1:])
+
+
+def _table(ctx: _Context, raw: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        ctx.fail(name, f"expected a table [{name}], got {_type_name(value)}")
+    return value
+
+
+def _num(
+    ctx: _Context,
+    key: str,
+    value: float | None,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> None:
+    """Range check (``low`` inclusive unless ``low_open``; ``high`` inclusive)."""
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        ctx.fail(key, f"must be a finite number, got {value}")
+    if low is not None and (value <= low if low_open else value < low):
+        ctx.fail(key, f"must be {'>' if low_open else '>='} {_fmt(low)}, got {_fmt(value)}")
+    if high is not None and value > high:
+        ctx.fail(key, f"must be <= {_fmt(high)}, got {_fmt(value)}")
+
+
+def _fmt(value: float) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+# --------------------------------------------------------------------------- the build
+
+
+def _build(ctx: _Context) -> Scenario:
+    source = ctx.text[1:] if ctx.text.startswith("\ufeff") else ctx.text
+    try:
+        raw = tomli.loads(source)
+    except tomli.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        col = getattr(exc, "colno", None)
+        msg = getattr(exc, "msg", None) or re.sub(r"\s*\(at .*\)$", "", str(exc))
+        if line is None:
+            at = re.search(r"line (\d+), column (\d+)", str(exc))
+            if at:
+                line, col = int(at.group(1)), int(at.group(2))
+        where = f" (column {col})" if col is not None else ""
+        raise ScenarioError(f"TOML syntax error: {msg}{where}", file=ctx.file, line=line) from None
+
+    # ---- pass 1: shape
+    for key in raw:
+        if key in _TABLES:
+            continue
+        if key in _UNSUPPORTED_TABLES:
+            ctx.fail(key, _UNSUPPORTED_TABLES[key], cls=UnsupportedFeatureError)
+        kind = "table" if isinstance(raw[key], dict | list) else "top-level key"
+        ctx.fail(key, f"unknown {kind} '{key}'", hint=_close(key, tuple(_TABLES)))
+    for required in ("runtime", "target", "requests"):
+        if required not in raw:
+            what = "[[requests]]" if required == "requests" else f"[{required}]"
+            ctx.fail(required, f"missing required table {what}")
+
+    tables: dict[str, dict[str, Any]] = {}
+    for name in _TABLES:
+        if name == "requests":
+            continue
+        table = _table(ctx, raw, name)
+        if table is not None:
+            _check_keys(ctx, table, _ALLOWED[name], name)
+            tables[name] = table
+
+    raw_requests = raw["requests"]
+    if isinstance(raw_requests, dict):
+        ctx.fail("requests", "expected an array of tables [[requests]], got a single table")
+    if not isinstance(raw_requests, list):
+        ctx.fail(
+            "requests", f"expected an array of tables [[requests]], got {_type_name(raw_requests)}"
+        )
+    if not raw_requests:
+        ctx.fail("requests", "at least one [[requests]] entry is required")
+    for i, req in enumerate(raw_requests):
+        if not isinstance(req, dict):
+            ctx.fail(f"requests[{i}]", f"expected a table, got {_type_name(req)}")
+        _check_keys(ctx, req, _ALLOWED["requests"], f"requests[{i}]")
+        _check_choice(ctx, req, "method", HTTP_METHODS, f"requests[{i}]")
+
+    if "schedule" in tables:
+        sched = tables["schedule"]
+        _check_choice(ctx, sched, "type", tuple(_SCHEDULE_KEYS), "schedule")
+        stype = sched.get("type", "constant")
+        if isinstance(stype, str):
+            for key in sched:
+                if key != "type" and key not in _SCHEDULE_KEYS[stype]:
+                    ctx.fail(
+                        f"schedule.{key}",
+                        f"schedule.{key} does not apply to type '{stype}' "
+                        f"(its keys: {', '.join(_SCHEDULE_KEYS[stype])})",
+                    )
+        steps = sched.get("steps")
+        if isinstance(steps, list):
+            for i, step in enumerate(steps):
+                if isinstance(step, dict):
+                    _check_keys(ctx, step, _ALLOWED["schedule.steps"], f"schedule.steps[{i}]")
+    if "think_time" in tables:
+        think_raw = tables["think_time"]
+        _check_choice(ctx, think_raw, "type", tuple(_THINK_KEYS), "think_time")
+        ttype = think_raw.get("type", "constant")
+        if isinstance(ttype, str):
+            for key in think_raw:
+                if key != "type" and key not in _THINK_KEYS[ttype]:
+                    ctx.fail(
+                        f"think_time.{key}",
+                        f"think_time.{key} does not apply to type '{ttype}' "
+                        f"(its keys: {', '.join(_THINK_KEYS[ttype])})",
+                    )
+    if "sequence" in tables:
+        seq = tables["sequence"]
+        _check_choice(ctx, seq, "type", ("ordered",), "sequence")
+        steps = seq.get("steps")
+        if isinstance(steps, list):
+            for i, step in enumerate(steps):
+                if isinstance(step, dict):
+                    _check_keys(ctx, step, _ALLOWED["sequence.steps"], f"sequence.steps[{i}]")
+    if "target" in tables:
+        _check_http_version(ctx, tables["target"])
+
+    # ---- pass 2: types
+    metadata = _convert(ctx, tables.get("metadata", {}), Metadata, "metadata")
+    runtime = _convert(ctx, tables["runtime"], Runtime, "runtime")
+    target = _convert(ctx, tables["target"], Target, "target")
+    requests = [
+        _convert(ctx, req, RequestSpec, f"requests[{i}]") for i, req in enumerate(raw_requests)
+    ]
+    schedule = _convert(ctx, tables.get("schedule", {}), Schedule, "schedule")
+    think = (
+        _convert(ctx, tables["think_time"], ThinkTime, "think_time")
+        if "think_time" in tables
+        else None
+    )
+    sequence = (
+        _convert(ctx, tables["sequence"], Sequence, "sequence") if "sequence" in tables else None
+    )
+    assertions = _convert(ctx, tables.get("assertions", {}), Assertions, "assertions")
+    limits = _convert(ctx, tables.get("limits", {}), Limits, "limits")
+
+    # ---- pass 3: semantics
+    _check_runtime(ctx, runtime)
+    _check_target(ctx, target)
+    _check_requests(ctx, requests, sequence is not None)
+    _fill_schedule(ctx, schedule, runtime, explicit="schedule" in tables)
+    if think is not None:
+        _check_think(ctx, think)
+    if sequence is not None:
+        _check_sequence(ctx, sequence, requests)
+    _check_assertions(ctx, assertions)
+    explicit_timeouts = {i for i, req in enumerate(raw_requests) if "timeout_ms" in req}
+    _check_limits(ctx, limits, schedule, target, requests, explicit_timeouts)
+    return Scenario(
+        metadata=metadata,
+        runtime=runtime,
+        target=target,
+        requests=requests,
+        schedule=schedule,
+        think_time=think,
+        sequence=sequence,
+        assertions=assertions,
+        limits=limits,
+    )
+
+
+def _check_http_version(ctx: _Context, target: dict[str, Any]) -> None:
+    value = target.get("http_version")
+    if not isinstance(value, str):
+        return  # absent (default) or wrong type (msgspec reports it)
+    norm = value.strip().lower()
+    if norm in _HTTP11_NAMES:
+        target["http_version"] = "http1.1"
+        return
+    if norm in _HTTP2_NAMES or norm.startswith(("http2", "http/2", "h2")):
+        ctx.fail(
+            "target.http_version",
+            f'HTTP/2 is not supported yet (got {value!r}); use http_version = "http1.1"',
+            cls=UnsupportedFeatureError,
+        )
+    if norm in ("http3", "http/3", "h3", "3"):
+        ctx.fail(
+            "target.http_version",
+            f'HTTP/3 is not supported yet (got {value!r}); use http_version = "http1.1"',
+            cls=UnsupportedFeatureError,
+        )
+    ctx.fail(
+        "target.http_version",
+        f'invalid value {value!r}; expected "http1.1"',
+        hint="http1.1" if _close(norm, _HTTP11_NAMES) else None,
+    )
+
+
+def _check_runtime(ctx: _Context, rt: Runtime) -> None:
+    if rt.duration_seconds is None and rt.iterations is None:
+        ctx.fail(
+            "runtime",
+            "set exactly one of runtime.duration_seconds or runtime.iterations (neither is set)",
+        )
+    if rt.duration_seconds is not None and rt.iterations is not None:
+        ctx.fail(
+            "runtime.iterations",
+            "set exactly one of runtime.duration_seconds or runtime.iterations (both are set)",
+        )
+    _num(
+        ctx,
+        "runtime.duration_seconds",
+        rt.duration_seconds,
+        low=0,
+        low_open=True,
+        high=MAX_DURATION_SECONDS,
+    )
+    _num(ctx, "runtime.iterations", rt.iterations, low=1, high=MAX_ITERATIONS)
+    _num(ctx, "runtime.vus", rt.vus, low=1, high=MAX_VUS)
+    _num(ctx, "runtime.prng_seed", rt.prng_seed, low=0, high=_MAX_SEED)
+    _num(
+        ctx,
+        "runtime.graceful_stop_seconds",
+        rt.graceful_stop_seconds,
+        low=0,
+        high=MAX_DURATION_SECONDS,
+    )
+    if rt.event_log_path is not None and not rt.event_log_path.strip():
+        ctx.fail("runtime.event_log_path", "must not be empty")
+
+
+def _check_target(ctx: _Context, target: Target) -> None:
+    url = target.base_url
+    key = "target.base_url"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        ctx.fail(key, f"must not contain whitespace or control characters: {url!r}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        ctx.fail(key, f"invalid URL {url!r}: {exc}")
+    if parts.scheme not in ("http", "https"):
+        ctx.fail(key, f"must start with http:// or https://, got {url!r}")
+    if not parts.hostname:
+        ctx.fail(key, f"has no host: {url!r}")
+    if parts.username is not None or parts.password is not None:
+        ctx.fail(key, "must not contain user info (use an Authorization header)")
+    if port is not None and port == 0:
+        ctx.fail(key, f"port must be 1..65535, got {port}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or url.endswith(("?", "#")):
+        ctx.fail(
+            key,
+            f"must be scheme://host[:port] only, got {url!r}; put paths and query strings "
+            "in each request's path",
+        )
+    target.base_url = url.rstrip("/")
+    https = parts.scheme == "https"
+    if target.tls is not None and target.tls != https:
+        ctx.fail(
+            "target.tls",
+            f"tls = {str(target.tls).lower()} disagrees with the URL scheme of {url!r}",
+        )
+    _num(ctx, "target.connection_timeout_ms", target.connection_timeout_ms, low=1, high=MAX_MS)
+    _num(ctx, "target.max_connections", target.max_connections, low=1, high=MAX_VUS)
+    if target.ca_bundle is not None:
+        if not https:
+            ctx.fail("target.ca_bundle", "applies only to https:// targets")
+        resolved = _resolve_path(ctx, "target.ca_bundle", target.ca_bundle)
+        if ctx.resolve_external and not resolved.is_file():
+            ctx.fail("target.ca_bundle", f"file not found: {resolved}")
+        target.ca_bundle = str(resolved)
+
+
+def _resolve_path(ctx: _Context, key: str, value: str) -> Path:
+    if not value:
+        ctx.fail(key, "must not be empty")
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return p
+    if ctx.base_dir is None:
+        if not ctx.resolve_external:
+            return p
+        ctx.fail(key, f"relative path {value!r} needs the scenario file's directory")
+    return ctx.base_dir / p
+
+
+def _resolve_env(ctx: _Context, key: str, value: str) -> str:
+    """Replace ``${NAME}`` from the environment; ``$${NAME}`` stays a literal ``${NAME}``."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(2)
+        if m.group(1):
+            return "${" + name + "}"
+        found = ctx.env.get(name)
+        if found is None:
+            if not ctx.resolve_external:
+                return ""
+            ctx.fail(key, f"environment variable {name} is not set (referenced as ${{{name}}})")
+        return found
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bool) -> None:
+    seen: dict[str, int] = {}
+    for i, req in enumerate(requests):
+        where = f"requests[{i}]"
+        if not req.name.strip():
+            ctx.fail(f"{where}.name", "must not be empty")
+        if any(ord(c) < 32 or ord(c) == 127 for c in req.name):
+            ctx.fail(f"{where}.name", "must not contain control characters")
+        if req.name in seen:
+            ctx.fail(
+                f"{where}.name",
+                f"duplicate request name {req.name!r} (first used by requests[{seen[req.name]}])",
+            )
+        seen[req.name] = i
+        if not req.path.startswith("/"):
+            ctx.fail(f"{where}.path", f"must start with '/', got {req.path!r}")
+        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in req.path):
+            ctx.fail(
+                f"{where}.path",
+                f"must not contain spaces or control characters (percent-encode them): "
+                f"{req.path!r}",
+            )
+        if not req.path.isascii():
+            ctx.fail(
+                f"{where}.path", f"must be ASCII (percent-encode other characters): {req.path!r}"
+            )
+        resolved_headers: dict[str, str] = {}
+        for name, value in req.headers.items():
+            hkey = f"{where}.headers.{name}"
+            if not _HEADER_TOKEN.match(name):
+                ctx.fail(hkey, f"invalid header name {name!r}")
+            if name.lower() in _FORBIDDEN_HEADERS:
+                ctx.fail(hkey, f"{name} is set by z6 from the body; remove it")
+            final = _resolve_env(ctx, hkey, value)
+            if any(c in "\r\n\0" for c in final):
+                ctx.fail(hkey, "header value must not contain CR, LF or NUL")
+            resolved_headers[name] = final
+        req.headers = resolved_headers
+        _num(ctx, f"{where}.timeout_ms", req.timeout_ms, low=1, high=MAX_MS)
+        _num(ctx, f"{where}.weight", req.weight, low=0, high=_MAX_WEIGHT)
+        if req.expect_status is not None:
+            if not req.expect_status:
+                ctx.fail(f"{where}.expect_status", "must list at least one status code")
+            for j, code in enumerate(req.expect_status):
+                if not 100 <= code <= 599:
+                    ctx.fail(
+                        f"{where}.expect_status[{j}]",
+                        f"must be 100..599, got {code}",
+                        line_key=f"{where}.expect_status",
+                    )
+        if req.body is not None and req.body_file is not None:
+            ctx.fail(f"{where}.body_file", "body and body_file are mutually exclusive; use one")
+        if req.body is not None:
+            req.body = _resolve_env(ctx, f"{where}.body", req.body)
+            req.body_bytes = req.body.encode("utf-8", "surrogatepass")
+        elif req.body_file is not None:
+            path = _resolve_path(ctx, f"{where}.body_file", req.body_file)
+            req.body_file = str(path)
+            if ctx.resolve_external:
+                try:
+                    req.body_bytes = path.read_bytes()
+                except FileNotFoundError:
+                    ctx.fail(f"{where}.body_file", f"file not found: {path}")
+                except IsADirectoryError:
+                    ctx.fail(f"{where}.body_file", f"is a directory: {path}")
+                except OSError as exc:
+                    ctx.fail(f"{where}.body_file", f"cannot read {path}: {exc.strerror or exc}")
+    if not has_sequence and sum(r.weight for r in requests) <= 0:
+        ctx.fail(
+            "requests",
+            "the request weights sum to 0; at least one weight must be > 0",
+            line_key="requests[0].weight",
+        )
+
+
+def _fill_schedule(ctx: _Context, s: Schedule, rt: Runtime, *, explicit: bool) -> None:
+    """Check the schedule for its type and fill in every default (see docs/scenario.md)."""
+    duration = rt.duration_seconds
+
+    def vus_default(key: str) -> int:
+        if s.vus is not None:
+            return s.vus
+        if rt.vus is not None:
+            return rt.vus
+        ctx.fail(key, f"set {key} or runtime.vus", line_key="schedule" if explicit else "runtime")
+
+    _num(ctx, "schedule.vus", s.vus, low=1, high=MAX_VUS)
+    if s.type == "constant":
+        s.vus = vus_default("schedule.vus")
+    elif s.type == "ramp":
+        _num(ctx, "schedule.start_vus", s.start_vus, low=0, high=MAX_VUS)
+        _num(ctx, "schedule.end_vus", s.end_vus, low=0, high=MAX_VUS)
+        _num(
+            ctx,
+            "schedule.hold_duration_seconds",
+            s.hold_duration_seconds,
+            low=0,
+            high=MAX_DURATION_SECONDS,
+        )
+        _num(
+            ctx,
+            "schedule.ramp_duration_seconds",
+            s.ramp_duration_seconds,
+            low=0,
+            low_open=True,
+            high=MAX_DURATION_SECONDS,
+        )
+        if s.start_vus is None:
+            s.start_vus = 0
+        if s.end_vus is None:
+            s.end_vus = vus_default("schedule.end_vus")
+        if s.hold_duration_seconds is None:
+            s.hold_duration_seconds = 0.0
+        if s.ramp_duration_seconds is None:
+            if duration is None:
+                ctx.fail(
+                    "schedule.ramp_duration_seconds",
+                    "is required when the run is measured in runtime.iterations",
+                )
+            s.ramp_duration_seconds = duration - s.hold_duration_seconds
+            if s.ramp_duration_seconds <= 0:
+                ctx.fail(
+                    "schedule.hold_duration_seconds",
+                    f"hold of {_fmt(s.hold_duration_seconds)} s leaves no time to ramp "
+                    f"within runtime.duration_seconds = {_fmt(duration)}",
+                )
+        if duration is not None and s.ramp_duration_seconds + s.hold_duration_seconds > duration:
+            ctx.fail(
+                "schedule.ramp_duration_seconds",
+                f"ramp ({_fmt(s.ramp_duration_seconds)} s) + hold "
+                f"({_fmt(s.hold_duration_seconds)} s) exceeds runtime.duration_seconds "
+                f"({_fmt(duration)} s)",
+            )
+        s.vus = None
+    elif s.type == "spike":
+        _num(ctx, "schedule.baseline_vus", s.baseline_vus, low=0, high=MAX_VUS)
+        _num(ctx, "schedule.spike_vus", s.spike_vus, low=1, high=MAX_VUS)
+        _num(
+            ctx,
+            "schedule.spike_start_seconds",
+            s.spike_start_seconds,
+            low=0,
+            high=MAX_DURATION_SECONDS,
+        )
+        _num(
+            ctx,
+            "schedule.spike_duration_seconds",
+            s.spike_duration_seconds,
+            low=0,
+            low_open=True,
+            high=MAX_DURATION_SECONDS,
+        )
+        if s.baseline_vus is None:
+            s.baseline_vus = 0
+        if s.spike_vus is None:
+            s.spike_vus = vus_default("schedule.spike_vus")
+        if s.spike_start_seconds is None:
+            ctx.fail(
+                "schedule.spike_start_seconds", "is required for type 'spike'", line_key="schedule"
+            )
+        if s.spike_duration_seconds is None:
+            ctx.fail(
+                "schedule.spike_duration_seconds",
+                "is required for type 'spike'",
+                line_key="schedule",
+            )
+        if duration is not None and s.spike_start_seconds + s.spike_duration_seconds > duration:
+            ctx.fail(
+                "schedule.spike_duration_seconds",
+                f"spike ends at {_fmt(s.spike_start_seconds + s.spike_duration_seconds)} s, "
+                f"after runtime.duration_seconds ({_fmt(duration)} s)",
+            )
+        s.vus = None
+    elif s.type == "steps":
+        if not s.steps:
+            ctx.fail(
+                "schedule.steps",
+                "type 'steps' needs at least one [[schedule.steps]] entry",
+                line_key="schedule",
+            )
+        total = 0.0
+        for i, step in enumerate(s.steps):
+            _num(ctx, f"schedule.steps[{i}].vus", step.vus, low=0, high=MAX_VUS)
+            _num(
+                ctx,
+                f"schedule.steps[{i}].duration_seconds",
+                step.duration_seconds,
+                low=0,
+                low_open=True,
+                high=MAX_DURATION_SECONDS,
+            )
+            total += step.duration_seconds
+        if all(step.vus == 0 for step in s.steps):
+            ctx.fail("schedule.steps", "every step has 0 VUs; at least one needs vus >= 1")
+        if duration is not None and total > duration:
+            ctx.fail(
+                "schedule.steps",
+                f"the steps last {_fmt(total)} s, longer than runtime.duration_seconds "
+                f"({_fmt(duration)} s)",
+            )
+    else:  # arrival_rate
+        if rt.iterations is not None:
+            ctx.fail(
+                "schedule.type",
+                "type 'arrival_rate' needs runtime.duration_seconds, not runtime.iterations",
+            )
+        if s.rate is None:
+            ctx.fail("schedule.rate", "is required for type 'arrival_rate'", line_key="schedule")
+        _num(ctx, "schedule.rate", s.rate, low=0, low_open=True, high=MAX_RATE)
+        _num(ctx, "schedule.max_vus", s.max_vus, low=1, high=MAX_VUS)
+        if s.max_vus is None:
+            if rt.vus is None:
+                ctx.fail(
+                    "schedule.max_vus", "set schedule.max_vus or runtime.vus", line_key="schedule"
+                )
+            s.max_vus = rt.vus
+    if peak_vus(s) < 1:
+        ctx.fail("schedule", "the schedule never has a VU active; at least one VU is needed")
+
+
+def _check_think(ctx: _Context, t: ThinkTime) -> None:
+    if t.type == "constant":
+        if t.duration_ms is None:
+            ctx.fail(
+                "think_time.duration_ms", "is required for type 'constant'", line_key="think_time"
+            )
+        _num(ctx, "think_time.duration_ms", t.duration_ms, low=0, high=MAX_MS)
+    else:
+        if t.min_ms is None:
+            ctx.fail("think_time.min_ms", "is required for type 'random'", line_key="think_time")
+        if t.max_ms is None:
+            ctx.fail("think_time.max_ms", "is required for type 'random'", line_key="think_time")
+        _num(ctx, "think_time.min_ms", t.min_ms, low=0, high=MAX_MS)
+        _num(ctx, "think_time.max_ms", t.max_ms, low=0, high=MAX_MS)
+        if t.min_ms > t.max_ms:
+            ctx.fail(
+                "think_time.max_ms",
+                f"must be >= think_time.min_ms ({_fmt(t.min_ms)}), got {_fmt(t.max_ms)}",
+            )
+
+
+def _check_sequence(ctx: _Context, seq: Sequence, requests: list[RequestSpec]) -> None:
+    if not seq.steps:
+        ctx.fail(
+            "sequence.steps", "needs at least one [[sequence.steps]] entry", line_key="sequence"
+        )
+    names = [r.name for r in requests]
+    for i, step in enumerate(seq.steps):
+        if step.request not in names:
+            ctx.fail(
+                f"sequence.steps[{i}].request",
+                f"unknown request {step.request!r}; known: {', '.join(names)}",
+                hint=_close(step.request, names),
+            )
+        _num(ctx, f"sequence.steps[{i}].repeat", step.repeat, low=1, high=_MAX_REPEAT)
+
+
+def _check_assertions(ctx: _Context, a: Assertions) -> None:
+    for pct in ("p50", "p90", "p95", "p99", "p999"):
+        key = f"{pct}_latency_ms"
+        _num(ctx, f"assertions.{key}", getattr(a, key), low=0, low_open=True, high=MAX_MS)
+    for key in ("error_rate_max", "success_rate_min", "status_5xx_max_rate"):
+        _num(ctx, f"assertions.{key}", getattr(a, key), low=0, high=1)
+    _num(ctx, "assertions.rps_min", a.rps_min, low=0, high=1e12)
+
+
+def _check_limits(
+    ctx: _Context,
+    lim: Limits,
+    s: Schedule,
+    target: Target,
+    requests: list[RequestSpec],
+    explicit_timeouts: set[int],
+) -> None:
+    _num(ctx, "limits.max_vus", lim.max_vus, low=1, high=MAX_VUS)
+    _num(ctx, "limits.max_connections", lim.max_connections, low=1, high=MAX_VUS)
+    _num(ctx, "limits.request_timeout_ms", lim.request_timeout_ms, low=1, high=MAX_MS)
+    _num(ctx, "limits.max_event_log_size_mb", lim.max_event_log_size_mb, low=0, low_open=True)
+    peak = peak_vus(s)
+    what = "VU pool" if s.type == "arrival_rate" else "peak"
+    if lim.max_vus is not None and peak > lim.max_vus:
+        ctx.fail(
+            "limits.max_vus",
+            f"scenario exceeds [limits]: the schedule's {what} of {peak} VUs is above "
+            f"limits.max_vus = {lim.max_vus}",
+        )
+    checks: list[tuple[str, int | None]] = [
+        ("limits.max_connections", lim.max_connections),
+        ("target.max_connections", target.max_connections),
+    ]
+    for key, bound in checks:
+        if bound is not None and peak > bound:
+            prefix = "scenario exceeds [limits]: " if key.startswith("limits") else ""
+            ctx.fail(
+                key,
+                f"{prefix}the schedule's {what} of {peak} VUs needs {peak} connections "
+                f"(one per VU), above {key} = {bound}",
+            )
+    if lim.request_timeout_ms is not None:
+        for i, req in enumerate(requests):
+            if i not in explicit_timeouts:
+                # An unwritten timeout is the default, capped by the limit: a limit lower than
+                # the default should not force every request to spell out its timeout.
+                req.timeout_ms = min(req.timeout_ms, lim.request_timeout_ms)
+            elif req.timeout_ms > lim.request_timeout_ms:
+                ctx.fail(
+                    f"requests[{i}].timeout_ms",
+                    f"scenario exceeds [limits]: timeout_ms = {req.timeout_ms} is above "
+                    f"limits.request_timeout_ms = {lim.request_timeout_ms}",
+                )

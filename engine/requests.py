@@ -1,0 +1,237 @@
+"""Prepared requests: the bytes of each ``[[requests]]`` entry, built once before the run.
+
+**Pure**: no sockets. A VU sends the same request definition thousands of times, so everything
+that does not change between sends (request line, headers, body, timeout, status check) is
+computed here once and shared read-only by every connection.
+
+Header rules (documented in ``docs/scenario.md``):
+
+- z6 sends ``Host`` (``host[:port]``, the port only when it is not the scheme's default) and
+  ``User-Agent: z6/<version>`` first; a user header of the same name (case-insensitive)
+  replaces the default value in place.
+- ``Content-Length`` is added when the request has a body, and as ``0`` for an empty
+  POST/PUT/PATCH (many servers answer 411 otherwise). A user ``Content-Length`` must match the
+  body; ``Transfer-Encoding`` is rejected, since z6 always frames bodies by length.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlsplit
+
+from z6.engine.errors import ScenarioError
+from z6.engine.scenario import Scenario
+from z6.engine.version import __version__
+
+USER_AGENT = f"z6/{__version__}".encode("ascii")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+# Characters left as they are in a request target; everything else (spaces, non-ASCII) is
+# percent-encoded so the request line stays valid HTTP.
+_SAFE_TARGET_CHARS = "/:@!$&'()*+,;=?#%~[]-._"
+
+
+class PreparedRequest:
+    """One request definition, serialized once and reused for every send.
+
+    ``headers`` holds the header fields in sending order as ``(name, value)`` bytes;
+    ``raw`` the complete request (request line, headers, blank line, body).
+    ``is_head`` tells the response parser that the response has no body, and
+    ``connection_close`` that the user asked for ``Connection: close``.
+    Treat instances as immutable.
+    """
+
+    __slots__ = (
+        "body",
+        "connection_close",
+        "expect_status",
+        "headers",
+        "host_header",
+        "index",
+        "is_head",
+        "method",
+        "name",
+        "raw",
+        "target",
+        "timeout_s",
+    )
+
+    def __init__(
+        self,
+        *,
+        index: int,
+        name: str,
+        method: str,
+        target: str,
+        host_header: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout_s: float,
+        expect_status: frozenset[int] | None,
+    ) -> None:
+        self.index = index
+        self.name = name
+        self.method = method
+        self.target = target
+        self.host_header = host_header
+        self.headers = headers
+        self.body = body
+        self.timeout_s = timeout_s
+        self.expect_status = expect_status
+        self.is_head = method == "HEAD"
+        self.connection_close = any(
+            n.lower() == b"connection" and b"close" in v.lower() for n, v in headers
+        )
+        self.raw = _serialize(method, target, headers, body)
+
+    def is_success(self, status: int) -> bool:
+        """True when ``status`` passes the check: in ``expect_status``, else below 400."""
+        if self.expect_status is not None:
+            return status in self.expect_status
+        return status < 400
+
+    def __repr__(self) -> str:
+        return f"PreparedRequest({self.index}, {self.name!r}, {self.method} {self.target})"
+
+
+def _serialize(method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """The request as it goes on the wire."""
+    parts = [method.encode("ascii"), b" ", target.encode("ascii"), b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        parts += [name, b": ", value, b"\r\n"]
+    parts.append(b"\r\n")
+    parts.append(body)
+    return b"".join(parts)
+
+
+def parse_base_url(url: str) -> tuple[str, str, int, str]:
+    """Split ``base_url`` into ``(scheme, host, port, path_prefix)``.
+
+    The port defaults to 80/443; ``path_prefix`` has no trailing slash (``""`` when the URL
+    has no path). Raises ``ValueError`` for a scheme other than http/https or a missing host
+    (the loader validates URLs first, so this only guards direct callers).
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"unsupported URL scheme {parts.scheme!r} (use http:// or https://)")
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"no host in URL {url!r}")
+    port = parts.port or _DEFAULT_PORTS[scheme]
+    return scheme, host, port, parts.path.rstrip("/")
+
+
+def host_header_value(scheme: str, host: str, port: int) -> str:
+    """The ``Host`` header for a target: ``host`` or ``host:port``, IPv6 in brackets."""
+    shown = f"[{host}]" if ":" in host else host
+    if port != _DEFAULT_PORTS.get(scheme):
+        shown += f":{port}"
+    return shown
+
+
+def join_target(prefix: str, path: str) -> str:
+    """Join the base URL's path prefix with a request path, with exactly one slash between."""
+    if not path.startswith("/"):
+        path = "/" + path
+    if prefix:
+        path = prefix.rstrip("/") + path
+    return quote(path, safe=_SAFE_TARGET_CHARS)
+
+
+def _check_header(index: int, name: str, value: str) -> None:
+    """Reject header text that would break the request framing (CR, LF, NUL, empty name)."""
+    bad = ("\r", "\n", "\0")
+    if not name or any(c in name for c in (*bad, ":", " ", "\t")):
+        raise ScenarioError(f"invalid header name {name!r}", key=f"requests[{index}].headers")
+    if any(c in value for c in bad):
+        raise ScenarioError(
+            f"header {name!r} contains a line break or NUL", key=f"requests[{index}].headers"
+        )
+
+
+def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
+    """Build one ``PreparedRequest`` per ``[[requests]]`` entry, indexed like the scenario.
+
+    Raises ``ScenarioError`` for headers that cannot be sent (line breaks, a
+    ``Content-Length`` that disagrees with the body, ``Transfer-Encoding``).
+    """
+    scheme, host, port, prefix = parse_base_url(scenario.target.base_url)
+    default_host = host_header_value(scheme, host, port)
+    prepared: list[PreparedRequest] = []
+    for index, spec in enumerate(scenario.requests):
+        body = spec.body_bytes
+        if not body and spec.body is not None:
+            body = spec.body.encode("utf-8")
+        # Defaults first, so a user header of the same name replaces the value in place.
+        fields: dict[str, tuple[str, str]] = {
+            "host": ("Host", default_host),
+            "user-agent": ("User-Agent", USER_AGENT.decode("ascii")),
+        }
+        for name, value in spec.headers.items():
+            _check_header(index, name, value)
+            fields[name.lower()] = (name, value)
+        if "transfer-encoding" in fields:
+            raise ScenarioError(
+                "Transfer-Encoding cannot be set: z6 sends bodies with Content-Length",
+                file=scenario.source_path or None,
+                key=f"requests[{index}].headers",
+            )
+        user_length = fields.pop("content-length", None)
+        if user_length is not None and user_length[1].strip() != str(len(body)):
+            raise ScenarioError(
+                f"Content-Length {user_length[1]!r} does not match the body ({len(body)} bytes)",
+                file=scenario.source_path or None,
+                key=f"requests[{index}].headers",
+            )
+        if body or spec.method in _METHODS_WITH_BODY or user_length is not None:
+            fields["content-length"] = ("Content-Length", str(len(body)))
+        headers = [(n.encode("utf-8"), v.encode("utf-8")) for n, v in fields.values()]
+        prepared.append(
+            PreparedRequest(
+                index=index,
+                name=spec.name,
+                method=spec.method,
+                target=join_target(prefix, spec.path),
+                host_header=fields["host"][1],
+                headers=headers,
+                body=body,
+                timeout_s=spec.timeout_ms / 1000.0,
+                expect_status=(
+                    frozenset(spec.expect_status) if spec.expect_status is not None else None
+                ),
+            )
+        )
+    return prepared
+
+
+def make_request(
+    method: str,
+    target: str,
+    *,
+    host: str = "127.0.0.1",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    body: bytes = b"",
+    timeout_s: float = 30.0,
+    expect_status: frozenset[int] | None = None,
+    index: int = 0,
+    name: str = "request",
+) -> PreparedRequest:
+    """A ``PreparedRequest`` built directly (tests, ``z6 demo``), with Host/User-Agent added.
+
+    ``Content-Length`` is added under the same rule as ``prepare_requests``.
+    """
+    fields: list[tuple[bytes, bytes]] = [(b"Host", host.encode("ascii")), (b"User-Agent", USER_AGENT)]
+    fields += headers or []
+    if body or method in _METHODS_WITH_BODY:
+        fields.append((b"Content-Length", str(len(body)).encode("ascii")))
+    return PreparedRequest(
+        index=index,
+        name=name,
+        method=method,
+        target=target,
+        host_header=host,
+        headers=fields,
+        body=body,
+        timeout_s=timeout_s,
+        expect_status=expect_status,
+    )

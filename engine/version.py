@@ -1,0 +1,5 @@
+"""The z6 version, one place."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,381 @@
+"""The VU runtime: one trio event loop driving this worker's slice of virtual users.
+
+Nothing here knows about processes or rings. The worker gives the runtime a ``WorkPlan`` and
+an async ``write_batch`` callable; the runtime runs the VUs over real sockets and hands every
+event it produces to ``write_batch`` in batches. All decisions come from
+``z6.engine.decisions`` (a pure function of seed, VU and iteration) and all timing from
+``z6.engine.schedule``, so the same plan gives the same decisions in any worker layout.
+
+Stopping:
+- soft end (duration over, ramp-down, or ``request_stop()`` after SIGINT): no new request is
+  started; the request in flight may finish;
+- hard end (soft end + ``graceful_stop_seconds``): whatever is still in flight is cancelled
+  and recorded as ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from z6.engine.client import Connection, Outcome
+from z6.engine.decisions import Planner, think_ns, worker_slice
+from z6.engine.error_kinds import ErrorKind
+from z6.engine.protocol import engine_factory
+from z6.engine.requests import PreparedRequest, parse_base_url, prepare_requests
+from z6.engine.scenario import Scenario
+from z6.engine.schedule import (
+    arrival_instant_ns,
+    arrivals_total,
+    open_model_slice,
+    peak_vus,
+    vu_windows,
+)
+from z6.ipc.events import (
+    Event,
+    IterationDropped,
+    RequestEvent,
+    VuStarted,
+    VuStopped,
+    WorkerFinished,
+    WorkerStarted,
+)
+
+BATCH_MAX = 512  # events per ring record; large enough to amortize encoding, small for latency
+FLUSH_INTERVAL_S = 0.05
+_INTERRUPTED = int(ErrorKind.INTERRUPTED)
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    """Everything one worker needs to run its slice; plain picklable data.
+
+    ``run_start_ns`` is the common start instant (``time.perf_counter_ns()`` clock, which is
+    CLOCK_MONOTONIC on Linux and so shared by all processes). ``duration_s`` is ``None`` in
+    iterations mode. ``vus`` is the number of VU ids of the whole test (all shards).
+    """
+
+    scenario: Scenario
+    seed: int
+    procs: int
+    worker_index: int
+    run_start_ns: int
+    duration_s: float | None
+    iterations: int | None
+    vus: int
+    engine: str = "h11"
+    shard_index: int = 0
+    shard_count: int = 1
+
+    @property
+    def open_model(self) -> bool:
+        """True for the ``arrival_rate`` schedule."""
+        return self.scenario.schedule.type == "arrival_rate"
+
+
+WriteBatch = Callable[[list[Event]], Awaitable[None]]
+
+
+@dataclass
+class _Counters:
+    events: int = 0
+    requests_started: int = 0
+    ring_waits: int = 0
+    batch: list[Event] = field(default_factory=list)
+
+
+class VuRuntime:
+    """Runs the VUs of one worker. Create it, then ``await runtime.run()`` inside trio."""
+
+    def __init__(self, plan: WorkPlan, write_batch: WriteBatch) -> None:
+        self.plan = plan
+        self._write_batch = write_batch
+        sc = plan.scenario
+        self._requests: list[PreparedRequest] = prepare_requests(sc)
+        self._planner = Planner(sc, plan.seed)
+        self._think = sc.think_time
+        scheme, host, port, _prefix = parse_base_url(sc.target.base_url)
+        self._host = host
+        self._port = port
+        self._tls = None
+        if scheme == "https":
+            from z6.engine.client import make_ssl_context
+
+            self._tls = make_ssl_context(sc.target.verify_cert, sc.target.ca_bundle)
+        self._connect_timeout_s = sc.target.connection_timeout_ms / 1000
+        self._parser_factory = engine_factory(plan.engine)
+        self._c = _Counters()
+        start = plan.run_start_ns
+        self._start_ns = start
+        if plan.duration_s is None:
+            self._end_ns = math.inf
+        else:
+            self._end_ns = start + round(plan.duration_s * _NS)
+        self._graceful_ns = round(sc.runtime.graceful_stop_seconds * _NS)
+        self._stopping = trio.Event()
+        self._hard_scope = trio.CancelScope()
+        if self._end_ns != math.inf:
+            self._hard_scope.deadline = self._to_trio((self._end_ns + self._graceful_ns))
+
+    # -- clock -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _to_trio(perf_ns: float) -> float:
+        """Convert a perf_counter_ns instant into a trio deadline (trio.current_time clock)."""
+        return trio.current_time() + (perf_ns - time.perf_counter_ns()) / _NS
+
+    async def _sleep_until(self, perf_ns: float) -> bool:
+        """Sleep until ``perf_ns`` or until a stop is requested; True if not stopped."""
+        if self._stopping.is_set():
+            return False
+        delay = (perf_ns - time.perf_counter_ns()) / _NS
+        if delay > 0:
+            with trio.move_on_after(delay):
+                await self._stopping.wait()
+        return not self._stopping.is_set()
+
+    def request_stop(self) -> None:
+        """Soft-stop now (SIGINT/SIGTERM): no new requests; hard stop after the graceful time."""
+        now = time.perf_counter_ns()
+        if now < self._end_ns:
+            self._end_ns = now
+        self._stopping.set()
+        self._hard_scope.deadline = min(
+            self._hard_scope.deadline, self._to_trio(now + self._graceful_ns)
+        )
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def _emit(self, ev: Event) -> None:
+        c = self._c
+        c.batch.append(ev)
+        c.events += 1
+        if len(c.batch) >= BATCH_MAX:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Hand the pending events to ``write_batch`` (waits while the ring is full)."""
+        c = self._c
+        if c.batch:
+            batch, c.batch = c.batch, []
+            # Shielded: a batch taken out of the buffer must reach the ring even when the hard
+            # stop cancels the VU that happened to fill it.
+            with trio.CancelScope(shield=True):
+                await self._write_batch(batch)
+
+    def add_ring_waits(self, n: int) -> None:
+        """Count times the ring was full (reported in ``WorkerFinished``)."""
+        self._c.ring_waits += n
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run every VU of this worker to the end, then emit ``WorkerFinished`` and flush."""
+        plan = self.plan
+        my_vus = worker_slice(
+            plan.vus, plan.procs, plan.worker_index, plan.shard_index, plan.shard_count
+        )
+        await self._emit(
+            WorkerStarted(plan.worker_index, _pid(), self._rel(time.perf_counter_ns()), len(my_vus))
+        )
+        async with trio.open_nursery() as outer:
+            outer.start_soon(self._flusher)
+            with self._hard_scope:
+                async with trio.open_nursery() as nursery:
+                    if plan.open_model:
+                        nursery.start_soon(self._open_model, my_vus)
+                    else:
+                        for vu in my_vus:
+                            nursery.start_soon(self._closed_vu, vu)
+            outer.cancel_scope.cancel()
+        c = self._c
+        fin = WorkerFinished(
+            plan.worker_index,
+            self._rel(time.perf_counter_ns()),
+            c.events,
+            c.requests_started,
+            c.ring_waits,
+        )
+        c.batch.append(fin)
+        await self.flush()
+
+    def _rel(self, perf_ns: int) -> int:
+        return perf_ns - self._start_ns
+
+    async def _flusher(self) -> None:
+        while True:
+            await trio.sleep(FLUSH_INTERVAL_S)
+            await self.flush()
+
+    def _new_connection(self) -> Connection:
+        return Connection(
+            self._host,
+            self._port,
+            tls=self._tls,
+            server_hostname=self._host if self._tls is not None else None,
+            connect_timeout_s=self._connect_timeout_s,
+            parser_factory=self._parser_factory,
+        )
+
+    async def _closed_vu(self, vu: int) -> None:
+        """A closed-model VU: active during its schedule windows, iterating back to back."""
+        plan = self.plan
+        length = plan.duration_s if plan.duration_s is not None else math.inf
+        windows = vu_windows(plan.scenario.schedule, vu, length)
+        if not windows:
+            return
+        conn = self._new_connection()
+        out = Outcome()
+        iteration = 0
+        limit = plan.iterations
+        try:
+            for w_start, w_stop in windows:
+                if not await self._sleep_until(self._start_ns + w_start * _NS):
+                    break
+                # In iterations mode a VU runs its N iterations from its first start.
+                stop_ns = (
+                    self._end_ns
+                    if limit is not None
+                    else min(self._end_ns, self._start_ns + w_stop * _NS)
+                )
+                await self._emit(VuStarted(vu, self._rel(time.perf_counter_ns())))
+                try:
+                    while (limit is None or iteration < limit) and time.perf_counter_ns() < min(
+                        stop_ns, self._end_ns
+                    ):
+                        await self._iteration(conn, out, vu, iteration, -1, iteration)
+                        iteration += 1
+                finally:
+                    self._c.batch.append(VuStopped(vu, self._rel(time.perf_counter_ns()), iteration))
+                    self._c.events += 1
+                if limit is not None:
+                    break
+        finally:
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
+
+    async def _iteration(
+        self,
+        conn: Connection,
+        out: Outcome,
+        vu: int,
+        iteration: int,
+        scheduled_ns: int,
+        decision_iteration: int,
+        decision_vu: int | None = None,
+    ) -> None:
+        """One pass: the planned requests in order, each followed by its think time."""
+        dvu = vu if decision_vu is None else decision_vu
+        steps = self._planner.plan(dvu, decision_iteration)
+        requests = self._requests
+        c = self._c
+        seed = self.plan.seed
+        think = self._think
+        for step, req_index in enumerate(steps):
+            if time.perf_counter_ns() >= self._end_ns:
+                return
+            req = requests[req_index]
+            c.requests_started += 1
+            try:
+                await conn.request(req, out)
+            except trio.Cancelled:
+                now = time.perf_counter_ns()
+                started = out.start_ns or now
+                c.batch.append(
+                    RequestEvent(
+                        vu,
+                        iteration,
+                        req_index,
+                        step,
+                        started - self._start_ns,
+                        now - started,
+                        0,
+                        _INTERRUPTED,
+                        out.bytes_received,
+                        out.new_connection,
+                        out.connect_ns,
+                        scheduled_ns,
+                        0,
+                    )
+                )
+                c.events += 1
+                raise
+            t_ns = think_ns(think, seed, dvu, decision_iteration, step) if think else 0
+            await self._emit(
+                RequestEvent(
+                    vu,
+                    iteration,
+                    req_index,
+                    step,
+                    out.start_ns - self._start_ns,
+                    out.end_ns - out.start_ns,
+                    out.status,
+                    int(out.error),
+                    out.bytes_received,
+                    out.new_connection,
+                    out.connect_ns,
+                    scheduled_ns,
+                    t_ns,
+                )
+            )
+            if t_ns and not await self._sleep_until(time.perf_counter_ns() + t_ns):
+                return
+
+    async def _open_model(self, my_vus: list[int]) -> None:
+        """Open model: start iterations at the declared rate from a pool of idle VUs."""
+        plan = self.plan
+        sched = plan.scenario.schedule
+        rate = float(sched.rate or 0.0)
+        duration = plan.duration_s or 0.0
+        total = arrivals_total(rate, duration)
+        idle: list[tuple[int, Connection, Outcome]] = [
+            (vu, self._new_connection(), Outcome()) for vu in reversed(my_vus)
+        ]
+        pool_all = list(idle)
+        _ = peak_vus(sched)
+        try:
+            async with trio.open_nursery() as nursery:
+                for n in open_model_slice(total, plan.procs, plan.worker_index):
+                    due = self._start_ns + arrival_instant_ns(rate, n)
+                    if not await self._sleep_until(due):
+                        break
+                    if time.perf_counter_ns() >= self._end_ns:
+                        break
+                    if not idle:
+                        await self._emit(IterationDropped(n, due - self._start_ns))
+                        continue
+                    slot = idle.pop()
+                    nursery.start_soon(self._open_iteration, slot, idle, n, due)
+        finally:
+            with trio.CancelScope(shield=True):
+                for _vu, conn, _out in pool_all:
+                    await conn.aclose()
+
+    async def _open_iteration(
+        self,
+        slot: tuple[int, Connection, Outcome],
+        idle: list[tuple[int, Connection, Outcome]],
+        n: int,
+        due_ns: int,
+    ) -> None:
+        vu, conn, out = slot
+        await self._emit(VuStarted(vu, self._rel(time.perf_counter_ns())))
+        try:
+            # Decisions of open-model iteration n depend on (seed, n) only: which VU runs it
+            # depends on timing, so the decision key uses VU 0.
+            await self._iteration(conn, out, vu, n, due_ns - self._start_ns, n, decision_vu=0)
+        finally:
+            self._c.batch.append(VuStopped(vu, self._rel(time.perf_counter_ns()), 1))
+            self._c.events += 1
+            idle.append(slot)
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()

@@ -1,0 +1,98 @@
+"""The worker process: attach to its ring, run the VU runtime in one trio loop, exit.
+
+A worker never aggregates anything; it only produces events. It ignores SIGINT (a Ctrl-C on
+the terminal reaches every process of the group; the supervisor decides what happens) and
+stops softly when the supervisor sets the shared stop flag.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from z6.engine.vu import VuRuntime, WorkPlan
+from z6.ipc.events import Event, encode_batch
+from z6.ipc.ring import Ring
+
+_FULL_WAIT_S = 0.0005
+_STOP_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class WorkerArgs:
+    """What the supervisor hands a worker process: its plan, its ring, the stop flag."""
+
+    plan: WorkPlan
+    ring_name: str
+    stop_flag: Any  # multiprocessing.Event of the fork context
+    parent_pid: int
+
+
+class _RingWriter:
+    """Encodes batches into one reused buffer and writes them to the ring, waiting when full."""
+
+    def __init__(self, ring: Ring, parent_pid: int) -> None:
+        self.ring = ring
+        self.parent_pid = parent_pid
+        self.buf = bytearray(64 * 1024)
+        self.waits = 0
+        self.runtime: VuRuntime | None = None
+
+    async def write(self, batch: list[Event]) -> None:
+        data = encode_batch(batch, self.buf)
+        ring = self.ring
+        if len(data) > ring.max_record:
+            # Split oversize batches; never the case with BATCH_MAX events, but cheap to handle.
+            half = len(batch) // 2
+            await self.write(batch[:half])
+            await self.write(batch[half:])
+            return
+        while not ring.try_write(data):
+            self.waits += 1
+            if self.runtime is not None:
+                self.runtime.add_ring_waits(1)
+            if os.getppid() != self.parent_pid:
+                # The supervisor (our only consumer) is gone: nobody will ever drain the ring.
+                os._exit(3)
+            await trio.sleep(_FULL_WAIT_S)
+
+
+async def _main(args: WorkerArgs, ring: Ring) -> None:
+    writer = _RingWriter(ring, args.parent_pid)
+    runtime = VuRuntime(args.plan, writer.write)
+    writer.runtime = runtime
+
+    async def watch_stop(cancel_scope: trio.CancelScope) -> None:
+        while True:
+            if args.stop_flag.is_set() or os.getppid() != args.parent_pid:
+                runtime.request_stop()
+                return
+            await trio.sleep(_STOP_POLL_S)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_stop, nursery.cancel_scope)
+        await runtime.run()
+        nursery.cancel_scope.cancel()
+
+
+def worker_main(args: WorkerArgs) -> None:
+    """Entry point of a worker process (target of ``multiprocessing.Process``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    ring = Ring.attach(args.ring_name)
+    code = 0
+    try:
+        trio.run(_main, args, ring)
+        ring.mark_closed()
+    except BaseException as exc:  # the supervisor reports the death; say why on stderr
+        print(f"z6: worker {args.plan.worker_index} failed: {exc!r}", file=sys.stderr)
+        code = 3
+    finally:
+        ring.close()
+    sys.stdout.flush()
+    os._exit(code)
