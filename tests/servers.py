@@ -1,0 +1,188 @@
+"""Servers the end-to-end tests start on 127.0.0.1: z6's own, nginx and hypercorn.
+
+Each is a context manager yielding the port (and, for third-party servers, the access log
+path), and stops the server on exit whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from conftest import free_port, z6_command
+
+_START_TIMEOUT_S = 20.0
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on port {port} in time")
+
+
+def _stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def z6_server(procs: int = 1) -> Iterator[int]:
+    """``z6 serve`` in a subprocess on a free port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [*z6_command(), "serve", "--port", str(port), "--procs", str(procs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port, proc)
+        yield port
+    finally:
+        _stop(proc)
+
+
+def nginx_binary() -> str | None:
+    """Path of an installed nginx, or None."""
+    found = shutil.which("nginx")
+    if found:
+        return found
+    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+
+
+@contextlib.contextmanager
+def nginx_server(workdir: Path) -> Iterator[tuple[int, Path]]:
+    """nginx answering 200 'ok' on every path, with its own access log."""
+    binary = nginx_binary()
+    if binary is None:
+        raise RuntimeError("nginx is not installed")
+    port = free_port()
+    log = workdir / "access.log"
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (workdir / sub).mkdir(exist_ok=True)
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        textwrap.dedent(
+            f"""
+            worker_processes 1;
+            daemon off;
+            pid {workdir}/nginx.pid;
+            error_log {workdir}/error.log;
+            events {{ worker_connections 4096; }}
+            http {{
+                access_log {log};
+                client_body_temp_path {workdir}/body;
+                proxy_temp_path {workdir}/proxy;
+                fastcgi_temp_path {workdir}/fastcgi;
+                uwsgi_temp_path {workdir}/uwsgi;
+                scgi_temp_path {workdir}/scgi;
+                keepalive_requests 1000000;
+                server {{
+                    listen 127.0.0.1:{port};
+                    location / {{ return 200 "ok\\n"; }}
+                }}
+            }}
+            """
+        )
+    )
+    proc = subprocess.Popen(
+        [binary, "-c", str(conf), "-p", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port, proc)
+        yield port, log
+    finally:
+        _stop(proc)
+
+
+_HYPERCORN_APP = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok\\n"})
+"""
+
+
+@contextlib.contextmanager
+def hypercorn_server(workdir: Path) -> Iterator[tuple[int, Path]]:
+    """hypercorn (from PyPI) serving a minimal ASGI app, with its own access log."""
+    port = free_port()
+    log = workdir / "access.log"
+    (workdir / "okapp.py").write_text(_HYPERCORN_APP)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--access-logfile",
+            str(log),
+            "--workers",
+            "1",
+            "okapp:app",
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port, proc)
+        yield port, log
+    finally:
+        _stop(proc)
+
+
+_REQUEST_LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/1\.[01]"')
+
+
+def count_access_log(path: Path) -> Counter[tuple[str, str]]:
+    """Count ``(method, path)`` pairs in a combined-format access log."""
+    counts: Counter[tuple[str, str]] = Counter()
+    if not path.exists():
+        return counts
+    for line in path.read_text().splitlines():
+        m = _REQUEST_LINE.search(line)
+        if m:
+            counts[(m.group(1), m.group(2))] += 1
+    return counts
+
+
+def wait_for_log_total(path: Path, expected: int, timeout: float = 5.0) -> Counter[tuple[str, str]]:
+    """Access logs may lag a little behind the responses: poll until ``expected`` lines."""
+    deadline = time.monotonic() + timeout
+    counts = count_access_log(path)
+    while sum(counts.values()) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        counts = count_access_log(path)
+    return counts

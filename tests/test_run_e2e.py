@@ -1,0 +1,234 @@
+"""End-to-end: ``z6 run`` as a subprocess against real servers on 127.0.0.1.
+
+Counts are checked against what the server itself saw (its access log), so z6 can neither
+lose nor invent a request without a test failing.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run_z6
+from servers import hypercorn_server, nginx_binary, nginx_server, wait_for_log_total, z6_server
+
+pytestmark = pytest.mark.slow
+
+
+def write_scenario(tmp: Path, port: int, body: str, name: str = "s.toml") -> Path:
+    """Write a scenario whose target is 127.0.0.1:port; ``body`` holds the other tables."""
+    path = tmp / name
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [metadata]
+            name = "e2e"
+            [target]
+            base_url = "http://127.0.0.1:{port}"
+            """
+        )
+        + textwrap.dedent(body)
+    )
+    return path
+
+
+MIXED = """
+[runtime]
+iterations = 40
+vus = 6
+prng_seed = 7
+
+[[requests]]
+name = "home"
+method = "GET"
+path = "/home"
+weight = 5
+
+[[requests]]
+name = "item"
+method = "GET"
+path = "/item"
+weight = 3
+
+[[requests]]
+name = "post"
+method = "POST"
+path = "/post"
+body = "hello"
+weight = 2
+"""
+
+PATHS = {"home": ("GET", "/home"), "item": ("GET", "/item"), "post": ("POST", "/post")}
+
+
+def run_json(scenario: Path, out: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+    """Run z6 with --json --quiet; return exit code, parsed summary and stderr."""
+    proc = run_z6(["run", str(scenario), "--out", str(out), "--json", "--quiet", *extra])
+    try:
+        summary = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"no JSON summary (exit {proc.returncode}): {proc.stdout}\n{proc.stderr}")
+    return proc.returncode, summary, proc.stderr
+
+
+ServerFactory = Callable[[Path], AbstractContextManager[tuple[int, Path]]]
+
+
+def _third_party() -> list[Any]:
+    params: list[Any] = [pytest.param(hypercorn_server, id="hypercorn")]
+    params.append(
+        pytest.param(
+            nginx_server,
+            id="nginx",
+            marks=pytest.mark.skipif(nginx_binary() is None, reason="nginx not installed"),
+        )
+    )
+    return params
+
+
+@pytest.mark.parametrize("server", _third_party())
+def test_counts_match_third_party_access_log(tmp_path: Path, server: ServerFactory) -> None:
+    per_procs: dict[int, dict[str, int]] = {}
+    for procs in (1, 2):
+        work = tmp_path / f"srv{procs}"
+        work.mkdir()
+        with server(work) as (port, log):
+            scenario = write_scenario(tmp_path, port, MIXED, name=f"s{procs}.toml")
+            code, summary, err = run_json(scenario, tmp_path / f"out{procs}", "--procs", str(procs))
+            assert code == 0, err
+            total = summary["requests"]["total"]
+            assert total == 6 * 40
+            seen = wait_for_log_total(log, total)
+        assert sum(seen.values()) == total
+        by_name = {n: v["total"] for n, v in summary["requests"]["by_name"].items()}
+        for name, key in PATHS.items():
+            assert by_name.get(name, 0) == seen[key], (name, by_name, seen)
+        assert summary["requests"]["failed"] == 0
+        per_procs[procs] = by_name
+    # The determinism contract: the same decisions whatever the worker layout.
+    assert per_procs[1] == per_procs[2]
+
+
+@pytest.fixture(scope="module")
+def z6_port() -> Iterator[int]:
+    with z6_server(procs=1) as port:
+        yield port
+
+
+def test_z6_serve_counts_and_outputs(tmp_path: Path, z6_port: int) -> None:
+    scenario = write_scenario(tmp_path, z6_port, MIXED)
+    out = tmp_path / "out"
+    code, summary, err = run_json(scenario, out, "--procs", "2")
+    assert code == 0, err
+    assert summary["requests"]["total"] == 240
+    assert summary["requests"]["ok"] == 240
+    assert summary["requests"]["by_status"] == {"200": 240}
+    assert summary["seed"] == 7
+    assert summary["procs"] == 2
+    for name in ("events.bin", "summary.json", "summary.txt", "timeseries.csv", "scenario.toml"):
+        assert (out / name).is_file(), name
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["requests"] == summary["requests"]
+    assert (out / "scenario.toml").read_text() == scenario.read_text()
+    accounting = summary["accounting"]
+    assert accounting["complete"] is True
+    assert accounting["missing"] == 0
+
+
+GOALS = """
+[runtime]
+iterations = 10
+vus = 2
+
+[[requests]]
+name = "ok"
+method = "GET"
+path = "/"
+
+[[requests]]
+name = "boom"
+method = "GET"
+path = "/status/503"
+weight = {boom_weight}
+
+[assertions]
+error_rate_max = 0.0
+"""
+
+
+def test_goal_pass_exit_0_and_fail_exit_1(tmp_path: Path, z6_port: int) -> None:
+    good = write_scenario(tmp_path, z6_port, GOALS.format(boom_weight=0), name="good.toml")
+    code, summary, err = run_json(good, tmp_path / "good")
+    assert code == 0, err
+    assert summary["passed"] is True
+    assert summary["assertions"] == [
+        {"name": "error_rate_max", "expected": 0.0, "actual": 0.0, "passed": True}
+    ]
+
+    bad = write_scenario(tmp_path, z6_port, GOALS.format(boom_weight=1), name="bad.toml")
+    code, summary, err = run_json(bad, tmp_path / "bad")
+    assert code == 1, err
+    assert summary["passed"] is False
+    assert summary["errors"]["by_kind"].get("status", 0) == summary["requests"]["by_status"]["503"]
+    assert summary["requests"]["by_status"]["503"] > 0
+
+
+DELAY = """
+[runtime]
+duration_seconds = 3
+vus = 4
+
+[[requests]]
+name = "slow"
+method = "GET"
+path = "/delay/50"
+"""
+
+
+def test_fixed_delay_latency_and_rps(tmp_path: Path, z6_port: int) -> None:
+    scenario = write_scenario(tmp_path, z6_port, DELAY)
+    code, summary, err = run_json(scenario, tmp_path / "out", "--procs", "1")
+    assert code == 0, err
+    p50 = summary["latency_ms"]["p50"]
+    # Latency can only be at or above the server's delay; a few percent above it on loopback.
+    assert 50.0 <= p50 <= 50.0 * 1.10, p50
+    # Closed model: rps ~ VUs / latency.
+    expected_rps = 4 / (summary["latency_ms"]["mean"] / 1000)
+    assert summary["rps"] == pytest.approx(expected_rps, rel=0.15)
+
+
+def test_connect_refused_is_recorded_not_crashed(tmp_path: Path) -> None:
+    from conftest import free_port
+
+    scenario = write_scenario(
+        tmp_path,
+        free_port(),
+        """
+        [runtime]
+        iterations = 3
+        vus = 2
+        [[requests]]
+        name = "nothing"
+        method = "GET"
+        path = "/"
+        """,
+    )
+    code, summary, err = run_json(scenario, tmp_path / "out", "--procs", "1")
+    assert code == 0, err  # no goals: a run full of errors still "passes"
+    assert summary["requests"]["total"] == 6
+    assert summary["errors"]["by_kind"] == {"connect_refused": 6}
+    assert "Traceback" not in err
+
+
+def test_demo_runs_on_its_own(tmp_path: Path) -> None:
+    proc = run_z6(["demo", "--quiet", "--out", str(tmp_path / "demo")], timeout=180)
+    assert proc.returncode in (0, 1), proc.stderr
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["requests"]["total"] > 0
+    assert summary["errors"]["by_kind"].get("connect_refused", 0) == 0
+    assert "Traceback" not in proc.stderr
