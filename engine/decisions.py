@@ -40,6 +40,10 @@ this value, so the two key spaces never collide.
 _INV_2_53 = 1.0 / (1 << 53)
 
 
+class SliceError(ValueError):
+    """Raised for an impossible worker or shard index (a programming error, not user input)."""
+
+
 class InvalidWeightsError(ValueError):
     """Raised by ``RequestPicker`` for negative weights or weights summing to zero.
 
@@ -67,7 +71,10 @@ def vu_key(seed: int, vu: int, stream: int) -> int:
 
 
 def draw_keyed(key: int, iteration: int, step: int = 0) -> int:
-    """Finish a draw from a ``vu_key`` prefix: ``draw_keyed(vu_key(s, v, k), i, j) == draw(s, v, i, k, j)``."""
+    """Finish a draw from a ``vu_key`` prefix.
+
+    ``draw_keyed(vu_key(s, v, k), i, j) == draw(s, v, i, k, j)``.
+    """
     h = splitmix64(key ^ (iteration & MASK64))
     return splitmix64(h ^ (step & MASK64))
 
@@ -190,7 +197,7 @@ def think_ns(think: ThinkTime | None, seed: int, vu: int, iteration: int, step: 
 
 
 def worker_vus(vu_ids: SequenceABC[int], procs: int, index: int) -> list[int]:
-    """The VUs of worker ``index`` of ``procs``: those at positions ``p`` with ``p % procs == index``."""
+    """The VUs of worker ``index`` of ``procs``: those at positions ``p % procs == index``."""
     _check_part(index, procs, "worker")
     return list(vu_ids[index::procs])
 
@@ -236,4 +243,4 @@ def resolve_seed(cli_seed: int | None, scenario_seed: int | None) -> int:
 def _check_part(index: int, count: int, what: str) -> None:
     """Reject impossible (index, count) pairs: they are programming errors, not user input."""
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"{what} index {index} out of range for {count} {what}s")
+        raise SliceError(f"{what} index {index} out of range for {count} {what}s")

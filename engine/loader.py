@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import math
 import os
 import re
@@ -46,9 +47,11 @@ from z6.engine.scenario import (
     Target,
     ThinkTime,
 )
+from z6.engine.schedule import peak_vus
 
 __all__ = [
     "HTTP_METHODS",
+    "MAX_BODY_BYTES",
     "MAX_DURATION_SECONDS",
     "MAX_ITERATIONS",
     "MAX_MS",
@@ -56,7 +59,6 @@ __all__ = [
     "MAX_VUS",
     "load_scenario",
     "load_scenario_text",
-    "peak_vus",
 ]
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -70,6 +72,7 @@ MAX_MS = 86_400_000.0
 MAX_VUS = 1_000_000
 MAX_ITERATIONS = 1_000_000_000
 MAX_RATE = 1_000_000.0
+MAX_BODY_BYTES = 64 * 1024 * 1024
 _MAX_REPEAT = 1_000_000
 _MAX_WEIGHT = 1e12
 _MAX_SEED = 2**64 - 1
@@ -214,20 +217,6 @@ def load_scenario_text(
     return scenario
 
 
-def peak_vus(schedule: Schedule) -> int:
-    """The largest number of VUs a loaded schedule ever has active (pool size for
-    ``arrival_rate``). Only meaningful on a schedule filled in by the loader."""
-    if schedule.type == "constant":
-        return schedule.vus or 0
-    if schedule.type == "ramp":
-        return max(schedule.start_vus or 0, schedule.end_vus or 0)
-    if schedule.type == "spike":
-        return max(schedule.baseline_vus or 0, schedule.spike_vus or 0)
-    if schedule.type == "steps":
-        return max((s.vus for s in schedule.steps), default=0)
-    return schedule.max_vus or 0
-
-
 # --------------------------------------------------------------------------- context
 
 
@@ -294,7 +283,17 @@ _KEY_PART_RE = re.compile(r"""[A-Za-z0-9_\-]+|"[^"]*"|'[^']*'""")
 
 
 def _key_parts(dotted: str) -> list[str]:
-    return [p.strip("\"'") for p in _KEY_PART_RE.findall(dotted)]
+    parts = []
+    for part in _KEY_PART_RE.findall(dotted):
+        if part.startswith('"'):
+            try:  # TOML basic-string escapes are (nearly) JSON's
+                part = json.loads(part)
+            except ValueError:
+                part = part[1:-1]
+        elif part.startswith("'"):
+            part = part[1:-1]
+        parts.append(part)
+    return parts
 
 
 def _locate_keys(text: str) -> dict[str, int]:
@@ -307,7 +306,8 @@ def _locate_keys(text: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     current = ""
     in_multiline: str | None = None
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: TOML counts lines that way (str.splitlines also splits on \x0c etc.).
+    for lineno, raw in enumerate(text.split("\n"), start=1):
         if in_multiline is not None:
             if raw.count(in_multiline) % 2 == 1:
                 in_multiline = None
@@ -366,23 +366,33 @@ def _close(word: str, choices: Iterator[str] | tuple[str, ...] | list[str]) -> s
     return found[0] if found else None
 
 
+def _k(key: str) -> str:
+    """A key as it may appear in a one-line message: bare when simple, else quoted/escaped."""
+    if re.fullmatch(r"[A-Za-z0-9_\-]+", key):
+        return key
+    return json.dumps(key).replace("\u2028", "\\u2028")
+
+
+def _q(key: str) -> str:
+    """A key quoted for a message: ``'vus'``, or escaped JSON-style when not simple."""
+    return f"'{key}'" if _k(key) == key else _k(key)
+
+
 def _check_keys(ctx: _Context, table: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
     """Reject keys of ``table`` (at key path ``where``) that are not in ``allowed``."""
     for key in table:
         if key in allowed:
             continue
-        label = f"[{where.split('[')[0]}]"
-        message = f"unknown key '{key}' in {label}"
+        base = where.split("[")[0]
+        message = f"unknown key {_q(key)} in [{base}]"
         hint = _close(key, allowed)
         if hint is None:
             owners = [
-                t
-                for t, keys in _ALLOWED.items()
-                if "." not in t and key in keys and t != where.split("[")[0]
+                t for t, keys in _ALLOWED.items() if "." not in t and key in keys and t != base
             ]
             if owners:
                 message += f"; it belongs in [{owners[0]}]"
-        ctx.fail(f"{where}.{key}", message, hint=hint)
+        ctx.fail(f"{where}.{_k(key)}", message, hint=hint, line_key=f"{where}.{key}")
 
 
 def _check_choice(
@@ -490,7 +500,9 @@ def _build(ctx: _Context) -> Scenario:
         if key in _UNSUPPORTED_TABLES:
             ctx.fail(key, _UNSUPPORTED_TABLES[key], cls=UnsupportedFeatureError)
         kind = "table" if isinstance(raw[key], dict | list) else "top-level key"
-        ctx.fail(key, f"unknown {kind} '{key}'", hint=_close(key, tuple(_TABLES)))
+        ctx.fail(
+            _k(key), f"unknown {kind} {_q(key)}", hint=_close(key, tuple(_TABLES)), line_key=key
+        )
     for required in ("runtime", "target", "requests"):
         if required not in raw:
             what = "[[requests]]" if required == "requests" else f"[{required}]"
@@ -529,7 +541,7 @@ def _build(ctx: _Context) -> Scenario:
                 if key != "type" and key not in _SCHEDULE_KEYS[stype]:
                     ctx.fail(
                         f"schedule.{key}",
-                        f"schedule.{key} does not apply to type '{stype}' "
+                        f"does not apply to schedule type '{stype}' "
                         f"(its keys: {', '.join(_SCHEDULE_KEYS[stype])})",
                     )
         steps = sched.get("steps")
@@ -546,7 +558,7 @@ def _build(ctx: _Context) -> Scenario:
                 if key != "type" and key not in _THINK_KEYS[ttype]:
                     ctx.fail(
                         f"think_time.{key}",
-                        f"think_time.{key} does not apply to type '{ttype}' "
+                        f"does not apply to think_time type '{ttype}' "
                         f"(its keys: {', '.join(_THINK_KEYS[ttype])})",
                     )
     if "sequence" in tables:
@@ -742,8 +754,8 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
         where = f"requests[{i}]"
         if not req.name.strip():
             ctx.fail(f"{where}.name", "must not be empty")
-        if any(ord(c) < 32 or ord(c) == 127 for c in req.name):
-            ctx.fail(f"{where}.name", "must not contain control characters")
+        if not req.name.isprintable():
+            ctx.fail(f"{where}.name", "must not contain control or other non-printable characters")
         if req.name in seen:
             ctx.fail(
                 f"{where}.name",
@@ -764,9 +776,9 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
             )
         resolved_headers: dict[str, str] = {}
         for name, value in req.headers.items():
-            hkey = f"{where}.headers.{name}"
+            hkey = f"{where}.headers.{_k(name)}"
             if not _HEADER_TOKEN.match(name):
-                ctx.fail(hkey, f"invalid header name {name!r}")
+                ctx.fail(hkey, f"invalid header name {name!r}", line_key=f"{where}.headers.{name}")
             if name.lower() in _FORBIDDEN_HEADERS:
                 ctx.fail(hkey, f"{name} is set by z6 from the body; remove it")
             final = _resolve_env(ctx, hkey, value)
@@ -795,20 +807,31 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
             path = _resolve_path(ctx, f"{where}.body_file", req.body_file)
             req.body_file = str(path)
             if ctx.resolve_external:
-                try:
-                    req.body_bytes = path.read_bytes()
-                except FileNotFoundError:
-                    ctx.fail(f"{where}.body_file", f"file not found: {path}")
-                except IsADirectoryError:
-                    ctx.fail(f"{where}.body_file", f"is a directory: {path}")
-                except OSError as exc:
-                    ctx.fail(f"{where}.body_file", f"cannot read {path}: {exc.strerror or exc}")
+                req.body_bytes = _read_body_file(ctx, f"{where}.body_file", path)
     if not has_sequence and sum(r.weight for r in requests) <= 0:
         ctx.fail(
             "requests",
             "the request weights sum to 0; at least one weight must be > 0",
             line_key="requests[0].weight",
         )
+
+
+def _read_body_file(ctx: _Context, key: str, path: Path) -> bytes:
+    """Read a body file: a regular file of at most ``MAX_BODY_BYTES`` (not a device or FIFO,
+    which could block or never end)."""
+    try:
+        if path.is_dir():
+            ctx.fail(key, f"is a directory: {path}")
+        if not path.exists():
+            ctx.fail(key, f"file not found: {path}")
+        if not path.is_file():
+            ctx.fail(key, f"not a regular file: {path}")
+        size = path.stat().st_size
+        if size > MAX_BODY_BYTES:
+            ctx.fail(key, f"{path} is {size} bytes; bodies are limited to {MAX_BODY_BYTES}")
+        return path.read_bytes()
+    except OSError as exc:
+        ctx.fail(key, f"cannot read {path}: {exc.strerror or exc}")
 
 
 def _fill_schedule(ctx: _Context, s: Schedule, rt: Runtime, *, explicit: bool) -> None:
@@ -987,7 +1010,7 @@ def _check_sequence(ctx: _Context, seq: Sequence, requests: list[RequestSpec]) -
         if step.request not in names:
             ctx.fail(
                 f"sequence.steps[{i}].request",
-                f"unknown request {step.request!r}; known: {', '.join(names)}",
+                f"unknown request {step.request!r}; known: {', '.join(map(repr, names))}",
                 hint=_close(step.request, names),
             )
         _num(ctx, f"sequence.steps[{i}].repeat", step.repeat, low=1, high=_MAX_REPEAT)

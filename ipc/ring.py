@@ -9,9 +9,9 @@ platform z6 runs on)::
 
     offset   0  u64 head      bytes ever written; stored only by the producer, after the record
     offset  64  u64 tail      bytes ever consumed; stored only by the consumer
-    offset 128  u32 magic     0x5A36524E ("Z6RN")
-    offset 132  u32 closed    1 once the producer said no more records will come
+    offset 128  u64 magic     0x5A36524E ("Z6RN")
     offset 136  u64 capacity  bytes of the data area, a power of two
+    offset 144  u64 closed    1 once the producer said no more records will come
     offset 192  data area     ``capacity`` bytes
 
 ``head`` and ``tail`` live on their own 64-byte cache lines so that the two processes do not
@@ -24,14 +24,17 @@ the skipped bytes count as used (they advance ``head`` and, once read, ``tail``)
 Memory ordering assumption: the producer writes the payload first and stores ``head`` last; the
 consumer copies payloads out before it stores ``tail``. Each store is a separate C call
 (``memcpy``) that CPython cannot reorder, and x86-64 (TSO) keeps stores visible in program
-order, so a consumer that sees the new ``head`` also sees the record. The counters are written
-and read with native ``struct`` formats, which CPython implements with one aligned 8-byte
-``memcpy`` (a single load/store), so they are never torn. On weakly ordered CPUs (ARM) this
-would need real memory barriers, which pure Python does not expose.
+order, so a consumer that sees the new ``head`` also sees the record. The counters are read
+and written through a ``memoryview`` cast to ``"Q"``, which CPython implements with one
+aligned 8-byte ``memcpy`` (a single load/store), so they are never torn. Not with
+``struct.pack_into``: it zeroes the field before writing it, and the other process can read
+that transient 0 (the stress test caught exactly this). On weakly ordered CPUs (ARM) this would
+need real memory barriers, which pure Python does not expose.
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import secrets
@@ -41,30 +44,30 @@ from multiprocessing.shared_memory import SharedMemory
 
 # The C module behind SharedMemory on POSIX. We use it to attach without registering the
 # segment with this process's resource tracker (Python 3.11 has no ``track=False``).
-import _posixshmem  # type: ignore[import-not-found]
+import _posixshmem  # type: ignore[import-not-found]  # isort: skip
 
 __all__ = ["Ring", "RingCorruptError"]
 
-_HEAD_OFF = 0
-_TAIL_OFF = 64
-_MAGIC_OFF = 128
-_CLOSED_OFF = 132
-_CAPACITY_OFF = 136
+# Indexes into the header viewed as an array of u64.
+_HEAD = 0  # offset 0
+_TAIL = 8  # offset 64
+_MAGIC_IX = 16  # offset 128
+_CAPACITY_IX = 17  # offset 136
+_CLOSED = 18  # offset 144
 _HEADER_SIZE = 192
 _MAGIC = 0x5A36524E
 _WRAP = 0xFFFFFFFF
 _MIN_CAPACITY = 64
 
-# Native formats on purpose: single aligned memcpy loads/stores (see the module docstring).
-_U64 = struct.Struct("Q")
+# Record lengths (written before head is published, so pack_into's zeroing is harmless).
 _U32 = struct.Struct("I")
 
 
 class RingCorruptError(Exception):
     """Raised when the ring's memory does not hold what the protocol says it must.
 
-    Only a bug (or a foreign process writing into the segment) causes this; it is internal to
-    the ring and the supervisor treats it as a failed worker.
+    Only a bug (or a foreign process writing into the segment) causes this, so it is not a
+    ``Z6Error``: it surfaces as an internal error (exit 4).
     """
 
 
@@ -96,26 +99,34 @@ class Ring:
 
     def __init__(self, name: str, mm: mmap.mmap, shm: SharedMemory | None) -> None:
         """Wrap an existing mapping; use :meth:`create` or :meth:`attach` instead."""
-        magic = _U32.unpack_from(mm, _MAGIC_OFF)[0]
-        if magic != _MAGIC:
+        if len(mm) < _HEADER_SIZE or len(mm) % 8:
             mm.close()
-            raise RingCorruptError(f"shared memory {name!r} is not a z6 ring (magic {magic:#x})")
-        capacity = _U64.unpack_from(mm, _CAPACITY_OFF)[0]
-        if capacity < _MIN_CAPACITY or capacity & (capacity - 1) or len(mm) < (
-            _HEADER_SIZE + capacity
+            raise RingCorruptError(f"shared memory {name!r} is too small for a z6 ring")
+        counters = memoryview(mm).cast("Q")
+        magic = counters[_MAGIC_IX]
+        capacity = counters[_CAPACITY_IX]
+        if (
+            magic != _MAGIC
+            or capacity < _MIN_CAPACITY
+            or capacity & (capacity - 1)
+            or len(mm) < _HEADER_SIZE + capacity
         ):
+            counters.release()
             mm.close()
-            raise RingCorruptError(f"shared memory {name!r} has a bad ring capacity {capacity}")
+            raise RingCorruptError(
+                f"shared memory {name!r} is not a z6 ring (magic {magic:#x}, capacity {capacity})"
+            )
         self.name = name
         self.capacity = capacity
         self.max_record = capacity // 4
         self._mask = capacity - 1
         self._mm: mmap.mmap | None = mm
+        self._counters: memoryview | None = counters
         self._shm = shm
         self._unlinked = False
         # Producer state: its own head (authoritative) and the last tail it saw.
-        self._w_head: int = _U64.unpack_from(mm, _HEAD_OFF)[0]
-        self._w_tail: int = _U64.unpack_from(mm, _TAIL_OFF)[0]
+        self._w_head: int = counters[_HEAD]
+        self._w_tail: int = counters[_TAIL]
         # Consumer state: its own tail (authoritative).
         self._r_tail: int = self._w_tail
 
@@ -131,12 +142,12 @@ class Ring:
         name = f"z6r_{os.getpid()}_{secrets.token_hex(4)}"
         shm = SharedMemory(name=name, create=True, size=_HEADER_SIZE + capacity)
         try:
-            buf = shm.buf
-            _U32.pack_into(buf, _MAGIC_OFF, _MAGIC)
-            _U64.pack_into(buf, _CAPACITY_OFF, capacity)
-            del buf
-            shm.close()
+            shm.close()  # we keep the object only to unlink (and untrack) it later
             mm = _map_segment(name)
+            counters = memoryview(mm).cast("Q")
+            counters[_MAGIC_IX] = _MAGIC
+            counters[_CAPACITY_IX] = capacity
+            counters.release()
         except BaseException:
             shm.close()
             shm.unlink()
@@ -154,11 +165,11 @@ class Ring:
         """
         return cls(name, _map_segment(name), None)
 
-    def _buf(self) -> mmap.mmap:
-        mm = self._mm
-        if mm is None:
+    def _views(self) -> tuple[mmap.mmap, memoryview]:
+        mm, counters = self._mm, self._counters
+        if mm is None or counters is None:
             raise ValueError("ring is closed")
-        return mm
+        return mm, counters
 
     def try_write(self, payload: bytes | bytearray | memoryview) -> bool:
         """Append one record; return ``False`` (writing nothing) when there is not room now.
@@ -169,8 +180,8 @@ class Ring:
         n = payload.nbytes if isinstance(payload, memoryview) else len(payload)
         if n == 0 or n > self.max_record:
             raise ValueError(f"ring record must be 1..{self.max_record} bytes, got {n}")
-        mm = self._mm
-        if mm is None:
+        mm, counters = self._mm, self._counters
+        if mm is None or counters is None:
             raise ValueError("ring is closed")
         size = (n + 11) & ~7  # u32 length + payload, padded to 8
         head = self._w_head
@@ -179,7 +190,7 @@ class Ring:
         need = size if size <= to_end else size + to_end
         if self.capacity - (head - self._w_tail) < need:
             # Only look at the consumer's cache line when the cached tail says "full".
-            self._w_tail = _U64.unpack_from(mm, _TAIL_OFF)[0]
+            self._w_tail = counters[_TAIL]
             if self.capacity - (head - self._w_tail) < need:
                 return False
         if size > to_end:
@@ -191,7 +202,7 @@ class Ring:
         mm[start + 4 : start + 4 + n] = payload
         head += size
         self._w_head = head
-        _U64.pack_into(mm, _HEAD_OFF, head)  # publish last
+        counters[_HEAD] = head  # publish last
         return True
 
     def read_all(self, limit: int | None = None) -> list[bytes]:
@@ -199,11 +210,11 @@ class Ring:
 
         Each record is returned exactly once, as a copy; ``tail`` is advanced after copying.
         """
-        mm = self._mm
-        if mm is None:
+        mm, counters = self._mm, self._counters
+        if mm is None or counters is None:
             raise ValueError("ring is closed")
         tail = self._r_tail
-        head = _U64.unpack_from(mm, _HEAD_OFF)[0]
+        head: int = counters[_HEAD]
         if head == tail:
             return []
         out: list[bytes] = []
@@ -227,27 +238,30 @@ class Ring:
         if tail > head:
             raise RingCorruptError(f"ring {self.name}: tail {tail} passed head {head}")
         self._r_tail = tail
-        _U64.pack_into(mm, _TAIL_OFF, tail)
+        counters[_TAIL] = tail
         return out
 
     def mark_closed(self) -> None:
         """Producer: say that no more records will come (after the last :meth:`try_write`)."""
-        _U32.pack_into(self._buf(), _CLOSED_OFF, 1)
+        self._views()[1][_CLOSED] = 1
 
     @property
     def producer_closed(self) -> bool:
         """Whether the producer called :meth:`mark_closed`."""
-        return bool(_U32.unpack_from(self._buf(), _CLOSED_OFF)[0])
+        return bool(self._views()[1][_CLOSED])
 
     def pending_bytes(self) -> int:
         """Bytes written but not yet consumed (records, padding and wrap gaps)."""
-        mm = self._buf()
-        head: int = _U64.unpack_from(mm, _HEAD_OFF)[0]
-        tail: int = _U64.unpack_from(mm, _TAIL_OFF)[0]
+        counters = self._views()[1]
+        head: int = counters[_HEAD]
+        tail: int = counters[_TAIL]
         return head - tail
 
     def close(self) -> None:
         """Unmap the segment in this process; idempotent. The segment itself stays."""
+        counters, self._counters = self._counters, None
+        if counters is not None:
+            counters.release()
         mm, self._mm = self._mm, None
         if mm is not None:
             mm.close()
@@ -264,10 +278,8 @@ class Ring:
                 # Gone already: still drop our tracker registration, or the tracker warns.
                 resource_tracker.unregister("/" + self.name, "shared_memory")
         else:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 _posixshmem.shm_unlink("/" + self.name)
-            except FileNotFoundError:
-                pass
 
     def __enter__(self) -> Ring:
         """Use as a context manager: closes (and, in the creator, unlinks) on exit."""

@@ -185,7 +185,7 @@ def test_max_record_fits_in_empty_ring_at_any_position() -> None:
 
 
 def test_oversize_and_empty_rejected(ring: Ring) -> None:
-    with pytest.raises(ValueError, match="1..256"):
+    with pytest.raises(ValueError, match=r"1\.\.256"):
         ring.try_write(bytes(257))
     with pytest.raises(ValueError, match="got 0"):
         ring.try_write(b"")
@@ -275,7 +275,11 @@ def _child_attach_write(name: str, count: int) -> None:
 def test_attach_from_child_process_segment_survives(method: str) -> None:
     ring = Ring.create(4096)
     try:
-        ctx = multiprocessing.get_context(method)
+        ctx = (
+            multiprocessing.get_context("spawn")
+            if method == "spawn"
+            else multiprocessing.get_context("fork")
+        )
         p = ctx.Process(target=_child_attach_write, args=(ring.name, 50))
         p.start()
         p.join(60)
@@ -333,7 +337,9 @@ def test_no_resource_tracker_warnings_and_no_leak(tmp_path: Path) -> None:
 
 
 def test_creator_crash_segment_removed_by_tracker(tmp_path: Path) -> None:
-    code = "import os; from z6.ipc.ring import Ring; r = Ring.create(256); print(r.name); os._exit(0)"
+    code = (
+        "import os; from z6.ipc.ring import Ring; r = Ring.create(256); print(r.name); os._exit(0)"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )

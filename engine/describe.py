@@ -1,0 +1,281 @@
+"""Human description of a loaded scenario, printed by ``z6 validate``.
+
+Pure text formatting: nothing here checks anything (the loader did that) and nothing here
+decides how a run behaves: the small VU profile samples ``engine/schedule.target_vus``, the
+same function the VU runtime follows.
+"""
+
+from __future__ import annotations
+
+from z6.engine.scenario import Assertions, Scenario, Schedule
+from z6.engine.schedule import peak_vus, target_vus
+
+__all__ = ["describe_scenario"]
+
+_PROFILE_ROWS = 9
+_BAR_WIDTH = 30
+_LABEL = 14
+
+
+def describe_scenario(s: Scenario) -> str:
+    """Return a multi-line, human-readable account of what ``s`` will do when run.
+
+    Covers name and file, target, HTTP version, duration or iterations, VUs, the schedule
+    with a small VU profile, requests with weights and shares (or the sequence), think
+    time, goals, graceful stop, limits and notes about accepted-but-ignored keys.
+    """
+    out: list[str] = []
+    rt = s.runtime
+    out.append(f"Scenario: {s.name}")
+    if s.metadata.description:
+        out.append(_kv("Description", s.metadata.description))
+    meta = [
+        f"version {s.metadata.version}" if s.metadata.version else "",
+        f"by {s.metadata.author}" if s.metadata.author else "",
+        f"tags: {', '.join(s.metadata.tags)}" if s.metadata.tags else "",
+    ]
+    if any(meta):
+        out.append(_kv("About", "; ".join(m for m in meta if m)))
+    if s.source_path:
+        out.append(_kv("File", f"{s.source_path} (sha256 {s.sha256[:16]}...)"))
+
+    tgt = s.target
+    https = tgt.base_url.startswith("https://")
+    target = f"{tgt.base_url} (HTTP/1.1"
+    if https:
+        target += ", certificates " + ("verified" if tgt.verify_cert else "NOT verified")
+        if tgt.ca_bundle:
+            target += f" against {tgt.ca_bundle}"
+    target += f", connect timeout {_num(tgt.connection_timeout_ms)} ms"
+    if tgt.max_connections is not None:
+        target += f", at most {tgt.max_connections} connections"
+    out.append(_kv("Target", target + ")"))
+
+    if rt.duration_seconds is not None:
+        length = f"{_secs(rt.duration_seconds)}"
+    else:
+        length = f"{rt.iterations} iteration{'s' if rt.iterations != 1 else ''} per VU"
+    out.append(_kv("Length", length))
+    seed = str(rt.prng_seed) if rt.prng_seed is not None else "random (drawn and recorded)"
+    out.append(_kv("Seed", seed))
+    out.append(_kv("Graceful stop", _secs(rt.graceful_stop_seconds)))
+    pool = peak_vus(s.schedule)
+    vus_label = "VU pool" if s.schedule.type == "arrival_rate" else "Peak VUs"
+    out.append(_kv(vus_label, str(pool)))
+
+    out.append(_kv("Schedule", _schedule_line(s.schedule, rt.duration_seconds)))
+    out.extend(_profile(s.schedule, rt.duration_seconds))
+
+    out.append("")
+    if s.sequence is not None:
+        per_iter = sum(step.repeat for step in s.sequence.steps)
+        out.append(
+            f"Sequence ({len(s.sequence.steps)} steps, {per_iter} requests per iteration; "
+            "request weights are not used):"
+        )
+        by_name = {r.name: r for r in s.requests}
+        for i, step in enumerate(s.sequence.steps, start=1):
+            req = by_name[step.request]
+            times = f" x{step.repeat}" if step.repeat != 1 else ""
+            out.append(f"  {i}. {step.request}{times}: {req.method} {req.path}")
+        unused = [
+            r.name for r in s.requests if r.name not in {st.request for st in s.sequence.steps}
+        ]
+        if unused:
+            out.append(f"  (defined but not in the sequence: {', '.join(unused)})")
+    out.append(f"Requests ({len(s.requests)}):")
+    total_weight = sum(r.weight for r in s.requests)
+    name_w = max(len(r.name) for r in s.requests)
+    path_w = min(max(len(r.path) for r in s.requests), 40)
+    for r in s.requests:
+        line = f"  {r.name:<{name_w}}  {r.method:<7} {r.path:<{path_w}}"
+        if s.sequence is None:
+            share = 100.0 * r.weight / total_weight if total_weight > 0 else 0.0
+            line += f"  weight {_num(r.weight):>5}  {share:5.1f} %"
+        extras = [f"timeout {_num(r.timeout_ms)} ms"]
+        if r.body_file is not None:
+            extras.append(f"body file {r.body_file} ({len(r.body_bytes)} bytes)")
+        elif r.body is not None:
+            extras.append(f"body {len(r.body_bytes)} bytes")
+        if r.headers:
+            extras.append(f"{len(r.headers)} header{'s' if len(r.headers) != 1 else ''}")
+        if r.expect_status is not None:
+            extras.append("expects " + "/".join(str(c) for c in r.expect_status))
+        else:
+            extras.append("expects status < 400")
+        out.append(line + "  " + ", ".join(extras))
+
+    tt = s.think_time
+    if tt is None:
+        think = "none"
+    elif tt.type == "constant":
+        think = f"{_num(tt.duration_ms or 0.0)} ms after each request"
+    else:
+        think = (
+            f"uniform random {_num(tt.min_ms or 0.0)}..{_num(tt.max_ms or 0.0)} ms after each "
+            "request (seeded)"
+        )
+    out.append(_kv("Think time", think))
+
+    goals = _goals(s.assertions)
+    out.append("")
+    if goals:
+        out.append(f"Goals ({len(goals)}; any failed goal makes the run exit 1):")
+        out.extend(f"  - {g}" for g in goals)
+    else:
+        out.append("Goals: none (the run passes unless z6 itself fails)")
+
+    lim = s.limits
+    limits = [
+        f"max VUs {lim.max_vus}" if lim.max_vus is not None else "",
+        f"max connections {lim.max_connections}" if lim.max_connections is not None else "",
+        f"request timeout <= {lim.request_timeout_ms} ms"
+        if lim.request_timeout_ms is not None
+        else "",
+        f"event log <= {_num(lim.max_event_log_size_mb)} MB"
+        if lim.max_event_log_size_mb is not None
+        else "",
+    ]
+    if any(limits):
+        out.append(_kv("Limits", ", ".join(x for x in limits if x)))
+
+    notes = _notes(s)
+    if notes:
+        out.append("")
+        out.append("Notes:")
+        out.extend(f"  - {n}" for n in notes)
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _kv(key: str, value: str) -> str:
+    return f"{key + ':':<{_LABEL}} {value}"
+
+
+def _num(value: float) -> str:
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:g}"
+
+
+def _secs(value: float) -> str:
+    if value >= 120 and value % 60 == 0:
+        return f"{_num(value)} s ({_num(value / 60)} min)"
+    return f"{_num(value)} s"
+
+
+def _schedule_line(s: Schedule, duration: float | None) -> str:
+    if s.type == "constant":
+        return f"constant, {s.vus} VUs for the whole run"
+    if s.type == "ramp":
+        text = (
+            f"ramp from {s.start_vus} to {s.end_vus} VUs over "
+            f"{_secs(s.ramp_duration_seconds or 0.0)}"
+        )
+        if s.hold_duration_seconds:
+            text += f", then hold {s.end_vus} VUs for {_secs(s.hold_duration_seconds)}"
+        return text
+    if s.type == "spike":
+        start = s.spike_start_seconds or 0.0
+        return (
+            f"spike: {s.baseline_vus} VUs, {s.spike_vus} VUs from {_secs(start)} for "
+            f"{_secs(s.spike_duration_seconds or 0.0)}, then {s.baseline_vus} VUs again"
+        )
+    if s.type == "steps":
+        parts = [f"{st.vus} VUs for {_secs(st.duration_seconds)}" for st in s.steps]
+        return f"{len(s.steps)} steps: " + ", ".join(parts)
+    rate = s.rate or 0.0
+    expected = f", about {_num(round(rate * duration))} iterations" if duration else ""
+    return (
+        f"arrival rate (open model): {_num(rate)} iterations/s{expected}, from a pool of "
+        f"{s.max_vus} VUs (an iteration with no free VU is counted as dropped)"
+    )
+
+
+def _span(s: Schedule, duration: float | None) -> float | None:
+    """How long the VU profile should cover: the run, or the schedule's own shape."""
+    if duration is not None:
+        return duration
+    if s.type == "ramp":
+        return (s.ramp_duration_seconds or 0.0) + (s.hold_duration_seconds or 0.0)
+    if s.type == "spike":
+        start = s.spike_start_seconds or 0.0
+        length = s.spike_duration_seconds or 0.0
+        return start + length + max(length, 1.0)
+    if s.type == "steps":
+        return sum(st.duration_seconds for st in s.steps)
+    return None
+
+
+def _profile(s: Schedule, duration: float | None) -> list[str]:
+    """A few rows of 'time | bar  VUs' sampled evenly over the run (ASCII only)."""
+    if s.type in ("constant", "arrival_rate"):
+        return []
+    span = _span(s, duration)
+    if not span or span <= 0:
+        return []
+    peak = max(peak_vus(s), 1)
+    rows = ["  VU profile:"]
+    for i in range(_PROFILE_ROWS):
+        t = span * i / (_PROFILE_ROWS - 1)
+        vus = target_vus(s, t)
+        bar = "#" * round(_BAR_WIDTH * vus / peak)
+        rows.append(f"    {_num(round(t, 1)):>8} s |{bar:<{_BAR_WIDTH}} {vus}")
+    return rows
+
+
+def _pct(rate: float) -> str:
+    return f"{_num(round(rate * 100, 4))} %"
+
+
+def _goals(a: Assertions) -> list[str]:
+    goals: list[str] = []
+    for pct, label in (
+        ("p50", "p50"),
+        ("p90", "p90"),
+        ("p95", "p95"),
+        ("p99", "p99"),
+        ("p999", "p99.9"),
+    ):
+        value = getattr(a, f"{pct}_latency_ms")
+        if value is not None:
+            goals.append(f"{label} latency <= {_num(value)} ms  ({pct}_latency_ms)")
+    if a.error_rate_max is not None:
+        goals.append(f"error rate <= {_pct(a.error_rate_max)}  (error_rate_max)")
+    if a.success_rate_min is not None:
+        goals.append(f"success rate >= {_pct(a.success_rate_min)}  (success_rate_min)")
+    if a.rps_min is not None:
+        goals.append(f"throughput >= {_num(a.rps_min)} requests/s  (rps_min)")
+    if a.status_5xx_max_rate is not None:
+        goals.append(f"5xx responses <= {_pct(a.status_5xx_max_rate)}  (status_5xx_max_rate)")
+    return goals
+
+
+def _notes(s: Scenario) -> list[str]:
+    notes: list[str] = []
+    rt = s.runtime
+    if rt.flush_interval is not None:
+        notes.append(
+            "runtime.flush_interval is accepted for compatibility and ignored: z6 flushes "
+            "the event log on its own schedule"
+        )
+    if rt.event_log_path is not None:
+        notes.append(f"events.bin is written to {rt.event_log_path} when --out is not given")
+    if s.target.base_url.startswith("https://") and not s.target.verify_cert:
+        notes.append("TLS certificates are NOT verified (target.verify_cert = false)")
+    if s.schedule.type == "arrival_rate":
+        notes.append(
+            "open model: latency is also reported from each iteration's scheduled start "
+            "(coordinated-omission corrected)"
+        )
+    if rt.iterations is not None and s.schedule.type != "constant":
+        notes.append(
+            "the run ends when every VU has finished its iterations; the schedule decides "
+            "when each VU starts"
+        )
+    if s.sequence is None and any(r.weight == 0 for r in s.requests):
+        zero = [r.name for r in s.requests if r.weight == 0]
+        notes.append(f"weight 0: never chosen: {', '.join(zero)}")
+    return notes

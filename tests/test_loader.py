@@ -1,0 +1,1188 @@
+"""Scenario loading and validation (SPEC section 2): one good and one bad case per rule."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from z6.engine.describe import describe_scenario
+from z6.engine.errors import ScenarioError, UnsupportedFeatureError
+from z6.engine.loader import load_scenario, load_scenario_text
+from z6.engine.scenario import Scenario
+from z6.engine.schedule import peak_vus
+
+REPO = Path(__file__).resolve().parent.parent
+SCENARIOS = sorted((REPO / "scenarios").glob("*.toml"))
+ZIG_FIXTURES = sorted((REPO / "tests" / "fixtures" / "scenarios").glob("zig_*.toml"))
+
+RUNTIME = "[runtime]\nduration_seconds = 10\nvus = 5\n"
+TARGET = '[target]\nbase_url = "http://127.0.0.1:8080"\n'
+REQ_A = '[[requests]]\nname = "a"\nmethod = "GET"\npath = "/"\n'
+REQ_B = '[[requests]]\nname = "b"\nmethod = "POST"\npath = "/echo"\n'
+BASE = RUNTIME + TARGET + REQ_A
+
+
+def load(text: str, **kw: object) -> Scenario:
+    """Load ``text`` as the file ``test.toml`` with an empty environment."""
+    kw.setdefault("env", {})
+    return load_scenario_text(text, "test.toml", base_dir=Path("/nonexistent"), **kw)  # type: ignore[arg-type]
+
+
+def fail(text: str, **kw: object) -> ScenarioError:
+    """Load ``text`` and return the ScenarioError it must raise."""
+    with pytest.raises(ScenarioError) as info:
+        load(text, **kw)
+    err = info.value
+    assert err.file == "test.toml"
+    assert str(err).startswith("test.toml")
+    return err
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based line of the first line of ``text`` containing ``needle``."""
+    for i, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return i
+    raise AssertionError(f"{needle!r} not in text")
+
+
+# --------------------------------------------------------------------------- files
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
+def test_every_example_scenario_loads_and_describes(path: Path) -> None:
+    s = load_scenario(path, env={})
+    assert s.source_path == str(path)
+    assert s.source_text == path.read_text("utf-8")
+    assert s.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert s.target.base_url == "http://127.0.0.1:8080"
+    assert peak_vus(s.schedule) >= 1
+    text = describe_scenario(s)
+    assert s.name in text
+    for req in s.requests:
+        assert req.name in text
+
+
+def test_examples_cover_every_schedule_type() -> None:
+    kinds = {load_scenario(p, env={}).schedule.type for p in SCENARIOS}
+    assert kinds == {"constant", "ramp", "spike", "steps", "arrival_rate"}
+    assert any(load_scenario(p, env={}).sequence is not None for p in SCENARIOS)
+
+
+def test_quickstart_uses_builtin_server_endpoints() -> None:
+    s = load_scenario(REPO / "scenarios" / "quickstart.toml", env={})
+    assert s.schedule.type == "constant"
+    assert s.schedule.vus == 10
+    assert {(r.method, r.path) for r in s.requests} == {
+        ("GET", "/"),
+        ("GET", "/bytes/1024"),
+        ("POST", "/echo"),
+        ("GET", "/delay/10"),
+    }
+    assert s.assertions.p99_latency_ms is not None
+
+
+@pytest.mark.parametrize("path", ZIG_FIXTURES, ids=lambda p: p.name)
+def test_zig_format_fixtures_load_unchanged(path: Path) -> None:
+    s = load_scenario(path, env={})
+    assert s.target.http_version == "http1.1"
+    assert s.target.tls is not None
+    assert s.runtime.prng_seed is not None
+    assert s.requests
+
+
+def test_zig_ramp_with_only_vus_ramps_over_whole_duration() -> None:
+    s = load_scenario(REPO / "tests/fixtures/scenarios/zig_ramp_weighted.toml", env={})
+    sch = s.schedule
+    assert (sch.type, sch.start_vus, sch.end_vus) == ("ramp", 0, 100)
+    assert sch.ramp_duration_seconds == 120
+    assert sch.hold_duration_seconds == 0
+    assert [r.weight for r in s.requests] == [70.0, 20.0, 10.0]
+    assert s.runtime.flush_interval == 1000
+    assert "flush_interval" in describe_scenario(s)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="file not found") as info:
+        load_scenario(tmp_path / "nope.toml")
+    assert info.value.file == str(tmp_path / "nope.toml")
+
+
+def test_directory_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="is a directory"):
+        load_scenario(tmp_path)
+
+
+def test_non_utf8_file_names_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_bytes(BASE.encode() + b'[metadata]\nname = "\xff\xfe"\n')
+    with pytest.raises(ScenarioError, match="not valid UTF-8") as info:
+        load_scenario(p)
+    assert info.value.line == BASE.count("\n") + 2
+
+
+def test_source_fields_and_sha256(tmp_path: Path) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text(BASE, "utf-8")
+    s = load_scenario(p)
+    assert s.source_text == BASE
+    assert s.sha256 == hashlib.sha256(BASE.encode()).hexdigest()
+    assert s.name == "s.toml"  # no metadata name: the file name
+
+
+def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    p = tmp_path / "bom.toml"
+    p.write_bytes(b"\xef\xbb\xbf" + BASE.encode())
+    assert load_scenario(p).requests[0].name == "a"
+
+
+# --------------------------------------------------------------------------- syntax / shape
+
+
+def test_toml_syntax_error_has_line_and_column() -> None:
+    text = BASE + "[metadata]\nname = \n"
+    err = fail(text)
+    assert "TOML syntax error" in err.message
+    assert "column" in err.message
+    assert err.line == len(text.splitlines())  # the last line: "name = "
+    assert err.key is None
+
+
+def test_did_you_mean_for_misspelled_runtime_key() -> None:
+    text = "[runtime]\nduration_seconds = 10\nvsu = 10\n" + TARGET + REQ_A
+    err = fail(text)
+    assert err.key == "runtime.vsu"
+    assert err.hint == "vus"
+    assert err.line == 3
+    assert "unknown key 'vsu'" in str(err)
+    assert "(did you mean 'vus'?)" in str(err)
+
+
+def test_did_you_mean_for_misspelled_table() -> None:
+    text = BASE + "[runtme]\nvus = 3\n"
+    err = fail(text)
+    assert err.key == "runtme"
+    assert err.hint == "runtime"
+    assert err.line == line_of(text, "[runtme]")
+    assert "unknown table" in err.message
+
+
+def test_key_in_wrong_table_says_where_it_belongs() -> None:
+    text = RUNTIME + 'base_url = "http://x"\n' + TARGET + REQ_A
+    err = fail(text)
+    assert err.key == "runtime.base_url"
+    assert "belongs in [target]" in err.message
+
+
+def test_unknown_request_key_has_index_and_hint() -> None:
+    text = BASE + REQ_B + "timout_ms = 5\n"
+    err = fail(text)
+    assert err.key == "requests[1].timout_ms"
+    assert err.hint == "timeout_ms"
+    assert err.line == line_of(text, "timout_ms")
+
+
+def test_unknown_top_level_key() -> None:
+    err = fail('name = "x"\n' + BASE)
+    assert err.key == "name"
+    assert "unknown top-level key" in err.message
+    assert err.line == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        (TARGET + REQ_A, "runtime", "missing required table [runtime]"),
+        (RUNTIME + REQ_A, "target", "missing required table [target]"),
+        (RUNTIME + TARGET, "requests", "missing required table [[requests]]"),
+        ("requests = []\n" + RUNTIME + TARGET, "requests", "at least one"),
+        (
+            RUNTIME + TARGET + '[requests]\nname = "a"\n',
+            "requests",
+            "array of tables",
+        ),
+        ("requests = [1]\n" + RUNTIME + TARGET, "requests[0]", "expected a table, got integer"),
+        ("runtime = 5\n" + TARGET + REQ_A, "runtime", "expected a table [runtime], got integer"),
+        (BASE + "[[targets]]\nbase_url = 'http://x'\n", "targets", "not supported yet"),
+        (
+            BASE
+            + '[schedule]\ntype = "steps"\n[[schedule.steps]]\n'
+            + "vus = 1\nduration_seconds = 1\nvu = 2\n",
+            "schedule.steps[0].vu",
+            "unknown key",
+        ),
+        (
+            BASE + '[sequence]\n[[sequence.steps]]\nrequest = "a"\nrepeats = 2\n',
+            "sequence.steps[0].repeats",
+            "unknown key",
+        ),
+    ],
+)
+def test_shape_errors(text: str, key: str, fragment: str) -> None:
+    err = fail(text)
+    assert err.key == key
+    assert fragment in err.message
+
+
+def test_targets_table_is_unsupported_feature() -> None:
+    with pytest.raises(UnsupportedFeatureError, match="not supported yet"):
+        load(BASE + "[[targets]]\nbase_url = 'http://x'\n")
+
+
+# --------------------------------------------------------------------------- types
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        (
+            "[runtime]\nduration_seconds = 10\nvus = true\n" + TARGET + REQ_A,
+            "runtime.vus",
+            "expected integer, got boolean",
+        ),
+        (
+            "[runtime]\nduration_seconds = 10\nvus = 2.5\n" + TARGET + REQ_A,
+            "runtime.vus",
+            "expected integer, got number",
+        ),
+        (
+            "[runtime]\nduration_seconds = '10'\nvus = 2\n" + TARGET + REQ_A,
+            "runtime.duration_seconds",
+            "expected number, got string",
+        ),
+        (
+            "[runtime]\nduration_seconds = true\n" + TARGET + REQ_A,
+            "runtime.duration_seconds",
+            "expected number, got boolean",
+        ),
+        (BASE + "[metadata]\ntags = 'x'\n", "metadata.tags", "expected array, got string"),
+        (BASE + "[metadata]\nname = 2020-01-01\n", "metadata.name", "expected string, got date"),
+        (
+            RUNTIME + TARGET + REQ_A + "headers = { X = 1 }\n",
+            "requests[0].headers",
+            "expected string, got integer",
+        ),
+        (
+            RUNTIME + TARGET + REQ_A + "expect_status = [200, '201']\n",
+            "requests[0].expect_status[1]",
+            "expected integer, got string",
+        ),
+        (
+            RUNTIME + TARGET + '[[requests]]\nname = "a"\nmethod = "GET"\n',
+            "requests[0].path",
+            "missing required key",
+        ),
+        (RUNTIME + "[target]\nverify_cert = true\n" + REQ_A, "target.base_url", "missing"),
+        (
+            BASE + '[schedule]\ntype = "steps"\n[[schedule.steps]]\nvus = 1\n',
+            "schedule.steps[0].duration_seconds",
+            "missing required key",
+        ),
+        (
+            RUNTIME + TARGET + '[[requests]]\nname = "a"\nmethod = 5\npath = "/"\n',
+            "requests[0].method",
+            "expected",
+        ),
+        (BASE + "[target]\n", "target", None),  # duplicate table: TOML syntax error
+    ],
+)
+def test_type_errors(text: str, key: str, fragment: str | None) -> None:
+    err = fail(text)
+    if fragment is None:
+        assert "TOML syntax error" in err.message
+        return
+    assert err.key == key
+    assert fragment in err.message
+
+
+def test_type_error_names_line() -> None:
+    text = "[runtime]\nduration_seconds = 10\nvus = true\n" + TARGET + REQ_A
+    assert fail(text).line == 3
+
+
+def test_ints_accepted_for_floats() -> None:
+    s = load(BASE.replace("[[requests]]", "[[requests]]\nweight = 3"))
+    assert s.requests[0].weight == 3.0
+    assert isinstance(s.runtime.duration_seconds, float)
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+def _rt(body: str) -> str:
+    return "[runtime]\n" + body + TARGET + REQ_A
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "duration_seconds = 0.5\nvus = 1\n",
+        "iterations = 1\nvus = 1\n",
+        "duration_seconds = 10\nvus = 1\nprng_seed = 0\n",
+        "duration_seconds = 10\nvus = 1\nprng_seed = 18446744073709551615\n",
+        "duration_seconds = 10\nvus = 1\ngraceful_stop_seconds = 0\n",
+        "duration_seconds = 10\nvus = 1\nevent_log_path = 'out/e.bin'\nflush_interval = 100\n",
+    ],
+)
+def test_runtime_good(body: str) -> None:
+    load(_rt(body))
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "fragment"),
+    [
+        ("vus = 1\n", "runtime", "neither is set"),
+        ("duration_seconds = 1\niterations = 2\nvus = 1\n", "runtime.iterations", "both"),
+        ("duration_seconds = 0\nvus = 1\n", "runtime.duration_seconds", "must be > 0"),
+        ("duration_seconds = -1\nvus = 1\n", "runtime.duration_seconds", "must be > 0"),
+        ("duration_seconds = inf\nvus = 1\n", "runtime.duration_seconds", "finite"),
+        ("duration_seconds = nan\nvus = 1\n", "runtime.duration_seconds", "finite"),
+        ("duration_seconds = 1e12\nvus = 1\n", "runtime.duration_seconds", "must be <="),
+        ("iterations = 0\nvus = 1\n", "runtime.iterations", "must be >= 1"),
+        ("duration_seconds = 1\nvus = 0\n", "runtime.vus", "must be >= 1"),
+        ("duration_seconds = 1\nvus = 99999999999\n", "runtime.vus", "must be <="),
+        ("duration_seconds = 1\nvus = 1\nprng_seed = -1\n", "runtime.prng_seed", ">= 0"),
+        (
+            "duration_seconds = 1\nvus = 1\nprng_seed = 18446744073709551616\n",
+            "runtime.prng_seed",
+            "<=",
+        ),
+        (
+            "duration_seconds = 1\nvus = 1\ngraceful_stop_seconds = -1\n",
+            "runtime.graceful_stop_seconds",
+            ">= 0",
+        ),
+        (
+            "duration_seconds = 1\nvus = 1\nevent_log_path = ' '\n",
+            "runtime.event_log_path",
+            "empty",
+        ),
+    ],
+)
+def test_runtime_bad(body: str, key: str, fragment: str) -> None:
+    text = _rt(body)
+    err = fail(text)
+    assert err.key == key
+    assert fragment in err.message
+    assert err.line is not None
+
+
+def test_runtime_error_line_points_at_key() -> None:
+    text = _rt("duration_seconds = 10\nvus = 0\n")
+    assert fail(text).line == 3
+
+
+# --------------------------------------------------------------------------- target
+
+
+def _tg(body: str) -> str:
+    return RUNTIME + "[target]\n" + body + REQ_A
+
+
+@pytest.mark.parametrize(
+    ("body", "expected_url"),
+    [
+        ('base_url = "http://127.0.0.1:8080"\n', "http://127.0.0.1:8080"),
+        ('base_url = "http://localhost/"\n', "http://localhost"),
+        ('base_url = "https://example.test"\ntls = true\n', "https://example.test"),
+        ('base_url = "http://x:1"\ntls = false\n', "http://x:1"),
+        ('base_url = "http://[::1]:8080"\n', "http://[::1]:8080"),
+        ('base_url = "http://x"\nhttp_version = "HTTP/1.1"\n', "http://x"),
+        ('base_url = "http://x"\nhttp_version = "1.1"\n', "http://x"),
+        ('base_url = "http://x"\nconnection_timeout_ms = 1\nmax_connections = 5\n', "http://x"),
+        ('base_url = "https://x"\nverify_cert = false\n', "https://x"),
+    ],
+)
+def test_target_good(body: str, expected_url: str) -> None:
+    s = load(_tg(body))
+    assert s.target.base_url == expected_url
+    assert s.target.http_version == "http1.1"
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "fragment"),
+    [
+        ('base_url = "ftp://x"\n', "target.base_url", "http:// or https://"),
+        ('base_url = "127.0.0.1:8080"\n', "target.base_url", "http:// or https://"),
+        ('base_url = "http://"\n', "target.base_url", "no host"),
+        ('base_url = "http://x/api"\n', "target.base_url", "scheme://host[:port] only"),
+        ('base_url = "http://x?a=1"\n', "target.base_url", "scheme://host[:port] only"),
+        ('base_url = "http://x:99999"\n', "target.base_url", "invalid URL"),
+        ('base_url = "http://x:0"\n', "target.base_url", "port"),
+        ('base_url = "http://u:p@x"\n', "target.base_url", "user info"),
+        ('base_url = "http://x y"\n', "target.base_url", "whitespace"),
+        ('base_url = "https://x"\ntls = false\n', "target.tls", "disagrees"),
+        ('base_url = "http://x"\ntls = true\n', "target.tls", "disagrees"),
+        ('base_url = "http://x"\nhttp_version = "http1.0"\n', "target.http_version", "invalid"),
+        (
+            'base_url = "http://x"\nconnection_timeout_ms = 0\n',
+            "target.connection_timeout_ms",
+            ">= 1",
+        ),
+        ('base_url = "http://x"\nmax_connections = 0\n', "target.max_connections", ">= 1"),
+        ('base_url = "http://x"\nca_bundle = "ca.pem"\n', "target.ca_bundle", "only to https"),
+        ('base_url = "https://x"\nca_bundle = "/nope/ca.pem"\n', "target.ca_bundle", "not found"),
+    ],
+)
+def test_target_bad(body: str, key: str, fragment: str) -> None:
+    err = fail(_tg(body))
+    assert err.key == key
+    assert fragment in err.message
+
+
+@pytest.mark.parametrize("version", ["http2", "HTTP/2", "h2", "2", "http/2.0"])
+def test_http2_rejected_as_not_supported_yet(version: str) -> None:
+    text = _tg(f'base_url = "http://x"\nhttp_version = "{version}"\n')
+    with pytest.raises(UnsupportedFeatureError, match="not supported yet") as info:
+        load(text)
+    assert info.value.key == "target.http_version"
+    assert "HTTP/2" in info.value.message
+    assert info.value.line == line_of(text, "http_version")
+
+
+def test_ca_bundle_resolves_relative_to_scenario(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    p = tmp_path / "s.toml"
+    p.write_text(_tg('base_url = "https://x"\nca_bundle = "ca.pem"\n'))
+    assert load_scenario(p).target.ca_bundle == str(tmp_path / "ca.pem")
+
+
+def test_target_max_connections_below_peak_vus() -> None:
+    err = fail(_tg('base_url = "http://x"\nmax_connections = 2\n'))
+    assert err.key == "target.max_connections"
+    assert "one per VU" in err.message
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def _req(extra: str, *, more: str = "") -> str:
+    return RUNTIME + TARGET + REQ_A + extra + more
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "timeout_ms = 1\n",
+        "weight = 0\n" + REQ_B,
+        "weight = 0.5\n",
+        "expect_status = [100, 599]\n",
+        'headers = { "X-Token" = "abc", Accept = "*/*" }\n',
+        'body = "hello"\n',
+        "body = ''\n",
+    ],
+)
+def test_requests_good(extra: str) -> None:
+    load(_req(extra))
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment", "hint"),
+    [
+        (_req('path = "/x"\n'), None, None, None),
+        (_req("", more=REQ_A), "requests[1].name", "duplicate request name 'a'", None),
+        (_req("").replace('name = "a"', 'name = " "'), "requests[0].name", "empty", None),
+        (_req("").replace('"GET"', '"get"'), "requests[0].method", "invalid value", "GET"),
+        (_req("").replace('"GET"', '"GETT"'), "requests[0].method", "invalid value", "GET"),
+        (_req("").replace('"GET"', '"TRACE"'), "requests[0].method", "invalid value", None),
+        (
+            _req("").replace('path = "/"', 'path = "api"'),
+            "requests[0].path",
+            "start with '/'",
+            None,
+        ),
+        (_req("").replace('path = "/"', 'path = "/a b"'), "requests[0].path", "spaces", None),
+        (_req("").replace('path = "/"', 'path = "/é"'), "requests[0].path", "ASCII", None),
+        (_req("timeout_ms = 0\n"), "requests[0].timeout_ms", ">= 1", None),
+        (_req("weight = -1\n"), "requests[0].weight", ">= 0", None),
+        (_req("weight = 0\n"), "requests", "sum to 0", None),
+        (_req("weight = 0\n", more=REQ_B + "weight = 0\n"), "requests", "sum to 0", None),
+        (_req("expect_status = [99]\n"), "requests[0].expect_status[0]", "100..599", None),
+        (_req("expect_status = [200, 600]\n"), "requests[0].expect_status[1]", "100..599", None),
+        (_req("expect_status = []\n"), "requests[0].expect_status", "at least one", None),
+        (
+            _req('body = "x"\nbody_file = "b.json"\n'),
+            "requests[0].body_file",
+            "mutually exclusive",
+            None,
+        ),
+        (_req('body_file = "/nope/b.json"\n'), "requests[0].body_file", "not found", None),
+        (
+            _req('headers = { "Bad Name" = "x" }\n'),
+            'requests[0].headers."Bad Name"',
+            "invalid",
+            None,
+        ),
+        (
+            _req('headers = { "Content-Length" = "3" }\n'),
+            "requests[0].headers.Content-Length",
+            "set by z6",
+            None,
+        ),
+        (_req('headers = { X = "a\\nb" }\n'), "requests[0].headers.X", "CR, LF", None),
+    ],
+)
+def test_requests_bad(text: str, key: str | None, fragment: str | None, hint: str | None) -> None:
+    err = fail(text)
+    if key is None:  # the first case: a duplicate key inside one table is a TOML error
+        assert "TOML syntax error" in err.message
+        return
+    assert err.key == key
+    assert fragment is not None
+    assert fragment in err.message
+    assert err.hint == hint
+
+
+def test_request_error_line_in_second_request() -> None:
+    text = _req("", more=REQ_B.replace('"/echo"', '"echo"'))
+    err = fail(text)
+    assert err.key == "requests[1].path"
+    assert err.line == line_of(text, 'path = "echo"')
+
+
+def test_body_text_goes_into_body_bytes() -> None:
+    s = load(_req('body = "héllo"\n'))
+    assert s.requests[0].body_bytes == "héllo".encode()
+    assert s.requests[0].body == "héllo"
+    assert load(_req("")).requests[0].body_bytes == b""
+
+
+def test_body_file_relative_to_scenario(tmp_path: Path) -> None:
+    (tmp_path / "payload.bin").write_bytes(b"\x00\x01binary")
+    p = tmp_path / "s.toml"
+    p.write_text(_req('body_file = "payload.bin"\n'))
+    s = load_scenario(p)
+    assert s.requests[0].body_bytes == b"\x00\x01binary"
+    assert s.requests[0].body_file == str(tmp_path / "payload.bin")
+
+
+def test_body_file_missing_names_key_and_line(tmp_path: Path) -> None:
+    p = tmp_path / "s.toml"
+    text = _req('body_file = "missing.json"\n')
+    p.write_text(text)
+    with pytest.raises(ScenarioError, match="file not found") as info:
+        load_scenario(p)
+    assert info.value.key == "requests[0].body_file"
+    assert info.value.line == line_of(text, "body_file")
+
+
+def test_body_file_is_directory(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    p = tmp_path / "s.toml"
+    p.write_text(_req('body_file = "d"\n'))
+    with pytest.raises(ScenarioError, match="is a directory"):
+        load_scenario(p)
+
+
+def test_body_file_device_is_rejected() -> None:
+    err = fail(_req('body_file = "/dev/zero"\n'))
+    assert err.key == "requests[0].body_file"
+    assert "not a regular file" in err.message
+
+
+def test_relative_body_file_without_base_dir() -> None:
+    with pytest.raises(ScenarioError, match="directory") as info:
+        load_scenario_text(_req('body_file = "b.json"\n'), env={})
+    assert info.value.key == "requests[0].body_file"
+
+
+# --------------------------------------------------------------------------- env
+
+
+def test_env_resolved_in_headers_and_body() -> None:
+    text = _req(
+        'headers = { Authorization = "Bearer ${TOKEN}" }\nbody = "u=${USER_1}&x=$${KEEP}"\n'
+    )
+    s = load(text, env={"TOKEN": "s3cret", "USER_1": "bob"})
+    req = s.requests[0]
+    assert req.headers == {"Authorization": "Bearer s3cret"}
+    assert req.body == "u=bob&x=${KEEP}"
+    assert req.body_bytes == b"u=bob&x=${KEEP}"
+    assert "s3cret" not in s.source_text  # the secret stays out of the embedded text
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('headers = { Authorization = "Bearer ${TOKEN}" }\n', "requests[0].headers.Authorization"),
+        ('body = "${TOKEN}"\n', "requests[0].body"),
+    ],
+)
+def test_missing_env_variable(extra: str, key: str) -> None:
+    err = fail(_req(extra), env={})
+    assert err.key == key
+    assert "TOKEN" in err.message
+    assert "not set" in err.message
+
+
+def test_env_value_with_newline_rejected_in_header() -> None:
+    err = fail(_req('headers = { X = "${V}" }\n'), env={"V": "a\r\nInjected: 1"})
+    assert err.key == "requests[0].headers.X"
+
+
+def test_resolve_external_false_rebuilds_without_env_or_files() -> None:
+    text = _req('headers = { A = "${NOPE}" }\n', more=REQ_B + 'body_file = "/nope/x.bin"\n')
+    s = load_scenario_text(text, "embedded.toml", env={}, resolve_external=False)
+    assert s.requests[0].headers == {"A": ""}
+    assert s.requests[1].body_file == "/nope/x.bin"
+    assert s.requests[1].body_bytes == b""
+    assert s.sha256 == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("Z6_TEST_LOADER_VAR", "from-env")
+    s = load_scenario_text(_req('body = "${Z6_TEST_LOADER_VAR}"\n'))
+    assert s.requests[0].body == "from-env"
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def _sch(runtime: str, schedule: str) -> str:
+    return "[runtime]\n" + runtime + TARGET + REQ_A + "[schedule]\n" + schedule
+
+
+def test_default_schedule_is_constant_at_runtime_vus() -> None:
+    s = load(BASE)
+    assert (s.schedule.type, s.schedule.vus) == ("constant", 5)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "schedule", "expected"),
+    [
+        ("duration_seconds = 10\n", 'type = "constant"\nvus = 3\n', {"vus": 3}),
+        ("duration_seconds = 10\nvus = 4\n", 'type = "constant"\n', {"vus": 4}),
+        ("duration_seconds = 10\nvus = 4\n", "vus = 7\n", {"vus": 7}),
+        (
+            "duration_seconds = 10\nvus = 4\n",
+            'type = "ramp"\n',
+            {"start_vus": 0, "end_vus": 4, "ramp_duration_seconds": 10, "hold_duration_seconds": 0},
+        ),
+        (
+            "duration_seconds = 10\n",
+            'type = "ramp"\nvus = 8\nhold_duration_seconds = 4\n',
+            {"start_vus": 0, "end_vus": 8, "ramp_duration_seconds": 6, "hold_duration_seconds": 4},
+        ),
+        (
+            "iterations = 3\nvus = 2\n",
+            'type = "ramp"\nstart_vus = 2\nend_vus = 0\nramp_duration_seconds = 5\n',
+            {"start_vus": 2, "end_vus": 0, "ramp_duration_seconds": 5, "hold_duration_seconds": 0},
+        ),
+        (
+            "duration_seconds = 10\nvus = 9\n",
+            'type = "spike"\nspike_start_seconds = 2\nspike_duration_seconds = 3\n',
+            {"baseline_vus": 0, "spike_vus": 9, "spike_start_seconds": 2},
+        ),
+        (
+            "duration_seconds = 10\n",
+            'type = "spike"\nbaseline_vus = 1\nspike_vus = 5\nspike_start_seconds = 0\n'
+            "spike_duration_seconds = 10\n",
+            {"baseline_vus": 1, "spike_vus": 5},
+        ),
+        (
+            "duration_seconds = 10\n",
+            'type = "steps"\nsteps = [{vus = 0, duration_seconds = 1}, '
+            "{vus = 3, duration_seconds = 9}]\n",
+            {},
+        ),
+        (
+            "duration_seconds = 10\nvus = 6\n",
+            'type = "arrival_rate"\nrate = 0.5\n',
+            {"rate": 0.5, "max_vus": 6},
+        ),
+        (
+            "duration_seconds = 10\n",
+            'type = "arrival_rate"\nrate = 100\nmax_vus = 20\n',
+            {"rate": 100, "max_vus": 20},
+        ),
+    ],
+)
+def test_schedule_good_and_defaults_filled(
+    runtime: str, schedule: str, expected: dict[str, float]
+) -> None:
+    s = load(_sch(runtime, schedule)).schedule
+    for key, value in expected.items():
+        assert getattr(s, key) == value, key
+    assert peak_vus(s) >= 1
+
+
+@pytest.mark.parametrize(
+    ("runtime", "schedule", "key", "fragment", "hint"),
+    [
+        ("duration_seconds = 10\n", 'type = "constant"\n', "schedule.vus", "or runtime.vus", None),
+        (
+            "duration_seconds = 10\n",
+            'type = "constnt"\nvus = 1\n',
+            "schedule.type",
+            "invalid",
+            "constant",
+        ),
+        ("duration_seconds = 10\nvus = 1\n", "vus = 0\n", "schedule.vus", ">= 1", None),
+        (
+            "duration_seconds = 10\nvus = 1\n",
+            'type = "ramp"\nrate = 5\n',
+            "schedule.rate",
+            "does not apply to schedule type 'ramp'",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 1\n",
+            'type = "constant"\nend_vus = 5\n',
+            "schedule.end_vus",
+            "does not apply to schedule type 'constant'",
+            None,
+        ),
+        ("duration_seconds = 10\n", 'type = "ramp"\n', "schedule.end_vus", "or runtime.vus", None),
+        (
+            "iterations = 2\nvus = 3\n",
+            'type = "ramp"\n',
+            "schedule.ramp_duration_seconds",
+            "required when",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 3\n",
+            'type = "ramp"\nhold_duration_seconds = 10\n',
+            "schedule.hold_duration_seconds",
+            "no time to ramp",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 3\n",
+            'type = "ramp"\nramp_duration_seconds = 8\nhold_duration_seconds = 5\n',
+            "schedule.ramp_duration_seconds",
+            "exceeds runtime.duration_seconds",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 3\n",
+            'type = "ramp"\nramp_duration_seconds = 0\n',
+            "schedule.ramp_duration_seconds",
+            "> 0",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 3\n",
+            'type = "ramp"\nstart_vus = -1\n',
+            "schedule.start_vus",
+            ">= 0",
+            None,
+        ),
+        (
+            "duration_seconds = 10\n",
+            'type = "ramp"\nstart_vus = 0\nend_vus = 0\n',
+            "schedule",
+            "never has a VU",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 3\n",
+            'type = "spike"\nspike_duration_seconds = 2\n',
+            "schedule.spike_start_seconds",
+            "required",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 3\n",
+            'type = "spike"\nspike_start_seconds = 2\n',
+            "schedule.spike_duration_seconds",
+            "required",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 3\n",
+            'type = "spike"\nspike_start_seconds = 8\nspike_duration_seconds = 5\n',
+            "schedule.spike_duration_seconds",
+            "after runtime.duration_seconds",
+            None,
+        ),
+        (
+            "duration_seconds = 10\n",
+            'type = "spike"\nspike_start_seconds = 1\nspike_duration_seconds = 1\n',
+            "schedule.spike_vus",
+            "or runtime.vus",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 3\n",
+            'type = "spike"\nbaseline_vus = -2\n'
+            "spike_start_seconds = 1\nspike_duration_seconds = 1\n",
+            "schedule.baseline_vus",
+            ">= 0",
+            None,
+        ),
+        ("duration_seconds = 10\n", 'type = "steps"\n', "schedule.steps", "at least one", None),
+        (
+            "duration_seconds = 10\n",
+            'type = "steps"\nsteps = [{vus = -1, duration_seconds = 1}]\n',
+            "schedule.steps[0].vus",
+            ">= 0",
+            None,
+        ),
+        (
+            "duration_seconds = 10\n",
+            'type = "steps"\nsteps = [{vus = 1, duration_seconds = 1}, '
+            "{vus = 1, duration_seconds = 0}]\n",
+            "schedule.steps[1].duration_seconds",
+            "> 0",
+            None,
+        ),
+        (
+            "duration_seconds = 10\n",
+            'type = "steps"\nsteps = [{vus = 0, duration_seconds = 1}]\n',
+            "schedule.steps",
+            "0 VUs",
+            None,
+        ),
+        (
+            "duration_seconds = 10\n",
+            'type = "steps"\nsteps = [{vus = 1, duration_seconds = 6}, '
+            "{vus = 2, duration_seconds = 6}]\n",
+            "schedule.steps",
+            "longer than runtime.duration_seconds",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 1\n",
+            'type = "steps"\nvus = 3\n',
+            "schedule.vus",
+            "does not apply to schedule type 'steps'",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 1\n",
+            'type = "arrival_rate"\n',
+            "schedule.rate",
+            "required",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 1\n",
+            'type = "arrival_rate"\nrate = 0\n',
+            "schedule.rate",
+            "> 0",
+            None,
+        ),
+        (
+            "duration_seconds = 10\n",
+            'type = "arrival_rate"\nrate = 5\n',
+            "schedule.max_vus",
+            "or runtime.vus",
+            None,
+        ),
+        (
+            "duration_seconds = 10\n",
+            'type = "arrival_rate"\nrate = 5\nmax_vus = 0\n',
+            "schedule.max_vus",
+            ">= 1",
+            None,
+        ),
+        (
+            "iterations = 10\nvus = 2\n",
+            'type = "arrival_rate"\nrate = 5\n',
+            "schedule.type",
+            "needs runtime.duration_seconds",
+            None,
+        ),
+    ],
+)
+def test_schedule_bad(
+    runtime: str, schedule: str, key: str, fragment: str, hint: str | None
+) -> None:
+    text = _sch(runtime, schedule)
+    err = fail(text)
+    assert err.key == key
+    assert fragment in err.message
+    assert err.hint == hint
+    assert err.line is not None
+    assert err.line >= line_of(text, "[schedule]") or key.startswith("runtime")
+
+
+def test_schedule_steps_array_of_tables_line() -> None:
+    text = _sch(
+        "duration_seconds = 10\n",
+        'type = "steps"\n[[schedule.steps]]\nvus = 1\nduration_seconds = 1\n'
+        "[[schedule.steps]]\nvus = -4\nduration_seconds = 1\n",
+    )
+    err = fail(text)
+    assert err.key == "schedule.steps[1].vus"
+    assert err.line == line_of(text, "vus = -4")
+
+
+# --------------------------------------------------------------------------- think time
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "duration_ms = 0\n",
+        'type = "constant"\nduration_ms = 250\n',
+        'type = "random"\nmin_ms = 0\nmax_ms = 0\n',
+        'type = "random"\nmin_ms = 10\nmax_ms = 20\n',
+    ],
+)
+def test_think_time_good(body: str) -> None:
+    s = load(BASE + "[think_time]\n" + body)
+    assert s.think_time is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "fragment"),
+    [
+        ('type = "constant"\n', "think_time.duration_ms", "required"),
+        ("duration_ms = -1\n", "think_time.duration_ms", ">= 0"),
+        ('type = "random"\nmax_ms = 5\n', "think_time.min_ms", "required"),
+        ('type = "random"\nmin_ms = 5\n', "think_time.max_ms", "required"),
+        ('type = "random"\nmin_ms = -1\nmax_ms = 5\n', "think_time.min_ms", ">= 0"),
+        ('type = "random"\nmin_ms = 9\nmax_ms = 5\n', "think_time.max_ms", "min_ms"),
+        ('type = "random"\nduration_ms = 5\n', "think_time.duration_ms", "does not apply"),
+        ('type = "gaussian"\n', "think_time.type", "invalid value"),
+    ],
+)
+def test_think_time_bad(body: str, key: str, fragment: str) -> None:
+    err = fail(BASE + "[think_time]\n" + body)
+    assert err.key == key
+    assert fragment in err.message
+
+
+# --------------------------------------------------------------------------- sequence
+
+
+def _seq(body: str) -> str:
+    return RUNTIME + TARGET + REQ_A + REQ_B + "[sequence]\n" + body
+
+
+def test_sequence_good() -> None:
+    s = load(
+        _seq(
+            'type = "ordered"\n[[sequence.steps]]\nrequest = "a"\n[[sequence.steps]]\n'
+            'request = "b"\nrepeat = 3\n'
+        )
+    )
+    assert s.sequence is not None
+    assert [(st.request, st.repeat) for st in s.sequence.steps] == [("a", 1), ("b", 3)]
+
+
+def test_sequence_ignores_zero_weights() -> None:
+    text = (
+        RUNTIME + TARGET + REQ_A + "weight = 0\n" + "[sequence]\n"
+        '[[sequence.steps]]\nrequest = "a"\n'
+    )
+    assert load(text).sequence is not None
+    assert "sum to 0" in fail(RUNTIME + TARGET + REQ_A + "weight = 0\n").message
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "fragment", "hint"),
+    [
+        ("", "sequence.steps", "at least one", None),
+        (
+            '[[sequence.steps]]\nrequest = "c"\n',
+            "sequence.steps[0].request",
+            "unknown request",
+            None,
+        ),
+        (
+            '[[sequence.steps]]\nrequest = "a"\n[[sequence.steps]]\nrequest = "bb"\n',
+            "sequence.steps[1].request",
+            "unknown request 'bb'",
+            "b",
+        ),
+        (
+            '[[sequence.steps]]\nrequest = "a"\nrepeat = 0\n',
+            "sequence.steps[0].repeat",
+            ">= 1",
+            None,
+        ),
+        ('type = "random"\n[[sequence.steps]]\nrequest = "a"\n', "sequence.type", "invalid", None),
+    ],
+)
+def test_sequence_bad(body: str, key: str, fragment: str, hint: str | None) -> None:
+    err = fail(_seq(body))
+    assert err.key == key
+    assert fragment in err.message
+    assert err.hint == hint
+
+
+def test_sequence_did_you_mean_request_name() -> None:
+    text = (
+        RUNTIME
+        + TARGET
+        + REQ_A.replace('"a"', '"login"')
+        + '[sequence]\n[[sequence.steps]]\nrequest = "logn"\n'
+    )
+    err = fail(text)
+    assert err.hint == "login"
+    assert err.line == line_of(text, 'request = "logn"')
+
+
+# --------------------------------------------------------------------------- assertions
+
+
+def test_assertions_good() -> None:
+    s = load(
+        BASE + "[assertions]\np50_latency_ms = 1\np90_latency_ms = 2\np95_latency_ms = 3\n"
+        "p99_latency_ms = 4\np999_latency_ms = 5.5\nerror_rate_max = 0\nsuccess_rate_min = 1\n"
+        "rps_min = 0\nstatus_5xx_max_rate = 0.5\n"
+    )
+    assert s.assertions.p999_latency_ms == 5.5
+    assert s.assertions.success_rate_min == 1.0
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "fragment"),
+    [
+        ("p99_latency_ms = 0\n", "assertions.p99_latency_ms", "> 0"),
+        ("p50_latency_ms = -5\n", "assertions.p50_latency_ms", "> 0"),
+        ("error_rate_max = 1.5\n", "assertions.error_rate_max", "<= 1"),
+        ("success_rate_min = -0.1\n", "assertions.success_rate_min", ">= 0"),
+        ("status_5xx_max_rate = 2\n", "assertions.status_5xx_max_rate", "<= 1"),
+        ("rps_min = -1\n", "assertions.rps_min", ">= 0"),
+        ("p99_latency = 5\n", "assertions.p99_latency", "unknown key"),
+    ],
+)
+def test_assertions_bad(body: str, key: str, fragment: str) -> None:
+    text = BASE + "[assertions]\n" + body
+    err = fail(text)
+    assert err.key == key
+    assert fragment in err.message
+    assert err.line == line_of(text, body.split(" =")[0])
+
+
+def test_assertions_misspelled_key_hint() -> None:
+    err = fail(BASE + "[assertions]\np99_latency = 5\n")
+    assert err.hint == "p99_latency_ms"
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def test_limits_good_and_default_timeout_capped() -> None:
+    s = load(
+        BASE + REQ_B + "timeout_ms = 500\n[limits]\nmax_vus = 5\nmax_connections = 5\n"
+        "request_timeout_ms = 1000\nmax_event_log_size_mb = 10\n"
+    )
+    assert s.limits.max_vus == 5
+    assert s.requests[0].timeout_ms == 1000  # unwritten default capped by the limit
+    assert s.requests[1].timeout_ms == 500
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "fragment"),
+    [
+        ("max_vus = 4\n", "limits.max_vus", "scenario exceeds [limits]"),
+        ("max_connections = 4\n", "limits.max_connections", "scenario exceeds [limits]"),
+        ("max_vus = 0\n", "limits.max_vus", ">= 1"),
+        ("max_event_log_size_mb = 0\n", "limits.max_event_log_size_mb", "> 0"),
+        ("request_timeout_ms = 0\n", "limits.request_timeout_ms", ">= 1"),
+    ],
+)
+def test_limits_bad(body: str, key: str, fragment: str) -> None:
+    err = fail(BASE + "[limits]\n" + body)
+    assert err.key == key
+    assert fragment in err.message
+
+
+def test_limits_request_timeout_exceeded_by_explicit_timeout() -> None:
+    text = BASE + "timeout_ms = 2000\n[limits]\nrequest_timeout_ms = 1000\n"
+    err = fail(text)
+    assert err.key == "requests[0].timeout_ms"
+    assert "scenario exceeds [limits]" in err.message
+    assert err.line == line_of(text, "timeout_ms = 2000")
+
+
+def test_limits_max_vus_checks_schedule_peak() -> None:
+    text = (
+        _sch(
+            "duration_seconds = 10\n",
+            'type = "steps"\nsteps = [{vus = 2, duration_seconds = 1}, '
+            "{vus = 9, duration_seconds = 1}]\n",
+        )
+        + "[limits]\nmax_vus = 8\n"
+    )
+    err = fail(text)
+    assert "peak of 9 VUs" in err.message
+
+
+# --------------------------------------------------------------------------- message format
+
+
+def test_rendered_message_format() -> None:
+    text = "[runtime]\nduration_seconds = 10\nvsu = 10\n" + TARGET + REQ_A
+    assert str(fail(text)) == (
+        "test.toml:3: runtime.vsu: unknown key 'vsu' in [runtime] (did you mean 'vus'?)"
+    )
+
+
+def test_line_locator_skips_multiline_strings() -> None:
+    text = (
+        RUNTIME
+        + TARGET
+        + REQ_A
+        + "body = '''\n[runtime]\nvus = 1\n'''\n"
+        + REQ_B.replace('"POST"', '"FETCH"')
+    )
+    err = fail(text)
+    assert err.key == "requests[1].method"
+    assert err.line == line_of(text, '"FETCH"')
+
+
+def test_describe_mentions_schedule_goals_and_notes() -> None:
+    s = load(
+        _sch(
+            "duration_seconds = 20\nvus = 4\nflush_interval = 5\n",
+            'type = "ramp"\nramp_duration_seconds = 10\nhold_duration_seconds = 10\n',
+        )
+        + REQ_B
+        + "weight = 3\n[assertions]\np99_latency_ms = 100\nerror_rate_max = 0.01\n"
+        "[think_time]\nduration_ms = 5\n"
+    )
+    text = describe_scenario(s)
+    assert "ramp from 0 to 4 VUs over 10 s, then hold 4 VUs for 10 s" in text
+    assert "VU profile" in text
+    assert "25.0 %" in text
+    assert "75.0 %" in text
+    assert "p99 latency <= 100 ms" in text
+    assert "error rate <= 1 %" in text
+    assert "5 ms after each request" in text
+    assert "flush_interval" in text
+
+
+def test_describe_arrival_rate_shows_rate_and_pool() -> None:
+    s = load(_sch("duration_seconds = 10\n", 'type = "arrival_rate"\nrate = 50\nmax_vus = 7\n'))
+    text = describe_scenario(s)
+    assert "50 iterations/s" in text
+    assert "pool of 7 VUs" in text
+    assert "about 500 iterations" in text
+
+
+def test_unknown_key_with_newline_renders_on_one_line() -> None:
+    err = fail(RUNTIME + '"a\\nb" = 1\n' + TARGET + REQ_A)
+    assert err.key == 'runtime."a\\nb"'
+    assert len(str(err).splitlines()) == 1
+    assert err.line == 4
+
+
+def test_explicit_base_dir_for_embedded_text(tmp_path: Path) -> None:
+    (tmp_path / "b.json").write_bytes(b"{}")
+    text = _req('body_file = "b.json"\n')
+    s = load_scenario_text(text, "events.bin:scenario", base_dir=tmp_path, env={})
+    assert s.requests[0].body_bytes == b"{}"
+    assert s.source_path == "events.bin:scenario"
+
+
+def test_describe_profile_in_iterations_mode_covers_the_ramp() -> None:
+    s = load(
+        _sch(
+            "iterations = 2\nvus = 8\n",
+            'type = "ramp"\nramp_duration_seconds = 8\nhold_duration_seconds = 0\n',
+        )
+    )
+    text = describe_scenario(s)
+    assert "2 iterations per VU" in text
+    rows = [line for line in text.splitlines() if " s |" in line]
+    assert len(rows) == 9
+    assert rows[0].rstrip().endswith(" 0")
+    assert rows[-1].rstrip().endswith(" 8")

@@ -1,0 +1,305 @@
+"""Schedules: target VUs over time, per-VU windows, open-model arrivals."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from z6.engine.scenario import Schedule, Step
+from z6.engine.schedule import (
+    ScheduleShapeError,
+    arrival_instant_ns,
+    arrivals_total,
+    open_model_slice,
+    peak_vus,
+    schedule_length_s,
+    target_vus,
+    vu_profile,
+    vu_windows,
+)
+
+
+def ramp(start: int, end: int, ramp_s: float, hold_s: float = 0.0) -> Schedule:
+    return Schedule(
+        type="ramp",
+        start_vus=start,
+        end_vus=end,
+        ramp_duration_seconds=ramp_s,
+        hold_duration_seconds=hold_s,
+    )
+
+
+def spike(base: int, peak: int, start_s: float, dur_s: float) -> Schedule:
+    return Schedule(
+        type="spike",
+        baseline_vus=base,
+        spike_vus=peak,
+        spike_start_seconds=start_s,
+        spike_duration_seconds=dur_s,
+    )
+
+
+def steps(*pairs: tuple[int, float]) -> Schedule:
+    return Schedule(type="steps", steps=[Step(vus=v, duration_seconds=d) for v, d in pairs])
+
+
+CONSTANT = Schedule(type="constant", vus=5)
+ARRIVAL = Schedule(type="arrival_rate", rate=100.0, max_vus=8)
+
+
+# --- target_vus at chosen instants --------------------------------------------------------------
+
+
+def test_constant() -> None:
+    assert [target_vus(CONSTANT, t) for t in (0, 1, 1e6)] == [5, 5, 5]
+    assert target_vus(CONSTANT, -0.1) == 0
+    assert peak_vus(CONSTANT) == 5
+    assert schedule_length_s(CONSTANT) is None
+
+
+def test_ramp_up_floors_then_holds() -> None:
+    s = ramp(0, 10, 10, 5)
+    assert target_vus(s, 0) == 0
+    assert target_vus(s, 0.99) == 0
+    assert target_vus(s, 1.0) == 1  # exact crossing counts as reached
+    assert target_vus(s, 5.5) == 5
+    assert target_vus(s, 9.999) == 9
+    assert target_vus(s, 10) == 10
+    assert target_vus(s, 15) == 10
+    assert target_vus(s, 100) == 10  # past the natural length: keeps end_vus
+    assert schedule_length_s(s) == 15
+    assert peak_vus(s) == 10
+
+
+def test_ramp_float_crossings_are_exact_despite_rounding() -> None:
+    s = ramp(0, 10, 3)
+    # 10 * 0.3 / 3 is 0.9999999999999999 in floats; the epsilon keeps it at 1.
+    assert target_vus(s, 0.3) == 1
+    assert target_vus(s, 2.1) == 7
+
+
+def test_ramp_down_stops_highest_first() -> None:
+    s = ramp(10, 2, 8, 2)
+    assert target_vus(s, 0) == 10
+    assert target_vus(s, 0.5) == 10  # ceil while falling: VU 9 runs until x reaches 9
+    assert target_vus(s, 1) == 9
+    assert target_vus(s, 4) == 6
+    assert target_vus(s, 4.5) == 6
+    assert target_vus(s, 8) == 2
+    assert target_vus(s, 9) == 2
+    assert peak_vus(s) == 10
+    assert vu_windows(s, 9, 10) == [(0.0, pytest.approx(1.0))]
+    assert vu_windows(s, 2, 10) == [(0.0, pytest.approx(8.0))]
+    assert vu_windows(s, 1, 10) == [(0.0, 10.0)]
+    assert vu_windows(s, 10, 10) == []
+
+
+def test_ramp_zero_duration_and_zero_hold() -> None:
+    s = ramp(3, 7, 0, 0)
+    assert target_vus(s, 0) == 7
+    assert peak_vus(s) == 7
+    assert schedule_length_s(s) == 0
+    assert vu_windows(s, 6, 4) == [(0.0, 4.0)]
+    flat = ramp(4, 4, 5, 0)
+    assert {target_vus(flat, t) for t in (0, 2.5, 5, 9)} == {4}
+
+
+def test_ramp_windows_start_lowest_first() -> None:
+    s = ramp(2, 6, 4, 1)
+    assert vu_windows(s, 0, 5) == [(0.0, 5.0)]
+    assert vu_windows(s, 1, 5) == [(0.0, 5.0)]
+    starts = [vu_windows(s, v, 5)[0][0] for v in range(2, 6)]
+    assert starts == pytest.approx([1.0, 2.0, 3.0, 4.0])
+    assert vu_windows(s, 6, 5) == []
+
+
+def test_spike_phases_and_boundaries() -> None:
+    s = spike(2, 10, 5, 3)
+    assert target_vus(s, 0) == 2
+    assert target_vus(s, 4.999) == 2
+    assert target_vus(s, 5) == 10
+    assert target_vus(s, 7.999) == 10
+    assert target_vus(s, 8) == 2
+    assert target_vus(s, 50) == 2
+    assert schedule_length_s(s) == 8
+    assert peak_vus(s) == 10
+    assert vu_windows(s, 5, 20) == [(5.0, 8.0)]
+    assert vu_windows(s, 1, 20) == [(0.0, 20.0)]
+    assert vu_windows(s, 5, 6) == [(5.0, 6.0)]
+    assert vu_windows(s, 5, 4) == []
+
+
+def test_spike_zero_duration_and_at_start() -> None:
+    s = spike(3, 9, 2, 0)
+    assert {target_vus(s, t) for t in (0, 2, 3)} == {3}
+    assert peak_vus(s) == 3
+    assert vu_windows(s, 5, 10) == []
+    at_start = spike(1, 4, 0, 2)
+    assert target_vus(at_start, 0) == 4
+    assert vu_windows(at_start, 2, 10) == [(0.0, 2.0)]
+
+
+def test_spike_below_baseline() -> None:
+    s = spike(6, 2, 1, 1)
+    assert target_vus(s, 1.5) == 2
+    assert vu_windows(s, 4, 5) == [(0.0, 1.0), (2.0, 5.0)]
+
+
+def test_steps_piecewise_then_hold_last() -> None:
+    s = steps((2, 5), (0, 0), (6, 5), (1, 5))
+    assert [target_vus(s, t) for t in (0, 4.99, 5, 9.99, 10, 14.99, 15, 40)] == [
+        2,
+        2,
+        6,
+        6,
+        1,
+        1,
+        1,
+        1,
+    ]
+    assert schedule_length_s(s) == 15
+    assert peak_vus(s) == 6
+    assert vu_windows(s, 0, 15) == [(0.0, 15.0)]  # touching windows merge
+    assert vu_windows(s, 1, 15) == [(0.0, 10.0)]
+    assert vu_windows(s, 4, 15) == [(5.0, 10.0)]
+
+
+def test_steps_all_zero_durations_use_last() -> None:
+    s = steps((9, 0), (3, 0))
+    assert target_vus(s, 0) == 3
+    assert peak_vus(s) == 3
+
+
+def test_arrival_rate_pool() -> None:
+    assert peak_vus(ARRIVAL) == 8
+    assert target_vus(ARRIVAL, 3) == 8
+    assert schedule_length_s(ARRIVAL) is None
+    assert vu_windows(ARRIVAL, 7, 2) == [(0.0, 2.0)]
+    assert vu_windows(ARRIVAL, 8, 2) == []
+
+
+def test_missing_field_raises() -> None:
+    with pytest.raises(ScheduleShapeError):
+        target_vus(Schedule(type="ramp", start_vus=1), 0)
+    with pytest.raises(ScheduleShapeError):
+        peak_vus(Schedule(type="steps"))
+
+
+def test_windows_empty_for_zero_length_run() -> None:
+    assert vu_windows(CONSTANT, 0, 0) == []
+
+
+def test_profile_samples_ends() -> None:
+    prof = vu_profile(ramp(0, 10, 10), 10, points=11)
+    assert len(prof) == 11
+    assert prof[0] == (0.0, 0)
+    assert prof[-1] == (10, 10)
+    assert [v for _, v in prof] == list(range(11))
+    assert vu_profile(CONSTANT, 0) == [(0.0, 5)]
+
+
+# --- consistency property ---------------------------------------------------------------------
+
+_vus = st.integers(min_value=0, max_value=30)
+_dur = st.one_of(st.just(0.0), st.floats(min_value=0.001, max_value=100))
+
+schedules = st.one_of(
+    st.builds(lambda v: Schedule(type="constant", vus=v), _vus),
+    st.builds(ramp, _vus, _vus, _dur, _dur),
+    st.builds(spike, _vus, _vus, _dur, _dur),
+    st.builds(lambda pairs: steps(*pairs), st.lists(st.tuples(_vus, _dur), min_size=1, max_size=5)),
+    st.builds(lambda v: Schedule(type="arrival_rate", rate=10.0, max_vus=v), _vus),
+)
+
+
+def _in_windows(windows: list[tuple[float, float]], t: float) -> bool:
+    return any(a <= t < b for a, b in windows)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    schedules,
+    st.integers(min_value=0, max_value=31),
+    st.floats(min_value=0.001, max_value=300),
+    st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=20),
+)
+def test_windows_agree_with_target(
+    schedule: Schedule, vu: int, run_length: float, fractions: list[float]
+) -> None:
+    windows = vu_windows(schedule, vu, run_length)
+    # Sorted, disjoint, non-empty, inside [0, run_length).
+    for a, b in windows:
+        assert 0 <= a < b <= run_length
+    for (_, b1), (a2, _) in itertools.pairwise(windows):
+        assert b1 < a2
+    instants = [f * run_length for f in fractions] + [a for a, _ in windows]
+    instants += [b for _, b in windows]
+    for t in instants:
+        if t >= run_length:
+            continue
+        active = vu < target_vus(schedule, t)
+        if active != _in_windows(windows, t):
+            # Allowed only right at a crossing instant.
+            near = [target_vus(schedule, max(t + d, 0.0)) > vu for d in (-1e-9, 1e-9)]
+            assert near[0] != near[1] or any(abs(t - e) <= 1e-9 for w in windows for e in w), (
+                t,
+                windows,
+            )
+    assert target_vus(schedule, 0) <= peak_vus(schedule)
+
+
+@settings(max_examples=200, deadline=None)
+@given(schedules, st.floats(min_value=0, max_value=500))
+def test_peak_bounds_target(schedule: Schedule, t: float) -> None:
+    assert 0 <= target_vus(schedule, t) <= peak_vus(schedule)
+    if peak_vus(schedule) > 0:
+        assert vu_windows(schedule, peak_vus(schedule), 1000) == []
+
+
+# --- open model -------------------------------------------------------------------------------
+
+
+def test_arrival_instants() -> None:
+    assert [arrival_instant_ns(4, n) for n in range(4)] == [
+        0,
+        250_000_000,
+        500_000_000,
+        750_000_000,
+    ]
+    assert arrival_instant_ns(3, 1) == 333_333_333
+    assert arrival_instant_ns(3, 2) == 666_666_667
+    assert arrival_instant_ns(0.5, 3) == 6_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("rate", "duration", "expected"),
+    [
+        (10, 1, 10),
+        (10, 1.05, 11),
+        (3, 1, 3),
+        (0.5, 10, 5),
+        (0.5, 10.001, 6),
+        (7, 0, 0),
+        (1e-3, 5, 1),
+    ],
+)
+def test_arrivals_total(rate: float, duration: float, expected: int) -> None:
+    assert arrivals_total(rate, duration) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=0.01, max_value=1e5), st.floats(min_value=0.001, max_value=100))
+def test_arrivals_total_counts_instants_before_end(rate: float, duration: float) -> None:
+    n = arrivals_total(rate, duration)
+    limit = round(duration * 1e9)
+    assert n >= 1  # iteration 0 is due at t = 0
+    assert arrival_instant_ns(rate, n - 1) < limit <= arrival_instant_ns(rate, n)
+
+
+def test_open_model_slice_partitions() -> None:
+    parts = [open_model_slice(50, 4, w) for w in range(4)]
+    assert sorted(n for p in parts for n in p) == list(range(50))
+    assert list(open_model_slice(10, 3, 2)) == [2, 5, 8]
