@@ -1,0 +1,336 @@
+"""Pure rendering of summaries: the end-of-test text, the time-series CSV and run diffs.
+
+Everything here takes the plain dicts of :func:`z6.engine.summary.build_summary` (or rows of
+:func:`z6.engine.summary.timeseries_rows`) and returns text; nothing is printed or measured.
+Missing or ``None`` values render as ``-`` so that summaries of empty or damaged runs print too.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["diff_dict", "render_diff", "render_text", "render_timeseries_csv"]
+
+_TIMESERIES_COLUMNS = (
+    "second",
+    "requests",
+    "ok",
+    "errors",
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "active_vus",
+)
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """A number without trailing zeros (``12.5``, ``3``), or ``-`` for ``None``."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        return text if text not in ("", "-0") else "0"
+    return str(value)
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{_num(value)} ms"
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{_num(value * 100, 2)}%"
+
+
+def _bytes(n: Any) -> str:
+    if not isinstance(n, int):
+        return "-"
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover - the loop always returns
+
+
+def _line(label: str, value: str) -> str:
+    return f"  {label} {'.' * max(2, 20 - len(label))} {value}"
+
+
+def _ordered_latency_keys(keys: Sequence[str]) -> list[str]:
+    """min, mean, the percentiles, then max: the order people read latencies in."""
+    head = [k for k in ("min", "mean") if k in keys]
+    tail = ["max"] if "max" in keys else []
+    return head + [k for k in keys if k not in ("min", "mean", "max")] + tail
+
+
+def _latency_line(lat: Mapping[str, Any]) -> str:
+    if not lat or all(v is None for v in lat.values()):
+        return "-"
+    parts = [f"{k}={_num(lat[k])}" for k in _ordered_latency_keys(list(lat))]
+    return "  ".join(parts) + "  (ms)"
+
+
+def render_text(summary: Mapping[str, Any]) -> str:
+    """A k6-like end-of-test summary of ``summary`` (no trailing newline)."""
+    out: list[str] = []
+    scen = summary.get("scenario", {})
+    sha = str(scen.get("sha256", ""))[:12]
+    out.append(f"z6 {summary.get('z6_version', '?')}  scenario: {scen.get('name', '?')} ({sha})")
+    out.append(
+        f"  seed {summary.get('seed', '-')}, procs {summary.get('procs', '-')}, "
+        f"started {summary.get('started_at', '-')}"
+    )
+    shard = summary.get("shard")
+    if shard:
+        out.append(f"  shard {shard.get('index')}/{shard.get('count')}")
+    out.append("")
+    req = summary.get("requests", {})
+    total = req.get("total", 0)
+    errors = summary.get("errors", {})
+    out.append(_line("duration", f"{_num(summary.get('duration_s'))} s"))
+    out.append(
+        _line(
+            "requests",
+            f"{total} total, {req.get('ok', 0)} ok, {req.get('failed', 0)} failed"
+            f" ({_pct(errors.get('rate'))} errors)",
+        )
+    )
+    out.append(_line("rps", _num(summary.get("rps"), 1)))
+    out.append(_line("latency", _latency_line(summary.get("latency_ms", {}))))
+    if "latency_corrected_ms" in summary:
+        out.append(_line("latency corrected", _latency_line(summary["latency_corrected_ms"])))
+    out.append(_line("data received", _bytes(summary.get("bytes_received"))))
+    conns = summary.get("connections", {})
+    cms = conns.get("connect_ms", {})
+    out.append(
+        _line(
+            "connections",
+            f"{conns.get('new', 0)} new, connect mean {_ms(cms.get('mean'))},"
+            f" max {_ms(cms.get('max'))}",
+        )
+    )
+    if "latency_corrected_ms" in summary or summary.get("dropped_iterations"):
+        out.append(_line("dropped iterations", str(summary.get("dropped_iterations", 0))))
+    if summary.get("ring_waits"):
+        out.append(_line("ring waits", str(summary["ring_waits"])))
+
+    by_name = req.get("by_name", {})
+    if by_name:
+        out.append("")
+        out.append(_name_table(by_name))
+    by_status = req.get("by_status", {})
+    if by_status:
+        out.append("")
+        out.append("  status codes: " + "  ".join(f"{k}: {v}" for k, v in by_status.items()))
+    by_kind = errors.get("by_kind", {})
+    if by_kind:
+        out.append("  errors by kind: " + "  ".join(f"{k}: {v}" for k, v in by_kind.items()))
+
+    acc = summary.get("accounting")
+    if acc is not None and not acc.get("complete", True):
+        out.append("")
+        out.append(_accounting_line(acc))
+    outcome = summary.get("outcome")
+    if outcome and outcome != "complete":
+        text = f"  outcome: {outcome}"
+        if summary.get("failed_workers"):
+            text += " (failed workers: " + ", ".join(map(str, summary["failed_workers"])) + ")"
+        out.append(text)
+
+    goals = summary.get("assertions", [])
+    out.append("")
+    if goals:
+        out.append("  goals:")
+        for g in goals:
+            mark = "PASS" if g.get("passed") else "FAIL"
+            out.append(
+                f"    [{mark}] {g.get('name')} {g.get('op', '')} {_num(g.get('expected'), 6)}:"
+                f" actual {_num(g.get('actual'), 6)}"
+            )
+        n_failed = sum(1 for g in goals if not g.get("passed"))
+        if n_failed:
+            out.append(f"\n  result: FAILED ({n_failed} of {len(goals)} goals failed)")
+        else:
+            out.append(f"\n  result: PASSED (all {len(goals)} goals met)")
+    else:
+        out.append("  result: PASSED (no goals)" if summary.get("passed", True) else "  FAILED")
+    return "\n".join(out)
+
+
+def _name_table(by_name: Mapping[str, Any]) -> str:
+    lat_keys: list[str] = []
+    for entry in by_name.values():
+        for k in entry.get("latency_ms", {}):
+            if k not in ("min", "mean") and k not in lat_keys:
+                lat_keys.append(k)
+    lat_keys = _ordered_latency_keys(lat_keys)
+    header = ["request", "total", "ok", "failed", *lat_keys]
+    rows = [header]
+    for name, entry in by_name.items():
+        lat = entry.get("latency_ms", {})
+        rows.append(
+            [
+                name,
+                str(entry.get("total", 0)),
+                str(entry.get("ok", 0)),
+                str(entry.get("failed", 0)),
+                *(_num(lat.get(k)) for k in lat_keys),
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = []
+    for i, r in enumerate(rows):
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        ]
+        lines.append("    " + "  ".join(cells).rstrip())
+        if i == 0:
+            lines[-1] += "   (latency in ms)"
+    return "\n".join(lines)
+
+
+def _accounting_line(acc: Mapping[str, Any]) -> str:
+    parts = []
+    for w in acc.get("workers", []):
+        reported = w.get("reported")
+        parts.append(
+            f"worker {w.get('worker')}: {w.get('received')}/{'?' if reported is None else reported}"
+        )
+    detail = ", ".join(parts) if parts else "no worker reported"
+    return f"  accounting: INCOMPLETE, {acc.get('missing', 0)} events missing ({detail})"
+
+
+def render_timeseries_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``timeseries.csv``: a header line, then one line per row (``None`` as empty cells)."""
+    columns = list(rows[0].keys()) if rows else list(_TIMESERIES_COLUMNS)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------- diff
+
+_LOWER_BETTER = "lower"
+_HIGHER_BETTER = "higher"
+_NEUTRAL = "neutral"
+
+
+def _success_rate(s: Mapping[str, Any]) -> float | None:
+    req = s.get("requests", {})
+    total = req.get("total", 0)
+    return round(req.get("ok", 0) / total, 6) if total else None
+
+
+def _metrics_of(s: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
+    """The compared metrics of one summary: ``{label: (value, direction)}``."""
+    req = s.get("requests", {})
+    errors = s.get("errors", {})
+    lat = s.get("latency_ms", {})
+    m: dict[str, tuple[Any, str]] = {
+        "requests.total": (req.get("total"), _NEUTRAL),
+        "requests.ok": (req.get("ok"), _NEUTRAL),
+        "requests.failed": (req.get("failed"), _LOWER_BETTER),
+        "success_rate": (_success_rate(s), _HIGHER_BETTER),
+        "error_rate": (errors.get("rate"), _LOWER_BETTER),
+        "rps": (s.get("rps"), _HIGHER_BETTER),
+        "duration_s": (s.get("duration_s"), _NEUTRAL),
+    }
+    for k, v in lat.items():
+        if k != "min":
+            m[f"latency_ms.{k}"] = (v, _LOWER_BETTER)
+    for kind, n in errors.get("by_kind", {}).items():
+        m[f"errors.{kind}"] = (n, _LOWER_BETTER)
+    return m
+
+
+def diff_dict(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Compare summary ``b`` against baseline ``a``.
+
+    Returns ``{"a": {...}, "b": {...}, "metrics": {LABEL: {"a", "b", "delta", "relative",
+    "change"}}}`` where ``delta = b - a``, ``relative = delta / a`` (``None`` when ``a`` is 0 or
+    a value is missing) and ``change`` is ``"improvement"``, ``"regression"``, ``"unchanged"``
+    or ``"n/a"`` (totals, which are neither good nor bad, and missing values). Lower latency,
+    errors and error rate are better; higher rps and success rate are better. An error kind
+    present in only one run counts as 0 in the other.
+    """
+    ma, mb = _metrics_of(a), _metrics_of(b)
+    labels = list(ma)
+    labels += [k for k in mb if k not in ma]
+    metrics: dict[str, Any] = {}
+    for label in labels:
+        va, direction = ma[label] if label in ma else (None, mb[label][1])
+        vb = mb[label][0] if label in mb else None
+        if label.startswith("errors."):
+            va = 0 if va is None else va
+            vb = 0 if vb is None else vb
+        delta = relative = None
+        change = "n/a"
+        if isinstance(va, int | float) and isinstance(vb, int | float):
+            delta = round(vb - va, 6)
+            relative = round(delta / va, 6) if va else None
+            if direction != _NEUTRAL:
+                if delta == 0:
+                    change = "unchanged"
+                elif (delta < 0) == (direction == _LOWER_BETTER):
+                    change = "improvement"
+                else:
+                    change = "regression"
+        metrics[label] = {"a": va, "b": vb, "delta": delta, "relative": relative, "change": change}
+    return {"a": _ident(a), "b": _ident(b), "metrics": metrics}
+
+
+def _ident(s: Mapping[str, Any]) -> dict[str, Any]:
+    scen = s.get("scenario", {})
+    return {
+        "scenario": scen.get("name"),
+        "sha256": scen.get("sha256"),
+        "started_at": s.get("started_at"),
+        "seed": s.get("seed"),
+    }
+
+
+def render_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
+    """A table of :func:`diff_dict`: metric, A, B, delta, relative change and a mark."""
+    d = diff_dict(a, b)
+    out = [
+        f"A: {d['a']['scenario']} started {d['a']['started_at']} (seed {d['a']['seed']})",
+        f"B: {d['b']['scenario']} started {d['b']['started_at']} (seed {d['b']['seed']})",
+    ]
+    if d["a"]["sha256"] != d["b"]["sha256"]:
+        out.append("note: the two runs used different scenario files")
+    out.append("")
+    marks = {"improvement": "better", "regression": "WORSE", "unchanged": "=", "n/a": ""}
+    rows = [["metric", "A", "B", "delta", "relative", ""]]
+    for label, m in d["metrics"].items():
+        delta = m["delta"]
+        rows.append(
+            [
+                label,
+                _num(m["a"]),
+                _num(m["b"]),
+                "-" if delta is None else ("+" if delta > 0 else "") + _num(delta),
+                "-" if m["relative"] is None else f"{m['relative'] * 100:+.1f}%",
+                marks[m["change"]],
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:5], widths[1:5], strict=True)
+        ]
+        out.append(("  " + "  ".join(cells) + "  " + r[5]).rstrip())
+    n_reg = sum(1 for m in d["metrics"].values() if m["change"] == "regression")
+    n_imp = sum(1 for m in d["metrics"].values() if m["change"] == "improvement")
+    out.append("")
+    out.append(f"  {n_imp} improved, {n_reg} regressed")
+    return "\n".join(out)

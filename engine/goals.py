@@ -1,0 +1,109 @@
+"""Goals: each ``[assertions]`` key checked against the final summary.
+
+A goal passes when its actual value is on the right side of the expected one: latencies,
+``error_rate_max`` and ``status_5xx_max_rate`` must be at most the expected value,
+``success_rate_min`` and ``rps_min`` at least. A run that recorded no request at all fails every
+goal (its actual value is ``None``): with nothing measured, nothing was shown to be good. A
+latency goal also fails with ``None`` when no request had a latency (for example every
+connection was refused). See ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from z6.engine.scenario import Assertions
+
+__all__ = ["GOAL_PERCENTILES", "GoalResult", "evaluate_goals"]
+
+_LATENCY_KEYS: dict[str, str] = {
+    "p50_latency_ms": "p50",
+    "p90_latency_ms": "p90",
+    "p95_latency_ms": "p95",
+    "p99_latency_ms": "p99",
+    "p999_latency_ms": "p999",
+}
+
+GOAL_PERCENTILES: dict[str, float] = {
+    "p50_latency_ms": 50.0,
+    "p90_latency_ms": 90.0,
+    "p95_latency_ms": 95.0,
+    "p99_latency_ms": 99.0,
+    "p999_latency_ms": 99.9,
+}
+"""The percentile each latency goal needs in the summary's ``latency_ms``."""
+
+_AT_MOST = "<="
+_AT_LEAST = ">="
+_OPS: dict[str, Callable[[float, float], bool]] = {_AT_MOST: operator.le, _AT_LEAST: operator.ge}
+
+
+class GoalResult(msgspec.Struct, kw_only=True):
+    """One goal: the assertion key, the expected bound, the measured value and the verdict.
+
+    ``op`` is ``"<="`` (the actual value must not exceed ``expected``) or ``">="``.
+    """
+
+    name: str
+    expected: float
+    actual: float | None
+    passed: bool
+    op: str
+
+
+def _direction(name: str) -> str:
+    return _AT_LEAST if name in ("success_rate_min", "rps_min") else _AT_MOST
+
+
+def _actual(name: str, summary: Mapping[str, Any]) -> float | None:
+    """The measured value for goal ``name``, or ``None`` when it cannot be measured."""
+    requests = summary.get("requests", {})
+    total = int(requests.get("total", 0))
+    if total <= 0:
+        return None
+    if name in _LATENCY_KEYS:
+        value = summary.get("latency_ms", {}).get(_LATENCY_KEYS[name])
+        return None if value is None else float(value)
+    if name == "error_rate_max":
+        return int(requests.get("failed", 0)) / total
+    if name == "success_rate_min":
+        return int(requests.get("ok", 0)) / total
+    if name == "rps_min":
+        value = summary.get("rps")
+        return None if value is None else float(value)
+    if name == "status_5xx_max_rate":
+        by_status: Mapping[str, int] = requests.get("by_status", {})
+        n5xx = sum(n for code, n in by_status.items() if 500 <= int(code) <= 599)
+        return n5xx / total
+    return None  # pragma: no cover - every Assertions field is handled above
+
+
+def evaluate_goals(assertions: Assertions, summary: Mapping[str, Any]) -> list[GoalResult]:
+    """Check every set ``[assertions]`` key against ``summary`` (the dict of ``build_summary``).
+
+    Results follow the field order of :class:`~z6.engine.scenario.Assertions`. Comparisons use
+    exact rates computed from the request counts; ``actual`` is rounded to 6 decimals for
+    display.
+    """
+    results: list[GoalResult] = []
+    for name in assertions.__struct_fields__:
+        expected = getattr(assertions, name)
+        if expected is None:
+            continue
+        op = _direction(name)
+        actual = _actual(name, summary)
+        passed = actual is not None and _OPS[op](actual, float(expected))
+        results.append(
+            GoalResult(
+                name=name,
+                expected=float(expected),
+                actual=None if actual is None else round(actual, 6),
+                passed=passed,
+                op=op,
+            )
+        )
+    return results

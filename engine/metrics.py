@@ -1,0 +1,785 @@
+"""The one reducer: turns batches of events into counts, HDR histograms and a time series.
+
+``z6 run`` (live, from the rings) and ``z6 analyze`` (from ``events.bin``) feed the same
+batches in the same order to a :class:`Reducer` and then build the summary from it, so they
+print identical numbers. Nothing here reads a clock: every figure is a function of the events
+(and of the order of the batches, which both paths share).
+
+Latencies are kept as counts per HDR bucket (the bucket layout of
+``HdrHistogram(1, 3_600_000_000, 3)``: microseconds, 1 us .. 1 hour, 3 significant digits).
+The hot path only computes bucket indices and lets ``collections.Counter`` (C code) count them
+per batch; real :class:`hdrh.histogram.HdrHistogram` objects are built from those counts when
+the summary asks (:meth:`Reducer.histogram`). Memory is bounded by the bucket count per request
+name, whatever the run length. The choices (which requests have a latency, how per-second rows
+are formed) are documented in ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import msgspec
+from hdrh.histogram import HdrHistogram
+
+from z6.engine.error_kinds import ErrorKind
+from z6.ipc.events import (
+    Event,
+    IterationDropped,
+    RequestEvent,
+    VuStarted,
+    VuStopped,
+    WorkerFinished,
+    WorkerStarted,
+)
+
+__all__ = [
+    "EXCLUDED_FROM_LATENCY",
+    "HDR_HIGHEST_US",
+    "HDR_LOWEST_US",
+    "HDR_SIGNIFICANT_DIGITS",
+    "WINDOW_SECONDS",
+    "IntervalStats",
+    "Reducer",
+    "SecondRow",
+    "WorkerAccount",
+    "bucket_index",
+    "bucket_value",
+    "error_label",
+    "histogram_of",
+    "new_histogram",
+    "sparse_percentiles",
+]
+
+HDR_LOWEST_US = 1
+HDR_HIGHEST_US = 3_600_000_000  # one hour
+HDR_SIGNIFICANT_DIGITS = 3
+WINDOW_SECONDS = 5
+"""Per-second histograms older than this (relative to the newest request end) are finalized."""
+
+EXCLUDED_FROM_LATENCY: frozenset[int] = frozenset(
+    {
+        ErrorKind.INTERRUPTED,
+        ErrorKind.CONNECT_REFUSED,
+        ErrorKind.CONNECT_TIMEOUT,
+        ErrorKind.DNS_ERROR,
+        ErrorKind.TLS_ERROR,
+    }
+)
+"""Error kinds whose request has no meaningful latency: no request was sent, or z6 cut it."""
+
+_NS = 1_000_000_000
+
+
+def new_histogram() -> HdrHistogram:
+    """An empty histogram with z6's layout (us, 1 us .. 1 h, 3 significant digits)."""
+    return HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_SIGNIFICANT_DIGITS)
+
+
+# The bucket layout, read from the package so that our index arithmetic is the package's.
+_REF = new_histogram()
+if _REF.unit_magnitude != 0:  # pragma: no cover - only if the package changed its layout
+    raise ImportError("hdrhistogram: unexpected unit magnitude for a lowest value of 1")
+_HALF_MAG: int = _REF.sub_bucket_half_count_magnitude  # 10 for 3 digits
+_HALF: int = _REF.sub_bucket_half_count  # 1024
+_MASK: int = _REF.sub_bucket_mask  # 2047
+_SHIFT_BITS: int = _HALF_MAG + 1  # 11
+_COUNTS_LEN: int = _REF.counts_len
+_MAX_INDEX = _COUNTS_LEN - 1
+_MAX_NS = HDR_HIGHEST_US * 1000
+_KEY_BITS = _COUNTS_LEN.bit_length()  # a latency key is (request << _KEY_BITS) | bucket
+_KEY_LOW = (1 << _KEY_BITS) - 1
+del _REF
+
+
+def bucket_index(value_us: int) -> int:
+    """The HDR counts index of ``value_us`` (same as the package's ``_counts_index_for``)."""
+    b = (value_us | _MASK).bit_length() - _SHIFT_BITS
+    return (b << _HALF_MAG) + (value_us >> b)
+
+
+def bucket_value(index: int) -> int:
+    """The highest value (us) equivalent to bucket ``index`` — what HDR reports for it."""
+    b = (index >> _HALF_MAG) - 1
+    if b < 0:
+        return index
+    return (((index & (_HALF - 1)) + _HALF) << b) + (1 << b) - 1
+
+
+def histogram_of(buckets: Mapping[int, int]) -> HdrHistogram:
+    """A real ``HdrHistogram`` holding the counts of a sparse ``{bucket index: count}``."""
+    hist = new_histogram()
+    for idx, n in sorted(buckets.items()):
+        if n > 0:
+            hist.record_value(_bucket_low(idx), n)
+    return hist
+
+
+def _bucket_low(index: int) -> int:
+    b = (index >> _HALF_MAG) - 1
+    if b < 0:
+        return index
+    return ((index & (_HALF - 1)) + _HALF) << b
+
+
+def sparse_percentiles(counts: Mapping[int, int], percentiles: Iterable[float]) -> dict[float, int]:
+    """Percentile values (us) of a sparse histogram ``{bucket index: count}``.
+
+    Follows ``HdrHistogram.get_value_at_percentile`` exactly (target count rounded half up,
+    at least 1; the highest equivalent value of the bucket reached), so these numbers equal the
+    package's for the same data. Returns an empty dict when ``counts`` is empty.
+    """
+    total = sum(counts.values())
+    if total <= 0:
+        return {}
+    items = sorted(counts.items())
+    out: dict[float, int] = {}
+    for p in sorted(set(percentiles)):
+        target = max(int(min(p, 100.0) * total / 100 + 0.5), 1)
+        running = 0
+        for idx, n in items:
+            running += n
+            if running >= target:
+                out[p] = bucket_value(idx) if p else _bucket_low(idx)
+                break
+    return out
+
+
+def error_label(kind: int) -> str:
+    """The summary label of an error kind value; unknown values become ``unknown_<n>``."""
+    try:
+        return ErrorKind(kind).label
+    except ValueError:
+        return f"unknown_{kind}"
+
+
+class IntervalStats(msgspec.Struct, kw_only=True):
+    """What the live view shows, for the interval since the previous :meth:`Reducer.interval`.
+
+    ``rps`` divides the interval's requests by the event time that passed (newest request end
+    now minus at the previous call), so it needs no clock. ``p50_ms``/``p99_ms`` are ``None``
+    when the interval had no request with a latency. ``total_*`` are run totals so far.
+    """
+
+    requests: int
+    ok: int
+    failed: int
+    dropped: int
+    bytes_received: int
+    rps: float
+    p50_ms: float | None
+    p99_ms: float | None
+    active_vus: int
+    span_s: float
+    total_requests: int
+    total_errors: int
+    total_dropped: int
+
+
+class SecondRow(msgspec.Struct, kw_only=True):
+    """One second of the time series (second ``s`` covers event time ``[s, s+1)`` s).
+
+    ``requests``/``errors`` count requests that *ended* in the second; ``p50_us``/``p99_us``
+    are ``None`` when none of them had a latency. ``started``/``dropped`` count open-model
+    iterations by their *scheduled* second. ``active_vus`` is the larger of the number of
+    active VUs at the start and at the end of the second.
+    """
+
+    second: int
+    requests: int
+    errors: int
+    p50_us: int | None
+    p99_us: int | None
+    active_vus: int
+    started: int
+    dropped: int
+
+
+@dataclass(frozen=True)
+class WorkerAccount:
+    """Event accounting of one worker: what arrived versus what the worker said it produced.
+
+    ``part`` tells merged logs apart (0 for a single log; merged reducers number theirs on).
+    ``reported`` and ``requests_started`` are ``None`` until the worker's ``WorkerFinished``.
+    ``received`` excludes the ``WorkerFinished`` event itself, like the worker's own count.
+    """
+
+    part: int
+    worker: int
+    received: int
+    reported: int | None
+    requests_recorded: int
+    requests_started: int | None
+
+
+_REQUEST_FIELDS = operator.attrgetter(
+    "request",
+    "step",
+    "start_ns",
+    "latency_ns",
+    "status",
+    "error",
+    "bytes_received",
+    "new_connection",
+    "connect_ns",
+    "scheduled_ns",
+)
+
+
+class _Second:
+    """Mutable per-second state; ``hist`` is dropped (set to None) once finalized."""
+
+    __slots__ = ("dropped", "errors", "hist", "n_lat", "p50", "p99", "requests", "started")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.started = 0
+        self.dropped = 0
+        self.hist: Counter[int] | None = Counter()
+        self.n_lat = 0  # latencies behind p50/p99 once finalized (for approximate merges)
+        self.p50: int | None = None
+        self.p99: int | None = None
+
+    def finalize(self) -> None:
+        hist = self.hist
+        if hist is None:
+            return
+        self.n_lat = sum(hist.values())
+        pct = sparse_percentiles(_strip_request(hist), (50.0, 99.0))
+        self.p50 = pct.get(50.0)
+        self.p99 = pct.get(99.0)
+        self.hist = None
+
+
+def _strip_request(keys: Mapping[int, int]) -> Counter[int]:
+    """Sum a ``{(request << bits) | bucket: n}`` mapping over requests."""
+    out: Counter[int] = Counter()
+    for key, n in keys.items():
+        out[key & _KEY_LOW] += n
+    return out
+
+
+class Reducer:
+    """Reduces event batches to run metrics. See the module docstring and docs/metrics.md.
+
+    ``request_names`` are indexed like ``RequestEvent.request``; ``open_model`` turns on the
+    coordinated-omission corrected latency and the started/dropped series.
+    """
+
+    def __init__(self, request_names: Sequence[str], *, open_model: bool = False) -> None:
+        self.request_names: list[str] = list(request_names)
+        self.open_model = open_model
+        # (request, status, error) -> count: gives totals, per name, per status, per kind.
+        self._codes: Counter[tuple[int, int, int]] = Counter()
+        self._lat: Counter[int] = Counter()  # (request << _KEY_BITS) | bucket -> count
+        self._corr: Counter[int] = Counter()  # same, corrected latency (open model)
+        self.bytes_received = 0
+        self.new_connections = 0
+        self._connect_sum_ns = 0
+        self._connect_max_ns = 0
+        self.dropped_iterations = 0
+        self.ring_waits = 0
+        self._max_end_ns = 0
+        self._max_vu_ns = 0
+        self._max_finished_ns = 0
+        self._active = 0
+        self._vu_delta: Counter[int] = Counter()  # second -> net VU starts - stops
+        self._seconds: dict[int, _Second] = {}
+        self._live: dict[int, _Second] = {}  # seconds whose histogram is still kept
+        self._newest_sec = -1
+        # accounting, keyed by (part, worker)
+        self._received: Counter[tuple[int, int]] = Counter()
+        self._req_recorded: Counter[tuple[int, int]] = Counter()
+        self._reported: dict[tuple[int, int], tuple[int, int]] = {}
+        self._workers_seen: set[tuple[int, int]] = set()
+        self._parts = 1
+        # live interval
+        self._iv_lat: Counter[int] = Counter()
+        self._iv_requests = 0
+        self._iv_failed = 0
+        self._iv_dropped = 0
+        self._iv_bytes = 0
+        self._iv_prev_end_ns = 0
+
+    # ------------------------------------------------------------------ hot path
+
+    def add(self, events: Sequence[Event], worker: int = -1) -> None:
+        """Reduce one batch of events; ``worker`` is the producing worker (for accounting).
+
+        Batches from ``-1`` (unknown worker) count in every metric but not in the per-worker
+        accounting.
+        """
+        if not events:
+            return
+        reqs = [e for e in events if type(e) is RequestEvent]
+        n_finished = 0
+        if len(reqs) != len(events):
+            others = [e for e in events if type(e) is not RequestEvent]
+            n_finished = sum(1 for e in others if type(e) is WorkerFinished)
+            self._add_lifecycle(others, worker)
+        if worker >= 0:
+            key = (0, worker)
+            # The worker's own count excludes its WorkerFinished event; so does ours.
+            self._received[key] += len(events) - n_finished
+            self._req_recorded[key] += len(reqs)
+            self._workers_seen.add(key)
+        if reqs:
+            self._add_requests(reqs)
+
+    def _add_requests(self, reqs: list[RequestEvent]) -> None:
+        n = len(reqs)
+        (req, step, start, lat, status, err, nbytes, newconn, conn, sched) = zip(
+            *map(_REQUEST_FIELDS, reqs), strict=True
+        )
+        codes = Counter(zip(req, status, err, strict=True))
+        self._codes.update(codes)
+        failed = 0
+        excluded = False
+        for (_r, _s, e), c in codes.items():
+            if e:
+                failed += c
+                if e in EXCLUDED_FROM_LATENCY:
+                    excluded = True
+        b = sum(nbytes)
+        self.bytes_received += b
+        self._iv_bytes += b
+        self._iv_requests += n
+        self._iv_failed += failed
+        nc = sum(newconn)
+        if nc:
+            self.new_connections += nc
+            cts = [c for c, flag in zip(conn, newconn, strict=True) if flag]
+            self._connect_sum_ns += sum(cts)
+            m = max(cts)
+            if m > self._connect_max_ns:
+                self._connect_max_ns = m
+
+        ends = [s + x for s, x in zip(start, lat, strict=True)]
+        hi = max(ends)
+        if hi > self._max_end_ns:
+            self._max_end_ns = hi
+
+        # Latency keys of the requests that have one.
+        if excluded:
+            keep = [e not in EXCLUDED_FROM_LATENCY for e in err]
+            lreq = [r for r, k in zip(req, keep, strict=True) if k]
+            llat = [x for x, k in zip(lat, keep, strict=True) if k]
+            lend = [x for x, k in zip(ends, keep, strict=True) if k]
+        else:
+            keep = None
+            lreq, llat, lend = list(req), list(lat), ends
+        if llat and (min(llat) < 0 or max(llat) > _MAX_NS):
+            llat = [min(max(x, 0), _MAX_NS) for x in llat]
+        keys = [
+            (r << _KEY_BITS)
+            + ((bb := ((v := x // 1000) | _MASK).bit_length() - _SHIFT_BITS) << _HALF_MAG)
+            + (v >> bb)
+            for r, x in zip(lreq, llat, strict=True)
+        ]
+        self._lat.update(keys)
+        self._iv_lat.update(keys)
+
+        # Per-second rows, by end second.
+        lo_s = min(ends) // _NS
+        hi_s = hi // _NS
+        if lo_s == hi_s:
+            sec = self._second(hi_s)
+            sec.requests += n
+            sec.errors += failed
+            if sec.hist is not None:
+                sec.hist.update(keys)
+        else:
+            self._spread_seconds(ends, err, lend, keys)
+        if self.open_model:
+            self._add_open(req, step, start, lat, sched, keep)
+        if hi_s > self._newest_sec:
+            self._newest_sec = hi_s
+            self._finalize_old()
+
+    def _spread_seconds(
+        self,
+        ends: list[int],
+        err: tuple[int, ...],
+        lend: list[int],
+        keys: list[int],
+    ) -> None:
+        secs = [x // _NS for x in ends]
+        for s, c in Counter(secs).items():
+            self._second(s).requests += c
+        for s, c in Counter(s for s, e in zip(secs, err, strict=True) if e).items():
+            self._second(s).errors += c
+        by_sec: dict[int, list[int]] = {}
+        for x, k in zip(lend, keys, strict=True):
+            by_sec.setdefault(x // _NS, []).append(k)
+        for s, ks in by_sec.items():
+            hist = self._second(s).hist
+            if hist is not None:
+                hist.update(ks)
+
+    def _add_open(
+        self,
+        req: tuple[int, ...],
+        step: tuple[int, ...],
+        start: tuple[int, ...],
+        lat: tuple[int, ...],
+        sched: tuple[int, ...],
+        keep: list[bool] | None,
+    ) -> None:
+        if keep is not None:
+            sel = [k and q >= 0 for k, q in zip(keep, sched, strict=True)]
+        else:
+            sel = [q >= 0 for q in sched]
+        rs = [r for r, k in zip(req, sel, strict=True) if k]
+        vals = [s - q + x for s, q, x, k in zip(start, sched, lat, sel, strict=True) if k]
+        if vals and (min(vals) < 0 or max(vals) > _MAX_NS):
+            vals = [min(max(x, 0), _MAX_NS) for x in vals]
+        corr = [
+            (r << _KEY_BITS)
+            + ((bb := ((v := x // 1000) | _MASK).bit_length() - _SHIFT_BITS) << _HALF_MAG)
+            + (v >> bb)
+            for r, x in zip(rs, vals, strict=True)
+        ]
+        self._corr.update(corr)
+        started = Counter(q // _NS for q, st in zip(sched, step, strict=True) if st == 0 and q >= 0)
+        for s, c in started.items():
+            self._second(s).started += c
+
+    def _second(self, s: int) -> _Second:
+        sec = self._seconds.get(s)
+        if sec is None:
+            sec = self._seconds[s] = _Second()
+            if s < self._newest_sec - WINDOW_SECONDS:
+                sec.finalize()  # already outside the window: never keep a histogram for it
+            else:
+                self._live[s] = sec
+        return sec
+
+    def _finalize_old(self) -> None:
+        cutoff = self._newest_sec - WINDOW_SECONDS
+        old = [s for s in self._live if s < cutoff]
+        for s in old:
+            self._live.pop(s).finalize()
+
+    def _add_lifecycle(self, events: list[Event], worker: int) -> None:
+        for ev in events:
+            t = type(ev)
+            if t is VuStarted:
+                assert isinstance(ev, VuStarted)
+                self._active += 1
+                self._vu_delta[ev.t_ns // _NS] += 1
+                self._max_vu_ns = max(self._max_vu_ns, ev.t_ns)
+            elif t is VuStopped:
+                assert isinstance(ev, VuStopped)
+                self._active -= 1
+                self._vu_delta[ev.t_ns // _NS] -= 1
+                self._max_vu_ns = max(self._max_vu_ns, ev.t_ns)
+            elif t is IterationDropped:
+                assert isinstance(ev, IterationDropped)
+                self.dropped_iterations += 1
+                self._iv_dropped += 1
+                self._second(ev.scheduled_ns // _NS).dropped += 1
+            elif t is WorkerFinished:
+                assert isinstance(ev, WorkerFinished)
+                self.ring_waits += ev.ring_waits
+                self._max_finished_ns = max(self._max_finished_ns, ev.t_ns)
+                w = ev.worker if worker < 0 else worker
+                self._reported[(0, w)] = (ev.events, ev.requests_started)
+                self._workers_seen.add((0, w))
+            elif t is WorkerStarted:
+                assert isinstance(ev, WorkerStarted)
+                self._workers_seen.add((0, ev.worker if worker < 0 else worker))
+
+    # ------------------------------------------------------------------ live view
+
+    def interval(self) -> IntervalStats:
+        """Stats since the previous call (then reset); cheap: only the interval's buckets."""
+        pct = sparse_percentiles(_strip_request(self._iv_lat), (50.0, 99.0))
+        span_ns = max(self._max_end_ns - self._iv_prev_end_ns, 0)
+        stats = IntervalStats(
+            requests=self._iv_requests,
+            ok=self._iv_requests - self._iv_failed,
+            failed=self._iv_failed,
+            dropped=self._iv_dropped,
+            bytes_received=self._iv_bytes,
+            rps=self._iv_requests * _NS / span_ns if span_ns else 0.0,
+            p50_ms=_us_to_ms(pct.get(50.0)),
+            p99_ms=_us_to_ms(pct.get(99.0)),
+            active_vus=max(self._active, 0),
+            span_s=span_ns / _NS,
+            total_requests=self.total,
+            total_errors=self.failed,
+            total_dropped=self.dropped_iterations,
+        )
+        self._iv_lat = Counter()
+        self._iv_requests = self._iv_failed = self._iv_dropped = self._iv_bytes = 0
+        self._iv_prev_end_ns = self._max_end_ns
+        return stats
+
+    # ------------------------------------------------------------------ merge
+
+    def merge(self, other: Reducer, *, offset_ns: int = 0) -> None:
+        """Add ``other`` (another log or shard) into this reducer; ``other`` is unchanged.
+
+        Counts and latency histograms merge exactly. ``offset_ns`` shifts ``other``'s times
+        (the time series by whole seconds: ``offset_ns // 1e9``). Per-second p50/p99 merge
+        exactly while both sides still hold that second's histogram; for seconds one side
+        already finalized they are approximated (request-weighted mean of the p50s, max of
+        the p99s) — see docs/metrics.md.
+        """
+        if len(other.request_names) > len(self.request_names):
+            self.request_names.extend(other.request_names[len(self.request_names) :])
+        self.open_model = self.open_model or other.open_model
+        self._codes.update(other._codes)
+        self._lat.update(other._lat)
+        self._corr.update(other._corr)
+        self.bytes_received += other.bytes_received
+        self.new_connections += other.new_connections
+        self._connect_sum_ns += other._connect_sum_ns
+        self._connect_max_ns = max(self._connect_max_ns, other._connect_max_ns)
+        self.dropped_iterations += other.dropped_iterations
+        self.ring_waits += other.ring_waits
+        if other._max_end_ns:
+            self._max_end_ns = max(self._max_end_ns, other._max_end_ns + offset_ns)
+        if other._max_vu_ns:
+            self._max_vu_ns = max(self._max_vu_ns, other._max_vu_ns + offset_ns)
+        if other._max_finished_ns:
+            self._max_finished_ns = max(self._max_finished_ns, other._max_finished_ns + offset_ns)
+        self._active += other._active
+        off_s = offset_ns // _NS
+        for s, d in other._vu_delta.items():
+            self._vu_delta[s + off_s] += d
+        for s, osec in sorted(other._seconds.items()):
+            self._merge_second(s + off_s, osec)
+        if other._newest_sec >= 0 and other._newest_sec + off_s > self._newest_sec:
+            self._newest_sec = other._newest_sec + off_s
+        self._finalize_old()
+        base = self._parts
+        for (p, w), c in other._received.items():
+            self._received[(p + base, w)] += c
+        for (p, w), c in other._req_recorded.items():
+            self._req_recorded[(p + base, w)] += c
+        for (p, w), v in other._reported.items():
+            self._reported[(p + base, w)] = v
+        for p, w in other._workers_seen:
+            self._workers_seen.add((p + base, w))
+        self._parts += other._parts
+        self._iv_lat.update(other._iv_lat)
+        self._iv_requests += other._iv_requests
+        self._iv_failed += other._iv_failed
+        self._iv_dropped += other._iv_dropped
+        self._iv_bytes += other._iv_bytes
+
+    def _merge_second(self, s: int, osec: _Second) -> None:
+        mine = self._seconds.get(s)
+        if mine is None:
+            mine = self._seconds[s] = _Second()
+            if osec.hist is not None:
+                mine.hist = Counter(osec.hist)
+                self._live[s] = mine
+            else:
+                mine.hist = None
+                mine.n_lat, mine.p50, mine.p99 = osec.n_lat, osec.p50, osec.p99
+        elif mine.hist is not None and osec.hist is not None:
+            mine.hist.update(osec.hist)
+        else:
+            # At least one side dropped its histogram: only an approximation is possible.
+            if osec.hist is not None:
+                tmp = _Second()
+                tmp.hist = Counter(osec.hist)
+                tmp.finalize()
+                theirs = (tmp.n_lat, tmp.p50, tmp.p99)
+            else:
+                theirs = (osec.n_lat, osec.p50, osec.p99)
+            self._live.pop(s, None)
+            mine.finalize()
+            mine.n_lat, mine.p50, mine.p99 = _combine_pcts((mine.n_lat, mine.p50, mine.p99), theirs)
+        mine.requests += osec.requests
+        mine.errors += osec.errors
+        mine.started += osec.started
+        mine.dropped += osec.dropped
+
+    # ------------------------------------------------------------------ accessors
+
+    @property
+    def total(self) -> int:
+        """Requests recorded (ok + failed)."""
+        return sum(self._codes.values())
+
+    @property
+    def failed(self) -> int:
+        """Requests that failed (any error kind, including a failed status check)."""
+        return sum(c for (_r, _s, e), c in self._codes.items() if e)
+
+    @property
+    def ok(self) -> int:
+        """Requests that succeeded."""
+        return self.total - self.failed
+
+    @property
+    def live_seconds(self) -> int:
+        """How many per-second histograms are currently kept (bounded by the window)."""
+        return len(self._live)
+
+    def name_of(self, request: int) -> str:
+        """The name of request index ``request`` (``request_<i>`` when out of range)."""
+        if 0 <= request < len(self.request_names):
+            return self.request_names[request]
+        return f"request_{request}"
+
+    def request_indices(self) -> list[int]:
+        """Indices of all named requests plus any index seen in events, sorted."""
+        seen = {r for (r, _s, _e) in self._codes}
+        return sorted(seen | set(range(len(self.request_names))))
+
+    def counts_by_request(self) -> dict[int, tuple[int, int]]:
+        """``{request index: (total, failed)}`` for requests seen in events."""
+        out: dict[int, list[int]] = {}
+        for (r, _s, e), c in self._codes.items():
+            row = out.setdefault(r, [0, 0])
+            row[0] += c
+            if e:
+                row[1] += c
+        return {r: (t, f) for r, (t, f) in out.items()}
+
+    def by_status(self) -> dict[int, int]:
+        """``{HTTP status: count}``; requests without a response (status 0) are left out."""
+        out: Counter[int] = Counter()
+        for (_r, s, _e), c in self._codes.items():
+            if s:
+                out[s] += c
+        return dict(sorted(out.items()))
+
+    def errors_by_kind(self) -> dict[int, int]:
+        """``{ErrorKind value: count}`` of failed requests."""
+        out: Counter[int] = Counter()
+        for (_r, _s, e), c in self._codes.items():
+            if e:
+                out[e] += c
+        return dict(sorted(out.items()))
+
+    def latency_buckets(
+        self, request: int | None = None, *, corrected: bool = False
+    ) -> Counter[int]:
+        """Sparse ``{bucket index: count}`` of one request (or all when ``None``)."""
+        src = self._corr if corrected else self._lat
+        if request is None:
+            return _strip_request(src)
+        out: Counter[int] = Counter()
+        for key, n in src.items():
+            if key >> _KEY_BITS == request:
+                out[key & _KEY_LOW] += n
+        return out
+
+    def buckets_by_request(self, *, corrected: bool = False) -> dict[int, Counter[int]]:
+        """``{request index: {bucket index: count}}`` in one pass over the latency counts."""
+        out: dict[int, Counter[int]] = {}
+        for key, n in (self._corr if corrected else self._lat).items():
+            r = key >> _KEY_BITS
+            c = out.get(r)
+            if c is None:
+                c = out[r] = Counter()
+            c[key & _KEY_LOW] += n
+        return out
+
+    def histogram(self, request: int | None = None, *, corrected: bool = False) -> HdrHistogram:
+        """A real ``HdrHistogram`` (us) of one request's latencies, or of all of them."""
+        return histogram_of(self.latency_buckets(request, corrected=corrected))
+
+    @property
+    def connect_mean_ns(self) -> float | None:
+        """Mean connection setup time over new connections, or ``None`` without any."""
+        if not self.new_connections:
+            return None
+        return self._connect_sum_ns / self.new_connections
+
+    @property
+    def connect_max_ns(self) -> int | None:
+        """Longest connection setup time, or ``None`` without any new connection."""
+        return self._connect_max_ns if self.new_connections else None
+
+    @property
+    def active_vus(self) -> int:
+        """VUs active after the events seen so far."""
+        return max(self._active, 0)
+
+    @property
+    def duration_ns(self) -> int:
+        """Measured time from the run start: the latest worker finish, request end or VU stop."""
+        return max(self._max_finished_ns, self._max_end_ns, self._max_vu_ns, 0)
+
+    def workers(self) -> list[WorkerAccount]:
+        """Per-worker accounting, sorted by (part, worker)."""
+        out = []
+        for key in sorted(self._workers_seen):
+            rep = self._reported.get(key)
+            out.append(
+                WorkerAccount(
+                    part=key[0],
+                    worker=key[1],
+                    received=self._received.get(key, 0),
+                    reported=rep[0] if rep else None,
+                    requests_recorded=self._req_recorded.get(key, 0),
+                    requests_started=rep[1] if rep else None,
+                )
+            )
+        return out
+
+    @property
+    def parts(self) -> int:
+        """How many logs were merged into this reducer (1 when none)."""
+        return self._parts
+
+    def timeseries(self) -> list[SecondRow]:
+        """One row per second from 0 to the last second with any event; does not finalize."""
+        last = max(
+            max(self._seconds, default=-1),
+            max(self._vu_delta, default=-1),
+        )
+        rows: list[SecondRow] = []
+        level = sum(d for s, d in self._vu_delta.items() if s < 0)
+        for s in range(0, last + 1):
+            start_level = level
+            level += self._vu_delta.get(s, 0)
+            sec = self._seconds.get(s)
+            p50 = p99 = None
+            if sec is not None:
+                if sec.hist is not None:
+                    pct = sparse_percentiles(_strip_request(sec.hist), (50.0, 99.0))
+                    p50, p99 = pct.get(50.0), pct.get(99.0)
+                else:
+                    p50, p99 = sec.p50, sec.p99
+            rows.append(
+                SecondRow(
+                    second=s,
+                    requests=sec.requests if sec else 0,
+                    errors=sec.errors if sec else 0,
+                    p50_us=p50,
+                    p99_us=p99,
+                    active_vus=max(start_level, level, 0),
+                    started=sec.started if sec else 0,
+                    dropped=sec.dropped if sec else 0,
+                )
+            )
+        return rows
+
+
+def _combine_pcts(
+    a: tuple[int, int | None, int | None], b: tuple[int, int | None, int | None]
+) -> tuple[int, int | None, int | None]:
+    """Approximate p50/p99 of two finalized seconds (see :meth:`Reducer.merge`)."""
+    n_a, p50_a, p99_a = a
+    n_b, p50_b, p99_b = b
+    if p50_a is None or n_a == 0:
+        return b
+    if p50_b is None or n_b == 0:
+        return a
+    p50 = round((p50_a * n_a + p50_b * n_b) / (n_a + n_b))
+    p99 = max(p99_a or 0, p99_b or 0)
+    return n_a + n_b, p50, p99
+
+
+def _us_to_ms(value: int | None) -> float | None:
+    return None if value is None else round(value / 1000, 3)

@@ -1,0 +1,287 @@
+"""The run summary (SPEC section 6) built from a :class:`~z6.engine.metrics.Reducer`.
+
+``z6 run`` and ``z6 analyze`` both call :func:`build_summary` on a reducer fed the same
+batches, with a :class:`RunMeta` built from the same log header, so they print the same
+numbers. The result holds plain JSON types only; milliseconds are rounded to 3 decimals and
+rates to 6. Key meanings are documented in ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import tomllib
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import msgspec
+from hdrh.histogram import HdrHistogram
+
+from z6.engine.goals import GOAL_PERCENTILES, evaluate_goals
+from z6.engine.metrics import Reducer, error_label, histogram_of
+from z6.engine.scenario import Assertions
+
+__all__ = [
+    "DEFAULT_PERCENTILES",
+    "FooterLike",
+    "HeaderLike",
+    "RunMeta",
+    "build_summary",
+    "latency_stats",
+    "percentile_key",
+    "timeseries_rows",
+]
+
+DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
+class HeaderLike(Protocol):
+    """What :meth:`RunMeta.from_header` reads (``z6.ipc.eventlog.LogHeader`` fits)."""
+
+    @property
+    def z6_version(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def procs(self) -> int: ...
+    @property
+    def scenario_text(self) -> str: ...
+    @property
+    def scenario_sha256(self) -> str: ...
+    @property
+    def scenario_path(self) -> str: ...
+    @property
+    def wall_start_ns(self) -> int: ...
+    @property
+    def shard_index(self) -> int: ...
+    @property
+    def shard_count(self) -> int: ...
+
+
+class FooterLike(Protocol):
+    """What the summary reads from a log footer (``z6.ipc.eventlog.LogFooter`` fits)."""
+
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def failed_workers(self) -> Sequence[int]: ...
+
+
+class RunMeta(msgspec.Struct, kw_only=True):
+    """Everything the summary needs besides the reducer; built from the event-log header."""
+
+    z6_version: str
+    seed: int
+    procs: int
+    scenario_name: str
+    scenario_sha256: str
+    scenario_path: str
+    wall_start_ns: int
+    shard_index: int = 0
+    shard_count: int = 1
+
+    @classmethod
+    def from_header(cls, header: HeaderLike) -> RunMeta:
+        """Build the metadata of a log header; the scenario name comes from its embedded text
+        (``metadata.name``, else the file name, like ``Scenario.name``)."""
+        return cls(
+            z6_version=header.z6_version,
+            seed=header.seed,
+            procs=header.procs,
+            scenario_name=_scenario_name(header.scenario_text, header.scenario_path),
+            scenario_sha256=header.scenario_sha256,
+            scenario_path=header.scenario_path,
+            wall_start_ns=header.wall_start_ns,
+            shard_index=header.shard_index,
+            shard_count=header.shard_count,
+        )
+
+
+def _scenario_name(text: str, path: str) -> str:
+    try:
+        meta = tomllib.loads(text).get("metadata", {})
+    except tomllib.TOMLDecodeError:
+        meta = {}
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if isinstance(name, str) and name:
+        return name
+    return path.replace("\\", "/").rsplit("/", 1)[-1] or "scenario"
+
+
+def percentile_key(p: float) -> str:
+    """The summary key of percentile ``p``: 50 -> ``p50``, 99.9 -> ``p999``, 99.99 -> ``p9999``."""
+    return "p" + format(float(p), "g").replace(".", "")
+
+
+def _ms(us: float | None) -> float | None:
+    return None if us is None else round(us / 1000, 3)
+
+
+def latency_stats(hist: HdrHistogram, percentiles: Sequence[float]) -> dict[str, float | None]:
+    """``min``, ``mean``, ``max`` and the percentile keys of ``hist`` (us) in ms.
+
+    Every value is ``None`` when the histogram is empty.
+    """
+    ps = sorted(set(float(p) for p in percentiles))
+    keys = ["min", "mean", "max", *(percentile_key(p) for p in ps)]
+    if hist.get_total_count() == 0:
+        return dict.fromkeys(keys)
+    values = hist.get_percentile_to_value_dict(ps)
+    out: dict[str, float | None] = {
+        "min": _ms(hist.get_min_value()),
+        "mean": _ms(hist.get_mean_value()),
+        "max": _ms(hist.get_max_value()),
+    }
+    for p in ps:
+        out[percentile_key(p)] = _ms(values.get(p))
+    return out
+
+
+def _rate(n: int, total: int) -> float | None:
+    return round(n / total, 6) if total else None
+
+
+def _iso_utc(wall_ns: int) -> str:
+    when = _dt.datetime.fromtimestamp(wall_ns / 1e9, tz=_dt.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build_summary(
+    reducer: Reducer,
+    meta: RunMeta,
+    assertions: Assertions,
+    *,
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+    footer: FooterLike | None = None,
+) -> dict[str, Any]:
+    """The summary dict of SPEC section 6 (plus the extra keys of ``docs/metrics.md``).
+
+    ``percentiles`` choose the ``latency_ms`` keys; the percentiles that latency goals need are
+    always added so that every goal can be checked.
+    """
+    pcts = {float(p) for p in percentiles}
+    for name, p in GOAL_PERCENTILES.items():
+        if getattr(assertions, name) is not None:
+            pcts.add(p)
+    ps = sorted(pcts)
+
+    total, failed = reducer.total, reducer.failed
+    duration_s = reducer.duration_ns / 1e9
+    counts = reducer.counts_by_request()
+    plain = reducer.buckets_by_request()
+    corrected = reducer.buckets_by_request(corrected=True) if reducer.open_model else {}
+    by_name: dict[str, Any] = {}
+    for r in reducer.request_indices():
+        t, f = counts.get(r, (0, 0))
+        entry: dict[str, Any] = {
+            "total": t,
+            "ok": t - f,
+            "failed": f,
+            "latency_ms": latency_stats(histogram_of(plain.get(r, {})), ps),
+        }
+        if reducer.open_model:
+            hist = histogram_of(corrected.get(r, {}))
+            entry["latency_corrected_ms"] = latency_stats(hist, ps)
+        by_name[reducer.name_of(r)] = entry
+
+    summary: dict[str, Any] = {
+        "z6_version": meta.z6_version,
+        "seed": meta.seed,
+        "procs": meta.procs,
+        "scenario": {
+            "name": meta.scenario_name,
+            "sha256": meta.scenario_sha256,
+            "path": meta.scenario_path,
+        },
+        "started_at": _iso_utc(meta.wall_start_ns),
+        "duration_s": round(duration_s, 3),
+        "requests": {
+            "total": total,
+            "ok": total - failed,
+            "failed": failed,
+            "by_name": by_name,
+            "by_status": {str(s): n for s, n in reducer.by_status().items()},
+        },
+        "latency_ms": latency_stats(reducer.histogram(), ps),
+    }
+    if reducer.open_model:
+        summary["latency_corrected_ms"] = latency_stats(reducer.histogram(corrected=True), ps)
+    summary["rps"] = round(total / duration_s, 3) if duration_s > 0 else 0.0
+    summary["errors"] = {
+        "total": failed,
+        "rate": _rate(failed, total),
+        "by_kind": {error_label(k): n for k, n in reducer.errors_by_kind().items()},
+    }
+    mean_ns, max_ns = reducer.connect_mean_ns, reducer.connect_max_ns
+    summary["bytes_received"] = reducer.bytes_received
+    summary["connections"] = {
+        "new": reducer.new_connections,
+        "connect_ms": {
+            "mean": None if mean_ns is None else round(mean_ns / 1e6, 3),
+            "max": None if max_ns is None else round(max_ns / 1e6, 3),
+        },
+    }
+    summary["dropped_iterations"] = reducer.dropped_iterations
+    summary["ring_waits"] = reducer.ring_waits
+    summary["accounting"] = _accounting(reducer)
+    if meta.shard_count > 1:
+        summary["shard"] = {"index": meta.shard_index, "count": meta.shard_count}
+    if footer is not None:
+        summary["outcome"] = footer.outcome
+        summary["failed_workers"] = list(footer.failed_workers)
+    goals = evaluate_goals(assertions, summary)
+    summary["assertions"] = [msgspec.structs.asdict(g) for g in goals]
+    summary["passed"] = all(g.passed for g in goals)
+    return summary
+
+
+def _accounting(reducer: Reducer) -> dict[str, Any]:
+    """Per-worker received vs reported events; complete when every worker reported and
+    everything it reported (events and started requests) arrived."""
+    workers = []
+    missing = 0
+    complete = True
+    for acc in reducer.workers():
+        workers.append(
+            {
+                "part": acc.part,
+                "worker": acc.worker,
+                "received": acc.received,
+                "reported": acc.reported,
+                "requests_recorded": acc.requests_recorded,
+                "requests_started": acc.requests_started,
+            }
+        )
+        if acc.reported is None:
+            complete = False
+            continue
+        missing += max(acc.reported - acc.received, 0)
+        if acc.received != acc.reported or acc.requests_recorded != acc.requests_started:
+            complete = False
+    if not workers:
+        complete = False  # no lifecycle events at all: nothing proves completeness
+    return {"workers": workers, "complete": complete, "missing": missing}
+
+
+def timeseries_rows(reducer: Reducer) -> list[dict[str, Any]]:
+    """Per-second rows for ``timeseries.csv``.
+
+    Columns: ``second, requests, ok, errors, rps, p50_ms, p99_ms, active_vus`` plus ``started,
+    dropped`` in the open model. ``rps`` equals ``requests`` (each row is one second).
+    """
+    rows: list[dict[str, Any]] = []
+    for r in reducer.timeseries():
+        row: dict[str, Any] = {
+            "second": r.second,
+            "requests": r.requests,
+            "ok": r.requests - r.errors,
+            "errors": r.errors,
+            "rps": float(r.requests),
+            "p50_ms": _ms(r.p50_us),
+            "p99_ms": _ms(r.p99_us),
+            "active_vus": r.active_vus,
+        }
+        if reducer.open_model:
+            row["started"] = r.started
+            row["dropped"] = r.dropped
+        rows.append(row)
+    return rows

@@ -1,0 +1,118 @@
+"""Goals: every [assertions] key against a summary, pass and fail, and the zero-request rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from z6.engine.goals import evaluate_goals
+from z6.engine.scenario import Assertions
+
+
+def _summary(
+    *,
+    total: int = 1000,
+    ok: int = 990,
+    by_status: dict[str, int] | None = None,
+    rps: float = 500.0,
+    latency: dict[str, float | None] | None = None,
+) -> dict[str, Any]:
+    lat = {"p50": 10.0, "p90": 20.0, "p95": 30.0, "p99": 40.0, "p999": 50.0}
+    if latency is not None:
+        lat.update(latency)
+    return {
+        "requests": {
+            "total": total,
+            "ok": ok,
+            "failed": total - ok,
+            "by_status": by_status if by_status is not None else {"200": ok, "503": total - ok},
+        },
+        "latency_ms": lat,
+        "rps": rps,
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "passing", "failing", "actual"),
+    [
+        ("p50_latency_ms", 10.0, 9.99, 10.0),
+        ("p90_latency_ms", 25.0, 19.0, 20.0),
+        ("p95_latency_ms", 30.0, 29.0, 30.0),
+        ("p99_latency_ms", 100.0, 39.0, 40.0),
+        ("p999_latency_ms", 50.0, 49.9, 50.0),
+        ("error_rate_max", 0.01, 0.009, 0.01),
+        ("success_rate_min", 0.99, 0.995, 0.99),
+        ("rps_min", 500.0, 501.0, 500.0),
+        ("status_5xx_max_rate", 0.01, 0.005, 0.01),
+    ],
+)
+def test_each_goal_passes_and_fails(
+    key: str, passing: float, failing: float, actual: float
+) -> None:
+    ok = evaluate_goals(Assertions(**{key: passing}), _summary())
+    assert len(ok) == 1
+    assert ok[0].name == key
+    assert ok[0].expected == passing
+    assert ok[0].actual == pytest.approx(actual)
+    assert ok[0].passed is True
+    bad = evaluate_goals(Assertions(**{key: failing}), _summary())
+    assert bad[0].passed is False
+    assert bad[0].actual == pytest.approx(actual)
+
+
+def test_directions() -> None:
+    goals = evaluate_goals(
+        Assertions(p99_latency_ms=1, rps_min=1, success_rate_min=0.5, error_rate_max=0.5),
+        _summary(),
+    )
+    assert {g.name: g.op for g in goals} == {
+        "p99_latency_ms": "<=",
+        "error_rate_max": "<=",
+        "success_rate_min": ">=",
+        "rps_min": ">=",
+    }
+
+
+def test_results_follow_the_assertions_field_order_and_skip_unset_keys() -> None:
+    goals = evaluate_goals(Assertions(rps_min=1, p50_latency_ms=100), _summary())
+    assert [g.name for g in goals] == ["p50_latency_ms", "rps_min"]
+    assert evaluate_goals(Assertions(), _summary()) == []
+
+
+def test_zero_requests_fail_every_goal_with_no_actual_value() -> None:
+    summary = _summary(total=0, ok=0, by_status={}, rps=0.0)
+    goals = evaluate_goals(
+        Assertions(
+            p99_latency_ms=1000,
+            error_rate_max=1.0,
+            success_rate_min=0.0,
+            rps_min=0,
+            status_5xx_max_rate=1.0,
+        ),
+        summary,
+    )
+    assert len(goals) == 5
+    assert all(g.actual is None and g.passed is False for g in goals)
+
+
+def test_latency_goal_fails_when_no_request_had_a_latency() -> None:
+    summary = _summary(latency={"p99": None})
+    (goal,) = evaluate_goals(Assertions(p99_latency_ms=1000), summary)
+    assert goal.actual is None
+    assert goal.passed is False
+
+
+def test_status_5xx_counts_only_500_to_599() -> None:
+    summary = _summary(total=100, ok=80, by_status={"200": 80, "404": 10, "500": 4, "599": 1})
+    (goal,) = evaluate_goals(Assertions(status_5xx_max_rate=0.04), summary)
+    assert goal.actual == pytest.approx(0.05)
+    assert goal.passed is False
+
+
+def test_rates_compare_exactly_before_rounding() -> None:
+    # 1 failure in 3 requests: 0.333333... > 0.333333 although both display the same
+    summary = _summary(total=3, ok=2, by_status={"200": 2, "500": 1})
+    (goal,) = evaluate_goals(Assertions(error_rate_max=0.333333), summary)
+    assert goal.actual == 0.333333
+    assert goal.passed is False

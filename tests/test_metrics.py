@@ -1,0 +1,470 @@
+"""The one reducer: counts, HDR percentiles, per-second series, VU counting, merge, bounds."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from z6.engine.error_kinds import ErrorKind
+from z6.engine.metrics import (
+    WINDOW_SECONDS,
+    Reducer,
+    bucket_index,
+    bucket_value,
+    error_label,
+    new_histogram,
+    sparse_percentiles,
+)
+from z6.ipc.events import (
+    Event,
+    IterationDropped,
+    RequestEvent,
+    VuStarted,
+    VuStopped,
+    WorkerFinished,
+    WorkerStarted,
+)
+
+MS = 1_000_000
+S = 1_000_000_000
+
+
+def req(
+    *,
+    request: int = 0,
+    start_ns: int = 0,
+    latency_ns: int = MS,
+    status: int = 200,
+    error: int = 0,
+    vu: int = 0,
+    iteration: int = 0,
+    step: int = 0,
+    bytes_received: int = 0,
+    new_connection: bool = False,
+    connect_ns: int = 0,
+    scheduled_ns: int = -1,
+) -> RequestEvent:
+    """A request event with sensible defaults."""
+    return RequestEvent(
+        vu=vu,
+        iteration=iteration,
+        request=request,
+        step=step,
+        start_ns=start_ns,
+        latency_ns=latency_ns,
+        status=status,
+        error=error,
+        bytes_received=bytes_received,
+        new_connection=new_connection,
+        connect_ns=connect_ns,
+        scheduled_ns=scheduled_ns,
+    )
+
+
+def _random_events(seed: int, n: int, *, seconds: float = 3.0, names: int = 3) -> list[Event]:
+    rng = random.Random(seed)
+    out: list[Event] = []
+    for i in range(n):
+        err = rng.choice([0, 0, 0, 0, ErrorKind.STATUS, ErrorKind.TIMEOUT, ErrorKind.INTERRUPTED])
+        start = int(rng.random() * seconds * S)
+        sched = start - rng.randrange(0, 20 * MS)
+        out.append(
+            req(
+                request=rng.randrange(names),
+                start_ns=start,
+                latency_ns=int(rng.lognormvariate(16, 1)),  # around 9 ms
+                status=0 if err in (ErrorKind.TIMEOUT, ErrorKind.INTERRUPTED) else 200,
+                error=int(err),
+                iteration=i,
+                bytes_received=rng.randrange(1000),
+                new_connection=rng.random() < 0.1,
+                connect_ns=rng.randrange(10 * MS),
+                scheduled_ns=sched,
+            )
+        )
+    return out
+
+
+def _buckets_equal(a: Reducer, b: Reducer) -> None:
+    assert a.latency_buckets() == b.latency_buckets()
+    assert a.buckets_by_request() == b.buckets_by_request()
+    assert a.buckets_by_request(corrected=True) == b.buckets_by_request(corrected=True)
+
+
+# ---------------------------------------------------------------- HDR layout
+
+
+def test_bucket_index_matches_the_hdr_package() -> None:
+    hist = new_histogram()
+    rng = random.Random(7)
+    values = list(range(0, 5000)) + [rng.randrange(1, 3_600_000_000) for _ in range(3000)]
+    values += [2**k for k in range(32)] + [2**k - 1 for k in range(1, 32)]
+    for v in values:
+        if v > 3_600_000_000:
+            continue
+        idx = bucket_index(v)
+        assert idx == hist._counts_index_for(v), v
+        assert bucket_value(idx) == hist.get_highest_equivalent_value(v), v
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=3_600_000_000), min_size=1, max_size=200),
+    st.lists(st.floats(min_value=0.1, max_value=100.0), min_size=1, max_size=6),
+)
+def test_sparse_percentiles_equal_hdr_percentiles(values: list[int], ps: list[float]) -> None:
+    hist = new_histogram()
+    for v in values:
+        hist.record_value(v)
+    sparse = sparse_percentiles(Counter(bucket_index(v) for v in values), ps)
+    for p in ps:
+        assert sparse[p] == hist.get_value_at_percentile(p)
+
+
+def test_sparse_percentiles_of_nothing_is_empty() -> None:
+    assert sparse_percentiles({}, [50.0]) == {}
+
+
+# ---------------------------------------------------------------- counts
+
+
+def test_counts_per_name_status_and_kind() -> None:
+    r = Reducer(["home", "login"])
+    r.add(
+        [
+            req(request=0, status=200),
+            req(request=0, status=200),
+            req(request=0, status=404, error=ErrorKind.STATUS),
+            req(request=1, status=0, error=ErrorKind.CONNECT_REFUSED, latency_ns=0),
+            req(request=1, status=201, bytes_received=500, new_connection=True, connect_ns=2 * MS),
+            req(request=1, status=0, error=ErrorKind.TIMEOUT, latency_ns=5 * S),
+        ]
+    )
+    assert (r.total, r.ok, r.failed) == (6, 3, 3)
+    assert r.counts_by_request() == {0: (3, 1), 1: (3, 2)}
+    assert r.by_status() == {200: 2, 201: 1, 404: 1}  # status 0 left out
+    assert r.errors_by_kind() == {
+        ErrorKind.CONNECT_REFUSED: 1,
+        ErrorKind.TIMEOUT: 1,
+        ErrorKind.STATUS: 1,
+    }
+    assert r.bytes_received == 500
+    assert r.new_connections == 1
+    assert r.connect_mean_ns == 2 * MS
+    assert r.connect_max_ns == 2 * MS
+
+
+def test_latency_includes_failures_but_not_unsent_or_interrupted_requests() -> None:
+    r = Reducer(["a"])
+    r.add(
+        [
+            req(latency_ns=10 * MS),
+            req(latency_ns=20 * MS, status=500, error=ErrorKind.STATUS),
+            req(latency_ns=30 * MS, status=0, error=ErrorKind.TIMEOUT),
+            req(latency_ns=0, status=0, error=ErrorKind.CONNECT_REFUSED),
+            req(latency_ns=1, status=0, error=ErrorKind.CONNECT_TIMEOUT),
+            req(latency_ns=0, status=0, error=ErrorKind.DNS_ERROR),
+            req(latency_ns=0, status=0, error=ErrorKind.TLS_ERROR),
+            req(latency_ns=9 * S, status=0, error=ErrorKind.INTERRUPTED),
+        ]
+    )
+    hist = r.histogram()
+    assert r.total == 8
+    assert hist.get_total_count() == 3
+    assert hist.get_max_value() == bucket_value(bucket_index(30_000))
+    assert hist.get_min_value() == 10_000
+
+
+def test_percentiles_of_known_values_within_hdr_precision() -> None:
+    r = Reducer(["a", "b"])
+    # a: 1..1000 ms once each; b: always 5 ms
+    r.add([req(request=0, latency_ns=i * MS, start_ns=0) for i in range(1, 1001)])
+    r.add([req(request=1, latency_ns=5 * MS) for _ in range(100)])
+    a = r.histogram(0)
+    for p, expected_ms in ((50, 500), (90, 900), (99, 990), (99.9, 999)):
+        got = a.get_value_at_percentile(p) / 1000
+        assert abs(got - expected_ms) <= expected_ms * 0.001 + 0.001
+    b = r.histogram(1)
+    assert b.get_total_count() == 100
+    assert b.get_value_at_percentile(99) == bucket_value(bucket_index(5000))  # 5003
+    assert r.histogram().get_total_count() == 1100
+
+
+def test_out_of_range_latencies_are_clamped() -> None:
+    r = Reducer(["a"])
+    r.add([req(latency_ns=-5), req(latency_ns=3 * 3600 * S)])
+    hist = r.histogram()
+    assert hist.get_total_count() == 2
+    assert hist.get_min_value() == 0
+    assert hist.get_max_value() >= 3_600_000_000
+
+
+def test_unknown_request_index_and_error_kind_do_not_crash() -> None:
+    r = Reducer(["only"])
+    r.add([req(request=3, status=0, error=99)])
+    assert r.name_of(3) == "request_3"
+    assert r.request_indices() == [0, 3]
+    assert error_label(99) == "unknown_99"
+    assert error_label(ErrorKind.CLOSED_EARLY) == "closed_early"
+
+
+# ---------------------------------------------------------------- time series
+
+
+def test_per_second_rows_use_the_end_time() -> None:
+    r = Reducer(["a"])
+    r.add(
+        [
+            req(start_ns=100 * MS, latency_ns=10 * MS),  # ends in second 0
+            req(start_ns=900 * MS, latency_ns=200 * MS),  # ends in second 1
+            req(start_ns=1_500 * MS, latency_ns=10 * MS, status=500, error=ErrorKind.STATUS),
+            req(start_ns=3_100 * MS, latency_ns=40 * MS),  # second 3; second 2 is empty
+        ]
+    )
+    rows = r.timeseries()
+    assert [x.second for x in rows] == [0, 1, 2, 3]
+    assert [x.requests for x in rows] == [1, 2, 0, 1]
+    assert [x.errors for x in rows] == [0, 1, 0, 0]
+    assert rows[0].p50_us == bucket_value(bucket_index(10_000))
+    assert rows[1].p99_us == bucket_value(bucket_index(200_000))
+    assert rows[2].p50_us is None
+
+
+def test_batches_spanning_seconds_equal_one_event_per_batch() -> None:
+    events = _random_events(3, 400, seconds=4.0)
+    whole = Reducer(["a", "b", "c"], open_model=True)
+    whole.add(events)
+    single = Reducer(["a", "b", "c"], open_model=True)
+    for ev in events:
+        single.add([ev])
+    assert whole.timeseries() == single.timeseries()
+    _buckets_equal(whole, single)
+
+
+def test_active_vus_is_the_max_of_start_and_end_of_each_second() -> None:
+    r = Reducer(["a"])
+    r.add([VuStarted(0, 500 * MS), VuStarted(1, 1_500 * MS)])
+    r.add([VuStopped(0, 2_500 * MS, 3), VuStopped(1, 4_200 * MS, 4)])
+    rows = r.timeseries()
+    assert [x.active_vus for x in rows] == [1, 2, 2, 1, 1]
+    assert r.active_vus == 0
+
+
+def test_active_vus_does_not_depend_on_arrival_order() -> None:
+    a = Reducer(["a"])
+    a.add([VuStarted(0, 100 * MS), VuStopped(0, 2_100 * MS, 1), VuStarted(1, 3_000 * MS)])
+    b = Reducer(["a"])
+    b.add([VuStarted(1, 3_000 * MS)])
+    b.add([VuStopped(0, 2_100 * MS, 1)])
+    b.add([VuStarted(0, 100 * MS)])
+    assert a.timeseries() == b.timeseries()
+
+
+def test_memory_stays_bounded_over_a_long_sparse_run() -> None:
+    r = Reducer(["a"])
+    most = 0
+    for s in range(10_000):
+        r.add([req(start_ns=s * S + 1000, latency_ns=(1 + s % 7) * MS)])
+        most = max(most, r.live_seconds)
+    assert most <= WINDOW_SECONDS + 2
+    rows = r.timeseries()
+    assert len(rows) == 10_000
+    assert rows[5000].p50_us == bucket_value(bucket_index((1 + 5000 % 7) * 1000))
+    assert all(x.requests == 1 for x in rows)
+
+
+def test_late_events_count_but_keep_the_finalized_percentiles() -> None:
+    r = Reducer(["a"])
+    r.add([req(start_ns=0, latency_ns=5 * MS)])
+    r.add([req(start_ns=(WINDOW_SECONDS + 3) * S, latency_ns=MS)])  # finalizes second 0
+    assert r.live_seconds == 1
+    r.add([req(start_ns=100 * MS, latency_ns=800 * MS)])  # late, ends in second 0 too
+    row0 = r.timeseries()[0]
+    assert row0.requests == 2
+    assert row0.p50_us == bucket_value(
+        bucket_index(5000)
+    )  # the late latency is not in the finalized second
+    assert r.histogram().get_total_count() == 3  # but it is in the run's histogram
+
+
+# ---------------------------------------------------------------- duration & accounting
+
+
+def test_duration_prefers_the_latest_of_finish_request_end_and_vu_stop() -> None:
+    r = Reducer(["a"])
+    assert r.duration_ns == 0
+    r.add([req(start_ns=2 * S, latency_ns=500 * MS)])
+    assert r.duration_ns == 2_500 * MS
+    r.add([VuStopped(0, 2_700 * MS, 1)])
+    assert r.duration_ns == 2_700 * MS
+    r.add([WorkerFinished(0, 3 * S, 3, 1, 0)])
+    assert r.duration_ns == 3 * S
+
+
+def test_accounting_per_worker() -> None:
+    r = Reducer(["a"])
+    r.add([WorkerStarted(0, 11, 0, 1), VuStarted(0, 0), req(), req()], 0)
+    r.add([req(), VuStopped(0, S, 3), WorkerFinished(0, S, 6, 3, 2)], 0)
+    r.add([WorkerStarted(1, 12, 0, 1), req(vu=1)], 1)  # worker 1 never finished
+    r.add([req()], -1)  # unattributed: counted in metrics only
+    accts = {a.worker: a for a in r.workers()}
+    assert accts[0].received == 6
+    assert accts[0].reported == 6
+    assert accts[0].requests_recorded == 3
+    assert accts[0].requests_started == 3
+    assert accts[1].received == 2
+    assert accts[1].reported is None
+    assert r.ring_waits == 2
+    assert r.total == 5
+
+
+# ---------------------------------------------------------------- open model
+
+
+def test_open_model_corrected_latency_started_and_dropped() -> None:
+    r = Reducer(["a"], open_model=True)
+    r.add(
+        [
+            req(start_ns=1_010 * MS, latency_ns=5 * MS, scheduled_ns=1_000 * MS),
+            req(start_ns=1_200 * MS, latency_ns=5 * MS, scheduled_ns=1_200 * MS),
+            req(start_ns=1_300 * MS, latency_ns=5 * MS, scheduled_ns=1_250 * MS, step=1),
+            req(start_ns=1_400 * MS, latency_ns=7 * MS, scheduled_ns=-1),
+            IterationDropped(9, 2_500 * MS),
+            IterationDropped(10, 2_600 * MS),
+        ]
+    )
+    corr = r.histogram(corrected=True)
+    assert corr.get_total_count() == 3
+    assert corr.get_max_value() == bucket_value(bucket_index(55_000))  # 50 ms late + 5 ms
+    assert corr.get_min_value() == 5000
+    assert sorted(r.latency_buckets(corrected=True).elements()) == sorted(
+        bucket_index(v) for v in (15_000, 5000, 55_000)
+    )
+    assert r.dropped_iterations == 2
+    rows = r.timeseries()
+    assert [x.started for x in rows] == [0, 2, 0]  # step 0 only, by scheduled second
+    assert [x.dropped for x in rows] == [0, 0, 2]
+
+
+def test_closed_model_keeps_no_corrected_latency() -> None:
+    r = Reducer(["a"])
+    r.add([req(scheduled_ns=0, start_ns=10 * MS)])
+    assert r.histogram(corrected=True).get_total_count() == 0
+
+
+# ---------------------------------------------------------------- interval
+
+
+def test_interval_reports_since_the_previous_call() -> None:
+    r = Reducer(["a"])
+    r.add([VuStarted(0, 0), VuStarted(1, 0)])
+    r.add([req(start_ns=i * 10 * MS, latency_ns=10 * MS) for i in range(100)])  # ends at 1 s
+    first = r.interval()
+    assert (first.requests, first.ok, first.failed) == (100, 100, 0)
+    assert first.p50_ms == pytest.approx(10.0, rel=1e-3)
+    assert first.rps == pytest.approx(100.0)
+    assert first.active_vus == 2
+    r.add([req(start_ns=S, latency_ns=S, status=503, error=ErrorKind.STATUS)])  # ends at 2 s
+    r.add([IterationDropped(1, S)])
+    second = r.interval()
+    assert (second.requests, second.failed, second.dropped) == (1, 1, 1)
+    assert second.p99_ms == pytest.approx(1000.0, rel=1e-3)
+    assert second.rps == pytest.approx(1.0)
+    assert second.total_requests == 101
+    assert second.total_errors == 1
+    empty = r.interval()
+    assert empty.requests == 0
+    assert empty.p50_ms is None
+    assert empty.rps == 0.0
+
+
+# ---------------------------------------------------------------- merge
+
+
+def test_merge_equals_one_reducer_fed_both() -> None:
+    a_events = _random_events(1, 300)
+    b_events = _random_events(2, 300)
+    a = Reducer(["a", "b", "c"], open_model=True)
+    a.add(a_events[:150], 0)
+    a.add(a_events[150:], 0)
+    b = Reducer(["a", "b", "c"], open_model=True)
+    b.add(b_events, 1)
+    both = Reducer(["a", "b", "c"], open_model=True)
+    both.add(a_events[:150], 0)
+    both.add(a_events[150:], 0)
+    both.add(b_events, 1)
+    before = b.latency_buckets()
+    a.merge(b)
+    assert b.latency_buckets() == before  # other is untouched
+    _buckets_equal(a, both)
+    assert (a.total, a.failed) == (both.total, both.failed)
+    assert a.by_status() == both.by_status()
+    assert a.errors_by_kind() == both.errors_by_kind()
+    assert a.bytes_received == both.bytes_received
+    assert a.new_connections == both.new_connections
+    assert a.connect_max_ns == both.connect_max_ns
+    assert a.duration_ns == both.duration_ns
+    assert a.timeseries() == both.timeseries()
+    assert a.parts == 2
+
+
+def test_merge_renumbers_parts_and_shifts_by_offset() -> None:
+    a = Reducer(["a"])
+    a.add([WorkerStarted(0, 1, 0, 1), req(start_ns=0, latency_ns=MS)], 0)
+    b = Reducer(["a"])
+    b.add([WorkerStarted(0, 2, 0, 1), req(start_ns=0, latency_ns=MS), VuStarted(0, 0)], 0)
+    a.merge(b, offset_ns=2 * S)
+    assert [(w.part, w.worker) for w in a.workers()] == [(0, 0), (1, 0)]
+    rows = a.timeseries()
+    assert [x.requests for x in rows] == [1, 0, 1]
+    assert [x.active_vus for x in rows] == [0, 0, 1]
+    assert a.duration_ns == 2 * S + MS
+
+
+def test_merge_of_finalized_seconds_adds_counts_and_approximates_percentiles() -> None:
+    a = Reducer(["a"])
+    a.add([req(start_ns=0, latency_ns=2 * MS)])
+    a.add([req(start_ns=20 * S, latency_ns=MS)])  # second 0 finalized in a
+    b = Reducer(["a"])
+    b.add([req(start_ns=0, latency_ns=8 * MS)] * 3)  # second 0 still live in b
+    a.merge(b)
+    row0 = a.timeseries()[0]
+    assert row0.requests == 4
+    v8 = bucket_value(bucket_index(8000))
+    assert row0.p99_us == v8  # max of the two p99s
+    assert row0.p50_us == round((2000 * 1 + v8 * 3) / 4)  # request-weighted p50
+    assert a.histogram().get_total_count() == 5  # the run histogram stays exact
+
+
+# ---------------------------------------------------------------- batching invariance
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000), st.lists(st.integers(1, 50), max_size=20))
+def test_results_do_not_depend_on_how_events_are_batched(seed: int, cuts: list[int]) -> None:
+    events: list[Event] = list(_random_events(seed, 120, seconds=2.0))
+    events.insert(10, VuStarted(3, 50 * MS))
+    events.insert(60, IterationDropped(4, 700 * MS))
+    one = Reducer(["a", "b", "c"], open_model=True)
+    one.add(events)
+    many = Reducer(["a", "b", "c"], open_model=True)
+    i = 0
+    for c in cuts:
+        many.add(events[i : i + c])
+        i += c
+    many.add(events[i:])
+    _buckets_equal(one, many)
+    assert one.timeseries() == many.timeseries()
+    assert one.by_status() == many.by_status()
+    assert one.duration_ns == many.duration_ns
+
+
+def test_histogram_is_a_real_hdr_histogram() -> None:
+    r = Reducer(["a"])
+    r.add([req(latency_ns=3 * MS)])
+    assert isinstance(r.histogram(), HdrHistogram)

@@ -1,0 +1,270 @@
+"""The summary dict (SPEC section 6): keys, values, percentile naming, time-series rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from z6.engine.error_kinds import ErrorKind
+from z6.engine.metrics import Reducer, bucket_index, bucket_value
+from z6.engine.scenario import Assertions
+from z6.engine.summary import RunMeta, build_summary, percentile_key, timeseries_rows
+from z6.ipc.events import (
+    Event,
+    IterationDropped,
+    RequestEvent,
+    VuStarted,
+    VuStopped,
+    WorkerFinished,
+    WorkerStarted,
+)
+
+MS = 1_000_000
+S = 1_000_000_000
+
+META = RunMeta(
+    z6_version="0.1.0",
+    seed=42,
+    procs=2,
+    scenario_name="API test",
+    scenario_sha256="ab" * 32,
+    scenario_path="scenarios/api.toml",
+    wall_start_ns=1_700_000_000_123_000_000,
+)
+
+
+def req(
+    request: int,
+    latency_ms: float,
+    *,
+    start_ns: int = 0,
+    status: int = 200,
+    error: int = 0,
+    scheduled_ns: int = -1,
+    new_connection: bool = False,
+    connect_ns: int = 0,
+) -> RequestEvent:
+    """A request event; latency in ms for readability."""
+    return RequestEvent(
+        vu=0,
+        iteration=0,
+        request=request,
+        step=0,
+        start_ns=start_ns,
+        latency_ns=int(latency_ms * MS),
+        status=status,
+        error=error,
+        bytes_received=100,
+        new_connection=new_connection,
+        connect_ns=connect_ns,
+        scheduled_ns=scheduled_ns,
+    )
+
+
+def _run(open_model: bool = False) -> Reducer:
+    r = Reducer(["home", "login"], open_model=open_model)
+    events: list[Event] = [WorkerStarted(0, 10, 0, 1), VuStarted(0, 0)]
+    for i in range(8):
+        events.append(req(0, 10 + i, start_ns=i * 100 * MS, scheduled_ns=i * 100 * MS - MS))
+    events.append(
+        req(1, 20, status=500, error=ErrorKind.STATUS, new_connection=True, connect_ns=MS)
+    )
+    events.append(req(1, 0, status=0, error=ErrorKind.CONNECT_REFUSED))
+    events.append(IterationDropped(3, 500 * MS))
+    events.append(VuStopped(0, 1_900 * MS, 10))
+    r.add(events, 0)
+    r.add([WorkerFinished(0, 2 * S, len(events), 10, 4)], 0)
+    return r
+
+
+def test_percentile_keys() -> None:
+    assert percentile_key(50) == "p50"
+    assert percentile_key(50.0) == "p50"
+    assert percentile_key(99.9) == "p999"
+    assert percentile_key(99.99) == "p9999"
+    assert percentile_key(75) == "p75"
+    assert percentile_key(100) == "p100"
+
+
+def test_summary_has_the_spec_keys_and_values() -> None:
+    s = build_summary(_run(), META, Assertions())
+    for key in (
+        "z6_version",
+        "seed",
+        "procs",
+        "scenario",
+        "duration_s",
+        "requests",
+        "latency_ms",
+        "rps",
+        "errors",
+        "assertions",
+        "passed",
+        "bytes_received",
+        "connections",
+        "dropped_iterations",
+        "ring_waits",
+        "accounting",
+        "started_at",
+    ):
+        assert key in s, key
+    assert (s["z6_version"], s["seed"], s["procs"]) == ("0.1.0", 42, 2)
+    assert s["scenario"]["name"] == "API test"
+    assert s["scenario"]["sha256"] == "ab" * 32
+    assert s["started_at"] == "2023-11-14T22:13:20.123Z"
+    assert s["duration_s"] == 2.0
+    assert s["requests"]["total"] == 10
+    assert s["requests"]["ok"] == 8
+    assert s["requests"]["failed"] == 2
+    assert s["requests"]["by_status"] == {"200": 8, "500": 1}
+    home = s["requests"]["by_name"]["home"]
+    assert (home["total"], home["ok"], home["failed"]) == (8, 8, 0)
+    assert home["latency_ms"]["min"] == 10.0
+    assert home["latency_ms"]["max"] == pytest.approx(17.0, rel=1e-3)
+    login = s["requests"]["by_name"]["login"]
+    assert (login["total"], login["ok"], login["failed"]) == (2, 0, 2)
+    # the refused connection has no latency: only the 20 ms status failure counts
+    assert login["latency_ms"]["p50"] == pytest.approx(20.0, rel=1e-3)
+    assert set(s["latency_ms"]) == {"min", "mean", "max", "p50", "p90", "p95", "p99", "p999"}
+    assert s["latency_ms"]["min"] == 10.0
+    assert s["latency_ms"]["max"] == bucket_value(bucket_index(20_000)) / 1000
+    assert s["rps"] == 5.0
+    assert s["errors"] == {
+        "total": 2,
+        "rate": 0.2,
+        "by_kind": {"connect_refused": 1, "status": 1},
+    }
+    assert s["bytes_received"] == 1000
+    assert s["connections"] == {"new": 1, "connect_ms": {"mean": 1.0, "max": 1.0}}
+    assert s["dropped_iterations"] == 1
+    assert s["ring_waits"] == 4
+    assert s["accounting"]["complete"] is True
+    assert s["accounting"]["missing"] == 0
+    assert s["accounting"]["workers"][0]["received"] == 14
+    assert "latency_corrected_ms" not in s
+    assert "outcome" not in s
+    assert s["assertions"] == []
+    assert s["passed"] is True
+    json.dumps(s)  # plain JSON types only
+
+
+def test_requested_percentiles_plus_those_goals_need() -> None:
+    s = build_summary(_run(), META, Assertions(p999_latency_ms=1000), percentiles=(75, 99.99))
+    assert set(s["latency_ms"]) == {"min", "mean", "max", "p75", "p9999", "p999"}
+    assert set(s["requests"]["by_name"]["home"]["latency_ms"]) == set(s["latency_ms"])
+    assert s["assertions"][0]["actual"] == s["latency_ms"]["p999"]
+
+
+def test_goals_decide_passed() -> None:
+    good = build_summary(_run(), META, Assertions(p99_latency_ms=100, error_rate_max=0.5))
+    assert good["passed"] is True
+    assert [g["passed"] for g in good["assertions"]] == [True, True]
+    bad = build_summary(_run(), META, Assertions(p99_latency_ms=100, error_rate_max=0.1))
+    assert bad["passed"] is False
+    assert bad["assertions"][1] == {
+        "name": "error_rate_max",
+        "expected": 0.1,
+        "actual": 0.2,
+        "passed": False,
+        "op": "<=",
+    }
+
+
+def test_open_model_adds_corrected_latency() -> None:
+    s = build_summary(_run(open_model=True), META, Assertions())
+    corr = s["latency_corrected_ms"]
+    # the first iteration's schedule (-1 ms) is before the start: not an open-model event;
+    # the second was scheduled 1 ms before it started and took 11 ms
+    assert corr["min"] == pytest.approx(12.0, rel=1e-3)
+    assert "latency_corrected_ms" in s["requests"]["by_name"]["home"]
+
+
+def test_empty_run() -> None:
+    s = build_summary(Reducer(["a"]), META, Assertions(rps_min=1))
+    assert s["requests"]["total"] == 0
+    assert s["requests"]["by_name"]["a"]["latency_ms"]["p50"] is None
+    assert s["latency_ms"]["max"] is None
+    assert s["rps"] == 0.0
+    assert s["errors"]["rate"] is None
+    assert s["connections"]["connect_ms"] == {"mean": None, "max": None}
+    assert s["accounting"]["complete"] is False
+    assert s["passed"] is False
+    json.dumps(s)
+
+
+@dataclass
+class _Footer:
+    outcome: str
+    failed_workers: list[int] = field(default_factory=list)
+
+
+def test_footer_outcome_and_incomplete_accounting() -> None:
+    r = Reducer(["a"])
+    r.add([WorkerStarted(0, 1, 0, 1), req(0, 5)], 0)
+    r.add([WorkerFinished(0, S, 5, 2, 0)], 0)  # says 5 events and 2 requests: 3 missing
+    r.add([WorkerStarted(1, 2, 0, 1)], 1)  # never finished
+    s = build_summary(r, META, Assertions(), footer=_Footer("worker_failed", [1]))
+    assert s["outcome"] == "worker_failed"
+    assert s["failed_workers"] == [1]
+    acc = s["accounting"]
+    assert acc["complete"] is False
+    assert acc["missing"] == 3
+    assert [w["reported"] for w in acc["workers"]] == [5, None]
+
+
+def test_shard_info_only_for_sharded_runs() -> None:
+    assert "shard" not in build_summary(_run(), META, Assertions())
+    meta = RunMeta(**{**_meta_dict(), "shard_index": 1, "shard_count": 3})
+    assert build_summary(_run(), meta, Assertions())["shard"] == {"index": 1, "count": 3}
+
+
+def _meta_dict() -> dict[str, object]:
+    return {f: getattr(META, f) for f in META.__struct_fields__}
+
+
+@dataclass
+class _Header:
+    scenario_text: str
+    scenario_path: str = "dir/load.toml"
+    z6_version: str = "0.1.0"
+    seed: int = 7
+    procs: int = 4
+    scenario_sha256: str = "cd" * 32
+    wall_start_ns: int = 0
+    shard_index: int = 0
+    shard_count: int = 1
+
+
+def test_meta_from_header_takes_the_name_from_the_embedded_scenario() -> None:
+    meta = RunMeta.from_header(_Header('[metadata]\nname = "Checkout"\n'))
+    assert meta.scenario_name == "Checkout"
+    assert (meta.seed, meta.procs, meta.scenario_sha256) == (7, 4, "cd" * 32)
+    assert RunMeta.from_header(_Header("[runtime]\nvus = 1\n")).scenario_name == "load.toml"
+    assert RunMeta.from_header(_Header("not = = toml")).scenario_name == "load.toml"
+
+
+def test_timeseries_rows_columns() -> None:
+    rows = timeseries_rows(_run())
+    assert list(rows[0]) == [
+        "second",
+        "requests",
+        "ok",
+        "errors",
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "active_vus",
+    ]
+    assert [r["requests"] for r in rows] == [10, 0]  # second 1 has only the VU stop
+    assert [r["errors"] for r in rows] == [2, 0]
+    assert rows[0]["ok"] == 8
+    assert rows[0]["rps"] == 10.0
+    assert rows[0]["p50_ms"] == pytest.approx(14.0, rel=1e-3)  # 10..17 and 20 ms
+    assert rows[1]["p50_ms"] is None
+    assert [r["active_vus"] for r in rows] == [1, 1]
+    open_rows = timeseries_rows(_run(open_model=True))
+    assert list(open_rows[0])[-2:] == ["started", "dropped"]
+    assert open_rows[0]["started"] == 7  # the first iteration was scheduled before t=0
+    assert open_rows[0]["dropped"] == 1
