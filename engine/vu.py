@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 import trio
 
 from z6.engine.client import Connection, Outcome
-from z6.engine.decisions import Planner, think_ns, worker_slice
+from z6.engine.decisions import (
+    ARRIVAL_VU_KEY,
+    Planner,
+    open_model_worker_iterations,
+    think_ns,
+    worker_slice,
+)
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.protocol import engine_factory
 from z6.engine.requests import PreparedRequest, parse_base_url, prepare_requests
@@ -31,8 +37,6 @@ from z6.engine.scenario import Scenario
 from z6.engine.schedule import (
     arrival_instant_ns,
     arrivals_total,
-    open_model_slice,
-    peak_vus,
     vu_windows,
 )
 from z6.ipc.events import (
@@ -251,7 +255,9 @@ class VuRuntime:
                         await self._iteration(conn, out, vu, iteration, -1, iteration)
                         iteration += 1
                 finally:
-                    self._c.batch.append(VuStopped(vu, self._rel(time.perf_counter_ns()), iteration))
+                    self._c.batch.append(
+                        VuStopped(vu, self._rel(time.perf_counter_ns()), iteration)
+                    )
                     self._c.events += 1
                 if limit is not None:
                     break
@@ -337,10 +343,11 @@ class VuRuntime:
             (vu, self._new_connection(), Outcome()) for vu in reversed(my_vus)
         ]
         pool_all = list(idle)
-        _ = peak_vus(sched)
         try:
             async with trio.open_nursery() as nursery:
-                for n in open_model_slice(total, plan.procs, plan.worker_index):
+                for n in open_model_worker_iterations(
+                    total, plan.procs, plan.worker_index, plan.shard_index, plan.shard_count
+                ):
                     due = self._start_ns + arrival_instant_ns(rate, n)
                     if not await self._sleep_until(due):
                         break
@@ -367,8 +374,10 @@ class VuRuntime:
         await self._emit(VuStarted(vu, self._rel(time.perf_counter_ns())))
         try:
             # Decisions of open-model iteration n depend on (seed, n) only: which VU runs it
-            # depends on timing, so the decision key uses VU 0.
-            await self._iteration(conn, out, vu, n, due_ns - self._start_ns, n, decision_vu=0)
+            # depends on timing, so the decision key uses the reserved ARRIVAL_VU_KEY.
+            await self._iteration(
+                conn, out, vu, n, due_ns - self._start_ns, n, decision_vu=ARRIVAL_VU_KEY
+            )
         finally:
             self._c.batch.append(VuStopped(vu, self._rel(time.perf_counter_ns()), 1))
             self._c.events += 1

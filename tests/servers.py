@@ -163,7 +163,7 @@ def hypercorn_server(workdir: Path) -> Iterator[tuple[int, Path]]:
         _stop(proc)
 
 
-_REQUEST_LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/1\.[01]"')
+_REQUEST_LINE = re.compile(r'"([A-Z]+) (\S+) (?:HTTP/)?1\.[01]"')
 
 
 def count_access_log(path: Path) -> Counter[tuple[str, str]]:

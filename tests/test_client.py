@@ -1,0 +1,321 @@
+"""The trio client: keep-alive, reconnects, connect failures, TLS, cancellation, errors."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from hostile_server import (
+    HostileServer,
+    backlog_full_port,
+    connect_hangs,
+    refused_port,
+    running_hostile_server,
+)
+
+from z6.engine.client import Connection, Outcome, classify_exception, make_ssl_context
+from z6.engine.error_kinds import ErrorKind
+from z6.engine.errors import ConfigError
+from z6.engine.protocol import ClosedEarly, ProtocolViolation, engine_factory
+from z6.engine.requests import PreparedRequest, make_request
+
+Snapshot = tuple[ErrorKind, int, bool, int]  # error, status, new_connection, bytes_received
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[HostileServer]:
+    """A plain hostile server for this module."""
+    with running_hostile_server() as srv:
+        yield srv
+
+
+@pytest.fixture(params=["h11", "httptools"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each HTTP engine in turn."""
+    return str(request.param)
+
+
+def get(
+    path: str, timeout_s: float = 1.0, method: str = "GET", body: bytes = b""
+) -> PreparedRequest:
+    """A request for ``path`` on the test server."""
+    return make_request(method, path, body=body, timeout_s=timeout_s)
+
+
+def run_sequence(
+    port: int,
+    reqs: list[PreparedRequest],
+    engine: str = "h11",
+    *,
+    tls: ssl.SSLContext | None = None,
+    host: str = "127.0.0.1",
+    server_hostname: str | None = None,
+    connect_timeout_s: float = 2.0,
+) -> list[Snapshot]:
+    """Send ``reqs`` in order over one Connection (one reused Outcome); snapshot each."""
+    results: list[Snapshot] = []
+
+    async def main() -> None:
+        conn = Connection(
+            host,
+            port,
+            tls=tls,
+            server_hostname=server_hostname,
+            connect_timeout_s=connect_timeout_s,
+            parser_factory=engine_factory(engine),
+        )
+        out = Outcome()
+        for req in reqs:
+            await conn.request(req, out)
+            assert out.end_ns >= out.start_ns
+            assert (out.connect_ns > 0) == out.new_connection
+            results.append((out.error, out.status, out.new_connection, out.bytes_received))
+        await conn.aclose()
+
+    trio.run(main)
+    return results
+
+
+OK_BYTES = len(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+
+
+def test_keep_alive_reuses_the_connection(server: HostileServer, engine: str) -> None:
+    """Three requests, one TCP connection: new_connection only on the first."""
+    before = server.connections
+    got = run_sequence(server.port, [get("/ok"), get("/chunked"), get("/ok")], engine)
+    assert [(e, s, n) for e, s, n, _ in got] == [
+        (ErrorKind.NONE, 200, True),
+        (ErrorKind.NONE, 200, False),
+        (ErrorKind.NONE, 200, False),
+    ]
+    assert got[0][3] == OK_BYTES
+    assert server.connections - before == 1
+
+
+def test_reconnects_after_server_close(server: HostileServer, engine: str) -> None:
+    """A close-delimited response ends the connection; the next request opens a new one."""
+    got = run_sequence(server.port, [get("/close-delimited"), get("/ok"), get("/ok")], engine)
+    assert [(e, s, n) for e, s, n, _ in got] == [
+        (ErrorKind.NONE, 200, True),
+        (ErrorKind.NONE, 200, True),
+        (ErrorKind.NONE, 200, False),
+    ]
+
+
+def test_reconnects_after_errors(server: HostileServer, engine: str) -> None:
+    """After a failure the connection is dropped and the next request succeeds on a new one."""
+    reqs = [get("/truncated-headers"), get("/ok"), get("/reset"), get("/ok"), get("/ok")]
+    got = run_sequence(server.port, reqs, engine)
+    assert [(e, n) for e, _, n, _ in got] == [
+        (ErrorKind.CLOSED_EARLY, True),
+        (ErrorKind.NONE, True),
+        (ErrorKind.RESET, False),
+        (ErrorKind.NONE, True),
+        (ErrorKind.NONE, False),
+    ]
+
+
+def test_status_failure_keeps_the_connection(server: HostileServer, engine: str) -> None:
+    """A failed status check is not a transport error: the connection stays usable."""
+    got = run_sequence(server.port, [get("/status/500"), get("/ok")], engine)
+    assert [(e, s, n) for e, s, n, _ in got] == [
+        (ErrorKind.STATUS, 500, True),
+        (ErrorKind.NONE, 200, False),
+    ]
+
+
+def test_expect_status_decides_success(server: HostileServer) -> None:
+    """expect_status overrides the < 400 rule both ways."""
+    want_404 = make_request("GET", "/status/404", expect_status=frozenset({404}))
+    want_201 = make_request("GET", "/ok", expect_status=frozenset({201}))
+    got = run_sequence(server.port, [want_404, want_201])
+    assert [(e, s) for e, s, _, _ in got] == [(ErrorKind.NONE, 404), (ErrorKind.STATUS, 200)]
+
+
+def test_overlong_body_is_not_reused(server: HostileServer, engine: str) -> None:
+    """Extra bytes after the declared body: success, but the next request reconnects."""
+    got = run_sequence(server.port, [get("/overlong-body"), get("/ok")], engine)
+    assert [(e, s, n) for e, s, n, _ in got] == [
+        (ErrorKind.NONE, 200, True),
+        (ErrorKind.NONE, 200, True),
+    ]
+
+
+def test_post_body_is_sent(server: HostileServer, engine: str) -> None:
+    """The request body reaches the server (echoed back, counted in bytes_received)."""
+    body = b'{"hello": "world"}' * 100
+    got = run_sequence(server.port, [get("/echo", method="POST", body=body)], engine)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+    assert got == [(ErrorKind.NONE, 200, True, len(head) + len(body))]
+
+
+def test_connect_refused(engine: str) -> None:
+    """Nothing listening: CONNECT_REFUSED, and the next attempt tries again."""
+    with refused_port() as port:
+        got = run_sequence(port, [get("/ok"), get("/ok")], engine)
+    assert got == [(ErrorKind.CONNECT_REFUSED, 0, True, 0)] * 2
+
+
+def test_connect_timeout() -> None:
+    """A listener that never accepts (full backlog): CONNECT_TIMEOUT after connect_timeout_s."""
+    with backlog_full_port() as port:
+        if not connect_hangs(port):
+            pytest.skip("this kernel completes connects to a full backlog; no hang to time out")
+        got = run_sequence(port, [get("/ok")], connect_timeout_s=0.3)
+    assert got == [(ErrorKind.CONNECT_TIMEOUT, 0, True, 0)]
+
+
+def test_dns_error_for_an_unusable_host_name() -> None:
+    """A host name that cannot be resolved is DNS_ERROR (checked locally: an empty label)."""
+    got = run_sequence(80, [get("/ok")], host="bad..name")
+    assert got == [(ErrorKind.DNS_ERROR, 0, True, 0)]
+
+
+def test_cancellation_closes_the_socket_and_propagates(server: HostileServer) -> None:
+    """An outer cancel (end of graceful stop) propagates, and the socket is closed."""
+    conn_ref: list[Connection] = []
+
+    async def main() -> None:
+        conn = Connection(
+            "127.0.0.1",
+            server.port,
+            tls=None,
+            server_hostname=None,
+            connect_timeout_s=2.0,
+            parser_factory=engine_factory("h11"),
+        )
+        conn_ref.append(conn)
+        with trio.move_on_after(0.2) as scope:
+            await conn.request(get("/silent", timeout_s=30), Outcome())
+        assert scope.cancelled_caught
+
+    trio.run(main)
+    assert conn_ref[0].is_open is False
+
+
+def test_timeout_then_reconnect(server: HostileServer) -> None:
+    """After a request timeout the connection is not reused."""
+    got = run_sequence(server.port, [get("/silent", timeout_s=0.3), get("/ok")])
+    assert [(e, n) for e, _, n, _ in got] == [(ErrorKind.TIMEOUT, True), (ErrorKind.NONE, True)]
+
+
+def _broken(cause: BaseException | None) -> trio.BrokenResourceError:
+    exc = trio.BrokenResourceError()
+    exc.__cause__ = cause
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (ConnectionRefusedError(), ErrorKind.CONNECT_REFUSED),
+        (ConnectionResetError(), ErrorKind.RESET),
+        (BrokenPipeError(), ErrorKind.RESET),
+        (_broken(ConnectionResetError()), ErrorKind.RESET),
+        (_broken(None), ErrorKind.RESET),
+        (_broken(ssl.SSLError(1, "bad record")), ErrorKind.TLS_ERROR),
+        (ssl.SSLCertVerificationError(1, "self-signed"), ErrorKind.TLS_ERROR),
+        (socket.gaierror(socket.EAI_NONAME, "unknown"), ErrorKind.DNS_ERROR),
+        (UnicodeError("label empty"), ErrorKind.DNS_ERROR),
+        (ProtocolViolation("garbage"), ErrorKind.PROTOCOL_ERROR),
+        (ClosedEarly("eof"), ErrorKind.CLOSED_EARLY),
+        (TimeoutError(), ErrorKind.TIMEOUT),
+        (OSError(errno.EHOSTUNREACH, "unreachable"), ErrorKind.OTHER),
+    ],
+)
+def test_classify_exception(exc: BaseException, kind: ErrorKind) -> None:
+    """The one mapping from exceptions to error kinds."""
+    assert classify_exception(exc) is kind
+
+
+def test_bad_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
+    """A CA bundle that cannot be read is reported as a configuration problem."""
+    with pytest.raises(ConfigError, match="cannot load CA bundle"):
+        make_ssl_context(True, str(tmp_path / "missing.pem"))
+
+
+# -- TLS -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1/localhost: (cert path, key path)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed; cannot make a test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return str(cert), str(key)
+
+
+@pytest.fixture(scope="module")
+def tls_server(self_signed: tuple[str, str]) -> Iterator[HostileServer]:
+    """The hostile server behind TLS with the self-signed certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*self_signed)
+    with running_hostile_server(ctx) as srv:
+        yield srv
+
+
+def test_tls_verification_rejects_self_signed(tls_server: HostileServer, engine: str) -> None:
+    """Verification is on by default: an unknown CA is TLS_ERROR."""
+    got = run_sequence(tls_server.port, [get("/ok")], engine, tls=make_ssl_context())
+    assert got == [(ErrorKind.TLS_ERROR, 0, True, 0)]
+
+
+def test_tls_without_verification(tls_server: HostileServer, engine: str) -> None:
+    """verify_cert = false accepts the certificate; keep-alive works over TLS."""
+    ctx = make_ssl_context(verify=False)
+    got = run_sequence(tls_server.port, [get("/ok"), get("/chunked")], engine, tls=ctx)
+    assert got == [(ErrorKind.NONE, 200, True, OK_BYTES), (ErrorKind.NONE, 200, False, got[1][3])]
+
+
+def test_tls_with_ca_bundle(
+    tls_server: HostileServer, self_signed: tuple[str, str], engine: str
+) -> None:
+    """Trusting the certificate through ca_bundle verifies it, host name included."""
+    ctx = make_ssl_context(verify=True, ca_bundle=self_signed[0])
+    reqs = [get("/ok"), get("/close-delimited"), get("/ok")]
+    got = run_sequence(tls_server.port, reqs, engine, tls=ctx, server_hostname="localhost")
+    assert [(e, s, n) for e, s, n, _ in got] == [
+        (ErrorKind.NONE, 200, True),
+        (ErrorKind.NONE, 200, False),
+        (ErrorKind.NONE, 200, True),
+    ]
+
+
+def test_tls_wrong_host_name(tls_server: HostileServer, self_signed: tuple[str, str]) -> None:
+    """A trusted certificate for another name still fails verification."""
+    ctx = make_ssl_context(verify=True, ca_bundle=self_signed[0])
+    got = run_sequence(tls_server.port, [get("/ok")], tls=ctx, server_hostname="example.org")
+    assert got == [(ErrorKind.TLS_ERROR, 0, True, 0)]
