@@ -220,7 +220,10 @@ def make_request(
 
     ``Content-Length`` is added under the same rule as ``prepare_requests``.
     """
-    fields: list[tuple[bytes, bytes]] = [(b"Host", host.encode("ascii")), (b"User-Agent", USER_AGENT)]
+    fields: list[tuple[bytes, bytes]] = [
+        (b"Host", host.encode("ascii")),
+        (b"User-Agent", USER_AGENT),
+    ]
     fields += headers or []
     if body or method in _METHODS_WITH_BODY:
         fields.append((b"Content-Length", str(len(body)).encode("ascii")))

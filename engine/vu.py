@@ -124,7 +124,7 @@ class VuRuntime:
         self._stopping = trio.Event()
         self._hard_scope = trio.CancelScope()
         if self._end_ns != math.inf:
-            self._hard_scope.deadline = self._to_trio((self._end_ns + self._graceful_ns))
+            self._hard_scope.deadline = self._to_trio(self._end_ns + self._graceful_ns)
 
     # -- clock -----------------------------------------------------------------------------
 

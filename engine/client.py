@@ -1,0 +1,337 @@
+"""The I/O edge: one keep-alive HTTP/1.1 connection over trio sockets.
+
+A ``Connection`` belongs to one VU. ``request()`` sends a ``PreparedRequest``, reads the whole
+response through a sans-IO parser from ``z6.engine.protocol`` and fills an ``Outcome``. It
+never raises for network or protocol trouble: every failure becomes an ``ErrorKind`` (mapped in
+one place, ``classify_exception``) and closes the socket, so the next request reconnects. Only
+cancellation (``trio.Cancelled``) and other ``BaseException``s propagate, after the socket is
+closed.
+
+Speed: plain HTTP goes through raw ``trio.socket`` calls (``send``/``recv``) with TCP_NODELAY;
+HTTPS through ``trio.SSLStream``. Name resolution happens once per (host, port) per process
+(``_ADDR_CACHE``); a load test targets one host whose address is not expected to move.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable
+from time import perf_counter_ns
+from typing import Any
+
+import trio
+
+from z6.engine.error_kinds import ErrorKind
+from z6.engine.errors import ConfigError
+from z6.engine.protocol import ClosedEarly, ProtocolViolation, ResponseParser
+from z6.engine.requests import PreparedRequest
+
+RECV_SIZE = 65536
+
+_NONE = ErrorKind.NONE
+_TIMEOUT = ErrorKind.TIMEOUT
+_STATUS = ErrorKind.STATUS
+
+# (host, port) -> (family, type, proto, sockaddr) of the first getaddrinfo answer.
+_ADDR_CACHE: dict[tuple[str, int], tuple[int, int, int, Any]] = {}
+
+# What a transfer may raise for reasons outside z6; anything else is a bug and propagates.
+_TRANSPORT_ERRORS = (
+    OSError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    ProtocolViolation,
+    ClosedEarly,
+)
+
+
+class Outcome:
+    """The result of one request, filled by ``Connection.request``.
+
+    One instance is reused by its caller for every request (no allocation per request).
+    Times are ``time.perf_counter_ns()`` values: ``start_ns`` just before the first byte is
+    written, ``end_ns`` when the last byte was parsed or the failure happened; ``connect_ns``
+    is the setup time (DNS, TCP, TLS) when ``new_connection`` is True, else 0. ``status`` is 0
+    unless a complete response was read.
+    """
+
+    __slots__ = (
+        "bytes_received",
+        "connect_ns",
+        "end_ns",
+        "error",
+        "new_connection",
+        "start_ns",
+        "status",
+    )
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.error = ErrorKind.NONE
+        self.bytes_received = 0
+        self.new_connection = False
+        self.connect_ns = 0
+        self.start_ns = 0
+        self.end_ns = 0
+
+    @property
+    def latency_ns(self) -> int:
+        """``end_ns - start_ns``."""
+        return self.end_ns - self.start_ns
+
+    def __repr__(self) -> str:
+        return (
+            f"Outcome(status={self.status}, error={self.error.name}, "
+            f"bytes={self.bytes_received}, new={self.new_connection})"
+        )
+
+
+def classify_exception(exc: BaseException) -> ErrorKind:
+    """Map an exception raised while connecting or transferring to its ``ErrorKind``.
+
+    The one place that knows OS, ssl and trio exception types. Wrapped exceptions (trio's
+    ``BrokenResourceError`` carries the OS or TLS error as its cause) are unwrapped first.
+    A ``TimeoutError`` from the kernel maps to ``TIMEOUT``; the connect phase turns that into
+    ``CONNECT_TIMEOUT``.
+    """
+    if isinstance(exc, ProtocolViolation):
+        return ErrorKind.PROTOCOL_ERROR
+    if isinstance(exc, ClosedEarly):
+        return ErrorKind.CLOSED_EARLY
+    if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
+        cause = exc.__cause__ or exc.__context__
+        if cause is None or cause is exc:
+            return ErrorKind.RESET
+        return classify_exception(cause)
+    if isinstance(exc, socket.gaierror | UnicodeError):
+        return ErrorKind.DNS_ERROR
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return ErrorKind.TLS_ERROR
+    if isinstance(exc, ConnectionRefusedError):
+        return ErrorKind.CONNECT_REFUSED
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return ErrorKind.RESET
+    if isinstance(exc, TimeoutError):
+        return ErrorKind.TIMEOUT
+    return ErrorKind.OTHER
+
+
+def make_ssl_context(verify: bool = True, ca_bundle: str | None = None) -> ssl.SSLContext:
+    """The client TLS context: certificates and host names verified unless ``verify`` is False.
+
+    ``ca_bundle`` adds a PEM file of trusted CAs (used instead of the system store). Raises
+    ``ConfigError`` when the bundle cannot be read.
+    """
+    try:
+        if verify:
+            ctx = ssl.create_default_context(cafile=ca_bundle)
+        else:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            if ca_bundle:
+                ctx.load_verify_locations(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load CA bundle {ca_bundle!r}: {exc}") from exc
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+async def _resolve(host: str, port: int) -> tuple[int, int, int, Any]:
+    """The first stream address of ``host:port``, cached per process."""
+    key = (host, port)
+    addr = _ADDR_CACHE.get(key)
+    if addr is None:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        if not infos:
+            raise socket.gaierror(f"no address for {host!r}")
+        family, type_, proto, _canon, sockaddr = infos[0]
+        addr = (int(family), int(type_), proto, sockaddr)
+        _ADDR_CACHE[key] = addr
+    return addr
+
+
+class Connection:
+    """One keep-alive connection to ``host:port`` (TLS when ``tls`` is a context).
+
+    Opened lazily by ``request()`` and reopened after any failure or non-reusable response.
+    ``server_hostname`` is the name checked against the certificate (defaults to ``host``).
+    """
+
+    __slots__ = (
+        "_parser",
+        "_sock",
+        "_stream",
+        "connect_timeout_s",
+        "host",
+        "parser_factory",
+        "port",
+        "server_hostname",
+        "tls",
+    )
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None,
+        server_hostname: str | None,
+        connect_timeout_s: float,
+        parser_factory: Callable[[], ResponseParser],
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.server_hostname = server_hostname or host
+        self.connect_timeout_s = connect_timeout_s
+        self.parser_factory = parser_factory
+        self._sock: trio.socket.SocketType | None = None
+        self._stream: trio.SSLStream[trio.SocketStream] | None = None
+        self._parser: ResponseParser | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """True while a socket is open (the next request reuses it)."""
+        return self._sock is not None
+
+    async def request(self, req: PreparedRequest, out: Outcome) -> None:
+        """Send ``req``, read its response and fill ``out`` (see ``Outcome``).
+
+        Bounds: the connect by ``connect_timeout_s`` (``CONNECT_TIMEOUT``), the exchange by
+        ``req.timeout_s`` (``TIMEOUT``). A complete response failing ``req.is_success`` is
+        ``STATUS``. Never raises for network or protocol problems.
+        """
+        out.status = 0
+        out.error = _NONE
+        out.bytes_received = 0
+        out.new_connection = False
+        out.connect_ns = 0
+        try:
+            if self._sock is None:
+                t0 = perf_counter_ns()
+                error = await self._connect()
+                t1 = perf_counter_ns()
+                out.new_connection = True
+                out.connect_ns = t1 - t0
+                if error is not _NONE:
+                    out.error = error
+                    out.start_ns = out.end_ns = t1
+                    return
+            parser = self._parser
+            assert parser is not None
+            error = _NONE
+            out.start_ns = 0
+            with trio.CancelScope(deadline=trio.current_time() + req.timeout_s) as scope:
+                try:
+                    data = parser.start(req)
+                    out.start_ns = perf_counter_ns()
+                    if self._stream is None:
+                        await self._exchange_plain(data, parser)
+                    else:
+                        await self._exchange_tls(data, parser)
+                except _TRANSPORT_ERRORS as exc:
+                    error = classify_exception(exc)
+            out.end_ns = perf_counter_ns()
+            if out.start_ns == 0:  # the request could not even be started
+                out.start_ns = out.end_ns
+            out.bytes_received = parser.bytes_received
+            if scope.cancelled_caught:
+                error = _TIMEOUT
+            if error is not _NONE:
+                self._close()
+                out.error = error
+                return
+            out.status = status = parser.status
+            if not req.is_success(status):
+                out.error = _STATUS
+            if not parser.keep_alive:
+                self._close()
+        except BaseException:
+            # Cancellation (graceful stop over) or an interrupt: never leak the socket.
+            self._close()
+            raise
+
+    async def _exchange_plain(self, data: bytes, parser: ResponseParser) -> None:
+        sock = self._sock
+        assert sock is not None
+        sent = await sock.send(data)
+        if sent < len(data):
+            view = memoryview(data)[sent:]
+            while view:
+                sent = await sock.send(view)
+                view = view[sent:]
+        recv = sock.recv
+        feed = parser.feed
+        while True:
+            chunk = await recv(RECV_SIZE)
+            if not chunk:
+                parser.feed_eof()  # True for a close-delimited body, else raises ClosedEarly
+                return
+            if feed(chunk):
+                return
+
+    async def _exchange_tls(self, data: bytes, parser: ResponseParser) -> None:
+        stream = self._stream
+        assert stream is not None
+        await stream.send_all(data)
+        receive = stream.receive_some
+        feed = parser.feed
+        while True:
+            chunk = await receive(RECV_SIZE)
+            if not chunk:
+                parser.feed_eof()
+                return
+            if feed(bytes(chunk)):
+                return
+
+    async def _connect(self) -> ErrorKind:
+        """Open the socket (and TLS); return ``NONE`` or why it failed."""
+        sock: trio.socket.SocketType | None = None
+        try:
+            with trio.move_on_after(self.connect_timeout_s):
+                family, type_, proto, sockaddr = await _resolve(self.host, self.port)
+                sock = trio.socket.socket(family, type_, proto)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await sock.connect(sockaddr)
+                stream = None
+                if self.tls is not None:
+                    stream = trio.SSLStream(
+                        trio.SocketStream(sock),
+                        self.tls,
+                        server_hostname=self.server_hostname,
+                        # Servers often close without close_notify; treat that as EOF.
+                        https_compatible=True,
+                    )
+                    await stream.do_handshake()
+                self._sock = sock
+                self._stream = stream
+                self._parser = self.parser_factory()
+                return _NONE
+            kind = ErrorKind.CONNECT_TIMEOUT
+        except (*_TRANSPORT_ERRORS, UnicodeError) as exc:
+            kind = classify_exception(exc)
+            if kind is _TIMEOUT:
+                kind = ErrorKind.CONNECT_TIMEOUT
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+        if sock is not None:
+            sock.close()
+        return kind
+
+    def _close(self) -> None:
+        """Drop the connection at once (no TLS close_notify: the peer sees a plain close)."""
+        sock = self._sock
+        self._sock = None
+        self._stream = None
+        self._parser = None
+        if sock is not None:
+            sock.close()
+
+    async def aclose(self) -> None:
+        """Close the connection; the next ``request`` would open a new one."""
+        self._close()
+        await trio.lowlevel.checkpoint()

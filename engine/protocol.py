@@ -1,0 +1,485 @@
+"""Sans-IO HTTP/1.1 response parsing behind one small interface, with two engines.
+
+**Pure**: no sockets. ``z6.engine.client`` owns the socket and moves bytes; an engine turns
+the bytes of one response into ``status``, ``bytes_received`` and ``keep_alive``, or raises
+``ProtocolViolation`` / ``ClosedEarly``. One engine object serves one TCP connection.
+
+- ``H11Engine`` uses h11 (pure Python, always installed).
+- ``HttptoolsEngine`` uses httptools (llhttp in C; the ``z6[fast]`` extra), several times
+  faster per response.
+
+Both engines give the same outcome for the same bytes; the rules where the underlying parsers
+differ are normalized here (the fuzz tests in ``tests/test_protocol_fuzz.py`` hold them to it):
+
+- Only HTTP/1.0 and HTTP/1.1 responses are accepted; bare LF line ends are accepted in the
+  head (not in chunked framing); control characters in the reason phrase or header values
+  are a violation.
+- 1xx interim responses are skipped; ``101`` is a violation (z6 never asks for an upgrade).
+- A response head (status line plus headers of one message) over 64 KiB is a violation.
+  Both engines add up the parsed parts, and also stop buffering an unfinished head past
+  64 KiB; near the limit the two checks can disagree by the few bytes of line syntax.
+- ``Transfer-Encoding`` other than exactly ``chunked``, or together with ``Content-Length``,
+  is a violation (request-smuggling signals; h11 cannot parse them anyway).
+- Blank lines (CR/LF) before the first status line are ignored (llhttp does; h11 is helped).
+- An HTTP/1.0 response is never reused (h11 does not do HTTP/1.0 keep-alive).
+- Bytes after a complete final response (the server sent more than it declared) make the
+  connection not reusable: ``keep_alive`` is False. Exception: bare CR/LF bytes after a
+  response are invisible to llhttp, so only the h11 engine then says not reusable.
+- EOF completes a close-delimited body; any other EOF before the end is ``ClosedEarly``.
+
+Known differences left as they are (rare, malformed input; listed in the fuzz test): obsolete
+header line folding (h11 unfolds, llhttp rejects), irregular line ends inside chunked framing,
+and blank lines between an interim response and the next one (llhttp skips, h11 rejects).
+Without EOF, llhttp may report a malformed head before h11, which waits for the blank line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import h11
+
+from z6.engine.errors import ConfigError
+from z6.engine.requests import PreparedRequest
+
+MAX_HEAD_BYTES = 64 * 1024
+"""Largest accepted response head (status line and headers of one message)."""
+
+ENGINE_NAMES = ("auto", "h11", "httptools")
+
+
+class ProtocolViolation(Exception):
+    """The response bytes are not valid HTTP/1.1 (garbage, bad framing, oversized headers...)."""
+
+
+class ClosedEarly(Exception):
+    """The server closed the connection (EOF) before the response was complete."""
+
+
+class ResponseParser(Protocol):
+    """One connection's response parser (see the module docstring for the shared rules).
+
+    Use: ``data = p.start(req)``; send ``data``; ``p.feed(chunk)`` until it returns True (or
+    ``p.feed_eof()`` at EOF); then read ``status``, ``bytes_received`` and ``keep_alive``.
+    After a response with ``keep_alive`` False, or after an exception, the parser must not
+    be used again (the connection is closed and a new one gets a new parser).
+    """
+
+    status: int
+    bytes_received: int
+    keep_alive: bool
+
+    def start(self, req: PreparedRequest) -> bytes:
+        """Begin a new request on this connection; return the bytes to send."""
+        ...
+
+    def feed(self, data: bytes) -> bool:
+        """Parse received bytes; True once the final response is complete."""
+        ...
+
+    def feed_eof(self) -> bool:
+        """EOF: True if it completes a close-delimited body, else raise ``ClosedEarly``."""
+        ...
+
+
+_STATUS_PREFIX = b"HTTP/"
+# Control characters h11 rejects in a reason phrase or header value and llhttp lets through.
+_find_ctl = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+
+
+def _check_prefix(prefix: bytes) -> None:
+    """Fail fast when the first bytes of a response cannot be a status line.
+
+    h11 only looks at the head once it is complete (blank line seen), so without this a
+    server sending garbage and keeping the socket open would look like a slow server.
+    """
+    n = min(len(prefix), len(_STATUS_PREFIX))
+    if prefix[:n] != _STATUS_PREFIX[:n]:
+        raise ProtocolViolation("response does not start with an HTTP status line")
+
+
+class H11Engine:
+    """``ResponseParser`` over one ``h11.Connection`` (pure Python)."""
+
+    __slots__ = (
+        "_conn",
+        "_done",
+        "_events",
+        "_prefix",
+        "bytes_received",
+        "keep_alive",
+        "status",
+    )
+
+    def __init__(self, event_cache: dict[PreparedRequest, tuple[Any, ...]] | None = None) -> None:
+        self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+        # h11 event objects are immutable, so they are built once per request definition and
+        # shared by all connections made by the same factory.
+        self._events: dict[PreparedRequest, tuple[Any, ...]] = (
+            event_cache if event_cache is not None else {}
+        )
+        self._prefix = b""
+        self._done = False
+        self.status = 0
+        self.bytes_received = 0
+        self.keep_alive = False
+
+    def start(self, req: PreparedRequest) -> bytes:
+        """Begin a new request on this connection; return the bytes to send."""
+        conn = self._conn
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+        elif conn.our_state is not h11.IDLE:
+            raise RuntimeError("H11Engine reused after a failed or non-reusable response")
+        events = self._events.get(req)
+        if events is None:
+            events = _h11_events(req)
+            self._events[req] = events
+        try:
+            for event in events:
+                conn.send(event)
+        except h11.LocalProtocolError as exc:
+            raise ProtocolViolation(f"h11 rejected the request: {exc}") from exc
+        self._prefix = b""
+        self._done = False
+        self.status = 0
+        self.bytes_received = 0
+        self.keep_alive = False
+        return req.raw
+
+    def feed(self, data: bytes) -> bool:
+        """Parse received bytes; True once the final response is complete."""
+        self.bytes_received += len(data)
+        if len(self._prefix) < len(_STATUS_PREFIX) and self.status == 0:
+            if not self._prefix:
+                data = data.lstrip(b"\r\n")
+                if not data:
+                    return False
+            self._prefix += data[: len(_STATUS_PREFIX) - len(self._prefix)]
+            _check_prefix(self._prefix)
+        self._conn.receive_data(data)
+        return self._pump()
+
+    def feed_eof(self) -> bool:
+        """EOF: True if it completes a close-delimited body, else raise ``ClosedEarly``."""
+        if self._done:
+            return True
+        self._conn.receive_data(b"")
+        try:
+            done = self._pump()
+        except ProtocolViolation as exc:
+            raise ClosedEarly(str(exc)) from exc
+        if not done:
+            raise ClosedEarly("connection closed before the response was complete")
+        self.keep_alive = False  # the server is gone
+        return True
+
+    def _pump(self) -> bool:
+        """Pull events until the response completes or h11 needs more data."""
+        conn = self._conn
+        try:
+            while True:
+                event = conn.next_event()
+                kind = type(event)
+                if kind is h11.Data:
+                    continue
+                if event is h11.NEED_DATA:
+                    return False
+                if isinstance(event, h11.Response):
+                    _check_h11_head(event)
+                    self.status = event.status_code
+                elif isinstance(event, h11.InformationalResponse):
+                    _check_h11_head(event)
+                elif kind is h11.EndOfMessage:
+                    self._done = True
+                    self.keep_alive = (
+                        conn.our_state is h11.DONE
+                        and conn.their_state is h11.DONE
+                        and not conn.trailing_data[0]
+                    )
+                    return True
+                elif kind is h11.ConnectionClosed:
+                    raise ClosedEarly("connection closed before the response was complete")
+                else:  # PAUSED cannot come before EndOfMessage for a client
+                    raise ProtocolViolation(f"unexpected h11 event {event!r}")
+        except h11.RemoteProtocolError as exc:
+            raise ProtocolViolation(str(exc)) from exc
+
+
+def _check_h11_head(event: h11.Response | h11.InformationalResponse) -> None:
+    """Apply the shared head rules (version, size, transfer coding) to an h11 response head."""
+    if event.http_version not in (b"1.1", b"1.0"):
+        raise ProtocolViolation(f"unsupported HTTP version {event.http_version!r}")
+    size = len(event.reason)
+    has_length = False
+    coding: bytes | None = None
+    for name, value in event.headers:
+        size += len(name) + len(value) + 4
+        if name == b"content-length":
+            has_length = True
+        elif name == b"transfer-encoding":
+            coding = value
+    if size > MAX_HEAD_BYTES:
+        raise ProtocolViolation("response head larger than 64 KiB")
+    if coding is not None and (coding != b"chunked" or has_length):
+        raise ProtocolViolation("unsupported or ambiguous Transfer-Encoding")
+
+
+def _h11_events(req: PreparedRequest) -> tuple[Any, ...]:
+    """The h11 events that send ``req``: the request head, the body, the end of message."""
+    head = h11.Request(method=req.method, target=req.target, headers=req.headers)
+    if req.body:
+        return (head, h11.Data(data=req.body), h11.EndOfMessage())
+    return (head, h11.EndOfMessage())
+
+
+class HttptoolsEngine:
+    """``ResponseParser`` over ``httptools.HttpResponseParser`` (llhttp, C)."""
+
+    __slots__ = (
+        "_chunked",
+        "_coding_bad",
+        "_conn_close",
+        "_done",
+        "_fresh",
+        "_head_fed",
+        "_head_msg_open",
+        "_head_size",
+        "_headers_done",
+        "_httptools",
+        "_is_head",
+        "_length",
+        "_msg_lenient_off",
+        "_msg_status",
+        "_parser",
+        "_req_close",
+        "_trailing",
+        "bytes_received",
+        "keep_alive",
+        "status",
+    )
+
+    def __init__(self) -> None:
+        import httptools
+
+        self._httptools: Any = httptools
+        self._parser: Any = self._new_parser()
+        self._fresh = True
+        self._msg_lenient_off = False
+        self.status = 0
+        self.bytes_received = 0
+        self.keep_alive = False
+        self._reset_response(False, False)
+
+    def _new_parser(self) -> Any:
+        parser = self._httptools.HttpResponseParser(self)
+        # h11 accepts a bare LF as line end; llhttp only when told to.
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+        return parser
+
+    def _reset_response(self, is_head: bool, req_close: bool) -> None:
+        self._is_head = is_head
+        self._req_close = req_close
+        self._done = False
+        self._trailing = False
+        self._head_msg_open = False
+        self._head_fed = 0
+        self._begin_message()
+
+    def _begin_message(self) -> None:
+        self._headers_done = False
+        self._head_size = 0
+        self._length = False
+        self._chunked = False
+        self._coding_bad = False
+        self._conn_close = False
+        self._msg_status = 0
+
+    # -- ResponseParser ------------------------------------------------------------------
+
+    def start(self, req: PreparedRequest) -> bytes:
+        """Begin a new request on this connection; return the bytes to send."""
+        if not self._fresh:
+            if not self.keep_alive:
+                raise RuntimeError("HttptoolsEngine reused after a non-reusable response")
+            if self._is_head:
+                # llhttp does not know the last request was HEAD and may still wait for a
+                # body; a fresh parser is cheap.
+                self._parser = self._new_parser()
+                self._msg_lenient_off = False
+        self._fresh = False
+        self.status = 0
+        self.bytes_received = 0
+        self.keep_alive = False
+        self._reset_response(req.is_head, req.connection_close)
+        return req.raw
+
+    def feed(self, data: bytes) -> bool:
+        """Parse received bytes; True once the final response is complete."""
+        self.bytes_received += len(data)
+        try:
+            self._parser.feed_data(data)
+        except self._httptools.HttpParserError as exc:
+            if not self._done:
+                cause = exc.__context__
+                if isinstance(cause, ProtocolViolation):
+                    raise cause from None
+                raise ProtocolViolation(str(exc) or type(exc).__name__) from exc
+            # An error after the final response means unexpected trailing bytes.
+            self._trailing = True
+        if self._done:
+            if self._trailing:
+                self.keep_alive = False
+            return True
+        if not self._headers_done:
+            self._head_fed += len(data)
+            if self._head_fed > MAX_HEAD_BYTES:
+                raise ProtocolViolation("response head larger than 64 KiB")
+        return False
+
+    def feed_eof(self) -> bool:
+        """EOF: True if it completes a close-delimited body, else raise ``ClosedEarly``."""
+        if self._done:
+            return True
+        if (
+            self._headers_done
+            and not self._length
+            and not self._chunked
+            and self._msg_status >= 200
+            and self._msg_status not in (204, 304)
+            and not self._is_head
+        ):
+            self._done = True
+            self.status = self._msg_status
+            self.keep_alive = False
+            return True
+        raise ClosedEarly("connection closed before the response was complete")
+
+    # -- httptools callbacks -------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        """httptools callback: a new message starts."""
+        if self._done:
+            self._trailing = True
+            return
+        self._begin_message()
+        if self._msg_lenient_off:
+            self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+            self._msg_lenient_off = False
+
+    def on_status(self, reason: bytes) -> None:
+        """httptools callback: (part of) the reason phrase."""
+        self._head_size += len(reason)
+        if _find_ctl(reason) is not None:
+            raise ProtocolViolation("control character in the reason phrase")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """httptools callback: one header field."""
+        if self._done:
+            return
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD_BYTES:
+            raise ProtocolViolation("response head larger than 64 KiB")
+        if _find_ctl(value) is not None:
+            raise ProtocolViolation("control character in a header value")
+        lname = name.lower()
+        if lname == b"content-length":
+            self._length = True
+        elif lname == b"transfer-encoding":
+            if self._chunked or value.strip().lower() != b"chunked":
+                self._coding_bad = True
+            self._chunked = True
+        elif lname == b"connection" and any(
+            # The same token rule as h11 (comma list, exact "close").
+            t.strip().lower() == b"close"
+            for t in value.split(b",")
+        ):
+            self._conn_close = True
+
+    def on_headers_complete(self) -> None:
+        """httptools callback: the head of a message is complete."""
+        if self._done:
+            return
+        parser = self._parser
+        status = parser.get_status_code()
+        self._headers_done = True
+        self._head_fed = 0
+        self._msg_status = status
+        # Bare LF line ends are accepted in heads only, like h11, which wants CRLF in chunks.
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=False)
+        self._msg_lenient_off = True
+        if self._head_size > MAX_HEAD_BYTES:
+            raise ProtocolViolation("response head larger than 64 KiB")
+        if status < 100 or status == 101:
+            raise ProtocolViolation(f"unexpected status {status}")
+        if parser.get_http_version() not in ("1.1", "1.0"):
+            raise ProtocolViolation("unsupported HTTP version")
+        if self._coding_bad or (self._chunked and self._length):
+            raise ProtocolViolation("unsupported or ambiguous Transfer-Encoding")
+        if status >= 200 and self._is_head:
+            # No body follows a HEAD response, whatever its headers say.
+            self._finish(status)
+            self._head_msg_open = True
+
+    def on_body(self, body: bytes) -> None:
+        """httptools callback: body bytes (only watched for bytes after a HEAD response)."""
+        if self._done:
+            self._trailing = True
+
+    def on_message_complete(self) -> None:
+        """httptools callback: a whole message (interim or final) was parsed."""
+        if self._done:
+            if self._head_msg_open:
+                # The end of the HEAD response itself (llhttp saw a zero length).
+                self._head_msg_open = False
+            else:
+                self._trailing = True
+            return
+        if self._msg_status >= 200:
+            self._finish(self._msg_status)
+        else:
+            self._begin_message()
+
+    def _finish(self, status: int) -> None:
+        self._done = True
+        self.status = status
+        # Decided like h11 rather than by llhttp's should_keep_alive(), so that both engines
+        # agree (llhttp honours HTTP/1.0 keep-alive and says False for a bodiless HEAD).
+        self.keep_alive = (
+            self._parser.get_http_version() == "1.1"
+            and not self._conn_close
+            and not self._req_close
+            and not self._trailing
+        )
+
+
+def httptools_available() -> bool:
+    """True when the optional httptools package can be imported."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def engine_factory(name: str) -> Callable[[], ResponseParser]:
+    """A zero-argument constructor of per-connection parsers for engine ``name``.
+
+    ``auto`` picks httptools when it is installed, else h11. Raises ``ConfigError`` for an
+    unknown name, or for ``httptools`` when it is not installed.
+    """
+    if name == "auto":
+        name = "httptools" if httptools_available() else "h11"
+    if name == "h11":
+        cache: dict[PreparedRequest, tuple[Any, ...]] = {}
+        return lambda: H11Engine(cache)
+    if name == "httptools":
+        if not httptools_available():
+            raise ConfigError(
+                "HTTP engine 'httptools' is not installed: install z6[fast] "
+                "(pip install 'z6[fast]') or use --http h11"
+            )
+        return HttptoolsEngine
+    raise ConfigError(f"unknown HTTP engine {name!r} (choose from {', '.join(ENGINE_NAMES)})")
