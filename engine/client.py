@@ -32,6 +32,10 @@ RECV_SIZE = 65536
 _NONE = ErrorKind.NONE
 _TIMEOUT = ErrorKind.TIMEOUT
 _STATUS = ErrorKind.STATUS
+# A kept-alive connection the server closed while it sat idle fails the next request with no
+# response byte at all; like Go's net/http (k6) we retry such a request once on a new
+# connection instead of reporting an error the server never made.
+_STALE = (ErrorKind.CLOSED_EARLY, ErrorKind.RESET)
 
 # (host, port) -> (family, type, proto, sockaddr) of the first getaddrinfo answer.
 _ADDR_CACHE: dict[tuple[str, int], tuple[int, int, int, Any]] = {}
@@ -209,38 +213,44 @@ class Connection:
         out.new_connection = False
         out.connect_ns = 0
         try:
-            if self._sock is None:
-                t0 = perf_counter_ns()
-                error = await self._connect()
-                t1 = perf_counter_ns()
-                out.new_connection = True
-                out.connect_ns = t1 - t0
-                if error is not _NONE:
-                    out.error = error
-                    out.start_ns = out.end_ns = t1
-                    return
-            parser = self._parser
-            assert parser is not None
-            error = _NONE
-            out.start_ns = 0
-            with trio.CancelScope(deadline=trio.current_time() + req.timeout_s) as scope:
-                try:
-                    data = parser.start(req)
-                    out.start_ns = perf_counter_ns()
-                    if self._stream is None:
-                        await self._exchange_plain(data, parser)
-                    else:
-                        await self._exchange_tls(data, parser)
-                except _TRANSPORT_ERRORS as exc:
-                    error = classify_exception(exc)
-            out.end_ns = perf_counter_ns()
-            if out.start_ns == 0:  # the request could not even be started
-                out.start_ns = out.end_ns
-            out.bytes_received = parser.bytes_received
-            if scope.cancelled_caught:
-                error = _TIMEOUT
-            if error is not _NONE:
+            reused = self._sock is not None
+            while True:
+                if self._sock is None:
+                    t0 = perf_counter_ns()
+                    error = await self._connect()
+                    t1 = perf_counter_ns()
+                    out.new_connection = True
+                    out.connect_ns = t1 - t0
+                    if error is not _NONE:
+                        out.error = error
+                        out.start_ns = out.end_ns = t1
+                        return
+                parser = self._parser
+                assert parser is not None
+                error = _NONE
+                out.start_ns = 0
+                with trio.CancelScope(deadline=trio.current_time() + req.timeout_s) as scope:
+                    try:
+                        data = parser.start(req)
+                        out.start_ns = perf_counter_ns()
+                        if self._stream is None:
+                            await self._exchange_plain(data, parser)
+                        else:
+                            await self._exchange_tls(data, parser)
+                    except _TRANSPORT_ERRORS as exc:
+                        error = classify_exception(exc)
+                out.end_ns = perf_counter_ns()
+                if out.start_ns == 0:  # the request could not even be started
+                    out.start_ns = out.end_ns
+                out.bytes_received = parser.bytes_received
+                if scope.cancelled_caught:
+                    error = _TIMEOUT
+                if error is _NONE:
+                    break
                 self._close()
+                if reused and error in _STALE and parser.bytes_received == 0:
+                    reused = False  # retry once, on a fresh connection
+                    continue
                 out.error = error
                 return
             out.status = status = parser.status

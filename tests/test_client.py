@@ -116,7 +116,9 @@ def test_reconnects_after_errors(server: HostileServer, engine: str) -> None:
     assert [(e, n) for e, _, n, _ in got] == [
         (ErrorKind.CLOSED_EARLY, True),
         (ErrorKind.NONE, True),
-        (ErrorKind.RESET, False),
+        # The reset came with no response byte on a reused connection: retried once on a new
+        # connection (stale keep-alive rule), which the server resets again.
+        (ErrorKind.RESET, True),
         (ErrorKind.NONE, True),
         (ErrorKind.NONE, False),
     ]
@@ -319,3 +321,40 @@ def test_tls_wrong_host_name(tls_server: HostileServer, self_signed: tuple[str, 
     ctx = make_ssl_context(verify=True, ca_bundle=self_signed[0])
     got = run_sequence(tls_server.port, [get("/ok")], tls=ctx, server_hostname="example.org")
     assert got == [(ErrorKind.TLS_ERROR, 0, True, 0)]
+
+
+def test_stale_keep_alive_connection_is_retried_once(engine: str) -> None:
+    """A server that closes an idle kept-alive connection (without saying so) must not turn
+    the next request into an error: it is retried once on a fresh connection."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    accepted = 0
+
+    def serve() -> None:
+        nonlocal accepted
+        for _ in range(3):
+            conn, _addr = listener.accept()
+            accepted += 1
+            with conn:
+                conn.recv(65536)
+                # Keep-alive response, then a silent close: the client still thinks the
+                # connection is reusable.
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        got = run_sequence(port, [get("/a"), get("/b"), get("/c")], engine)
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+    assert [(e, s, n) for e, s, n, _ in got] == [
+        (ErrorKind.NONE, 200, True),
+        (ErrorKind.NONE, 200, True),
+        (ErrorKind.NONE, 200, True),
+    ]
+    assert accepted == 3
