@@ -123,8 +123,6 @@ class VuRuntime:
         self._graceful_ns = round(sc.runtime.graceful_stop_seconds * _NS)
         self._stopping = trio.Event()
         self._hard_scope = trio.CancelScope()
-        if self._end_ns != math.inf:
-            self._hard_scope.deadline = self._to_trio(self._end_ns + self._graceful_ns)
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -181,6 +179,8 @@ class VuRuntime:
     async def run(self) -> None:
         """Run every VU of this worker to the end, then emit ``WorkerFinished`` and flush."""
         plan = self.plan
+        if self._end_ns != math.inf and not self._stopping.is_set():
+            self._hard_scope.deadline = self._to_trio(self._end_ns + self._graceful_ns)
         my_vus = worker_slice(
             plan.vus, plan.procs, plan.worker_index, plan.shard_index, plan.shard_count
         )
