@@ -16,6 +16,7 @@ through ``trio.SSLStream``. Name resolution happens once per (host, port) per pr
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 from collections.abc import Callable
@@ -285,10 +286,8 @@ class Connection:
             while sent < len(data):
                 await _wait_writable(raw)
                 waited = True
-                try:
+                with contextlib.suppress(BlockingIOError):
                     sent += raw.send(view[sent:])
-                except BlockingIOError:
-                    pass
         recv = raw.recv
         feed = parser.feed
         while True:
