@@ -163,6 +163,64 @@ def serve(
         raise _fail(exc) from None
 
 
+@app.command()
+def analyze(
+    logs: Annotated[list[Path], typer.Argument(help="Event logs (events.bin); several merge.")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="Output: summary, json or csv (time series).")
+    ] = "summary",
+    percentiles: Annotated[
+        str | None, typer.Option(help="Percentiles to report, e.g. 50,90,99,99.9.")
+    ] = None,
+) -> None:
+    """Recompute every metric from event logs. Exit 0 when every goal passed, 1 otherwise."""
+    from z6.cli.analyze_cmd import run_analyze
+    from z6.cli.run_cmd import parse_percentiles
+
+    try:
+        pcts = parse_percentiles(percentiles) if percentiles is not None else None
+        code = run_analyze(logs, fmt, pcts)
+    except Exception as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def replay(
+    log: Annotated[Path, typer.Argument(help="Event log (events.bin) to check.")],
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Re-derive every VU decision and compare.")
+    ] = False,
+) -> None:
+    """Check a log against the decisions re-derived from its seed and scenario (exit 1 on a
+    mismatch)."""
+    from z6.cli.analyze_cmd import run_replay
+
+    try:
+        code = run_replay(log, verify)
+    except Exception as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def diff(
+    a: Annotated[Path, typer.Argument(help="Baseline: run directory, summary.json or log.")],
+    b: Annotated[Path, typer.Argument(help="Compared run: directory, summary.json or log.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Output: summary or json.")] = (
+        "summary"
+    ),
+) -> None:
+    """Compare two runs: totals, rates and latency percentiles with deltas."""
+    from z6.cli.analyze_cmd import run_diff
+
+    try:
+        code = run_diff(a, b, fmt)
+    except Exception as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

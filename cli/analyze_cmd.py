@@ -1,0 +1,347 @@
+"""``z6 analyze``, ``z6 replay --verify`` and ``z6 diff``: everything computed from event logs.
+
+``analyze`` feeds the batches of each log, in file order, to the same
+:class:`~z6.engine.metrics.Reducer` the live run uses (``reducer.add(events, worker)``) and
+builds the summary with the same :func:`~z6.engine.summary.build_summary`, so for one intact
+log it prints the numbers ``z6 run`` printed. Several logs are reduced one by one and merged
+with :meth:`Reducer.merge`. Semantics, damage handling and exit codes: ``docs/analysis.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from z6.engine.errors import ConfigError, LogFormatError, ScenarioError
+from z6.engine.metrics import Reducer
+from z6.engine.replay import ReplayResult, verify_log
+from z6.engine.scenario import Scenario
+from z6.engine.summary import RunMeta, build_summary, timeseries_rows
+from z6.ipc.eventlog import MAGIC, EventLogReader, LogFooter, LogHeader
+
+__all__ = [
+    "ANALYZE_FORMATS",
+    "DIFF_FORMATS",
+    "AnalyzeResult",
+    "LogReduction",
+    "MergedFooter",
+    "analyze_logs",
+    "load_run_summary",
+    "reduce_log",
+    "run_analyze",
+    "run_diff",
+    "run_replay",
+    "scenario_from_header",
+]
+
+ANALYZE_FORMATS = ("summary", "json", "csv")
+DIFF_FORMATS = ("summary", "json")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def scenario_from_header(header: LogHeader, log_path: str | Path = "<log>") -> Scenario:
+    """The scenario a log was recorded with: its embedded text plus the run's options.
+
+    The text is loaded without touching the outside world (``resolve_external=False``), and
+    ``--vus`` / ``--duration`` / the demo base URL recorded in ``header.options`` are applied
+    exactly as ``z6 run`` applied them. Raises :class:`LogFormatError` (exit 2) when that
+    fails, naming the log.
+    """
+    from z6.cli.run_cmd import RunOptions, apply_overrides
+    from z6.engine.loader import load_scenario_text
+
+    opts = header.options
+    try:
+        scenario = load_scenario_text(
+            header.scenario_text, header.scenario_path or "<scenario>", resolve_external=False
+        )
+        vus = int(opts["vus"]) if "vus" in opts else None
+        duration = float(opts["duration"]) if "duration" in opts else None
+        return apply_overrides(
+            scenario,
+            RunOptions(
+                scenario=Path(header.scenario_path or "<scenario>"),
+                vus=vus,
+                duration=duration,
+                base_url=opts.get("base_url"),
+            ),
+        )
+    except (ScenarioError, ConfigError, ValueError) as exc:
+        raise LogFormatError(
+            f"{log_path}: the scenario recorded in the log cannot be rebuilt: {exc}"
+        ) from None
+
+
+@dataclass
+class LogReduction:
+    """One log reduced: its header, scenario, reducer, and how reading it ended."""
+
+    path: Path
+    header: LogHeader
+    scenario: Scenario
+    reducer: Reducer
+    footer: LogFooter | None
+    warnings: list[str] = field(default_factory=list)
+    damaged: bool = False
+
+
+def reduce_log(path: str | Path) -> LogReduction:
+    """Stream one log into a fresh reducer (constant memory), exactly like the live run.
+
+    Raises :class:`LogFormatError` when ``path`` is not a readable z6 log. Damage after the
+    header is not an error: the frames before it are reduced and a warning names the file, the
+    frame and its byte offset.
+    """
+    reader = EventLogReader(path)
+    header = reader.header
+    scenario = scenario_from_header(header, reader.path)
+    reducer = Reducer(scenario.request_names, open_model=scenario.schedule.type == "arrival_rate")
+    add = reducer.add
+    for worker, events in reader.batches():
+        add(events, worker)
+    red = LogReduction(reader.path, header, scenario, reducer, reader.footer)
+    if reader.damage is not None:
+        red.damaged = True
+        red.warnings.append(
+            f"{reader.path}: damaged event log, analyzed the frames before "
+            f"{reader.damage.describe()}"
+        )
+    elif reader.footer is None:
+        red.warnings.append(f"{reader.path}: no footer: the run did not finish")
+    return red
+
+
+@dataclass(frozen=True)
+class MergedFooter:
+    """The footer fields the summary shows, for several logs (``FooterLike``).
+
+    ``outcome`` is ``complete`` when every log completed, else the first other outcome (a log
+    without footer counts as ``incomplete``). ``failed_workers`` numbers the workers of log
+    ``k`` after those of the logs before it (sum of their ``procs``).
+    """
+
+    outcome: str
+    failed_workers: list[int]
+
+
+def _merged_footer(parts: Sequence[LogReduction]) -> MergedFooter | None:
+    if len(parts) == 1:
+        f = parts[0].footer
+        return None if f is None else MergedFooter(f.outcome, list(f.failed_workers))
+    outcome = "complete"
+    failed: list[int] = []
+    base = 0
+    for p in parts:
+        this = p.footer.outcome if p.footer is not None else "incomplete"
+        if outcome == "complete" and this != "complete":
+            outcome = this
+        if p.footer is not None:
+            failed.extend(base + w for w in p.footer.failed_workers)
+        base += p.header.procs
+    return MergedFooter(outcome, failed)
+
+
+@dataclass
+class AnalyzeResult:
+    """The summary and time series of one or several logs, and the warnings for stderr."""
+
+    summary: dict[str, Any]
+    warnings: list[str]
+    reducer: Reducer
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The per-second time series (``timeseries.csv`` rows), computed on demand."""
+        return timeseries_rows(self.reducer)
+
+
+def analyze_logs(
+    paths: Sequence[str | Path], percentiles: Sequence[float] | None = None
+) -> AnalyzeResult:
+    """Recompute the summary of one log, or of several logs merged into one result.
+
+    ``percentiles`` default to those recorded in the (first) log's header. Raises only
+    :class:`~z6.engine.errors.Z6Error` subclasses: :class:`LogFormatError` for a file that is
+    not a log, :class:`ConfigError` for logs whose scenarios name their requests differently.
+    """
+    if not paths:
+        raise ConfigError("give at least one event log")
+    parts: list[LogReduction] = []
+    for path in paths:
+        part = reduce_log(path)
+        if parts and part.scenario.request_names != parts[0].scenario.request_names:
+            raise ConfigError(
+                f"cannot merge {part.path} with {parts[0].path}: their scenarios have different "
+                f"requests ({', '.join(part.scenario.request_names)} vs "
+                f"{', '.join(parts[0].scenario.request_names)})"
+            )
+        parts.append(part)
+    first = parts[0]
+    warnings = [w for p in parts for w in p.warnings]
+    reducer = first.reducer
+    if len(parts) > 1:
+        # The first log's reducer is ours to extend: its workers stay part 0, log k's are
+        # part k in the accounting (Reducer.merge numbers them on).
+        for p in parts[1:]:
+            reducer.merge(p.reducer)
+        if len({p.header.scenario_sha256 for p in parts}) > 1:
+            warnings.append(
+                "the logs come from different scenario files; names and goals are those of "
+                f"{first.path}"
+            )
+    meta = RunMeta.from_header(first.header)
+    meta.procs = sum(p.header.procs for p in parts)
+    if len(parts) > 1:
+        _merge_shards(meta, parts, warnings)
+    pcts = list(percentiles) if percentiles is not None else list(first.header.percentiles)
+    summary = build_summary(
+        reducer,
+        meta,
+        first.scenario.assertions,
+        percentiles=pcts,
+        footer=_merged_footer(parts),
+    )
+    if len(parts) > 1:
+        summary["logs"] = len(parts)
+    damaged = [str(p.path) for p in parts if p.damaged]
+    if damaged:
+        summary["damaged_logs"] = damaged
+    return AnalyzeResult(summary, warnings, reducer)
+
+
+def _merge_shards(meta: RunMeta, parts: Sequence[LogReduction], warnings: list[str]) -> None:
+    """Shard metadata of a merge: all N shards of one test make the whole test again."""
+    shards = sorted((p.header.shard_index, p.header.shard_count) for p in parts)
+    counts = {n for _i, n in shards}
+    if counts == {1}:
+        return
+    n = shards[0][1]
+    if counts == {n} and [i for i, _n in shards] == list(range(n)):
+        meta.shard_index, meta.shard_count = 0, 1
+        return
+    held = ", ".join(f"{i}/{c}" for i, c in shards)
+    warnings.append(f"the logs hold shards {held}: the result covers only part of the test")
+
+
+def _check_format(fmt: str, allowed: Sequence[str]) -> None:
+    if fmt not in allowed:
+        raise ConfigError(f"--format must be one of {', '.join(allowed)}, not '{fmt}'")
+
+
+def run_analyze(paths: Sequence[Path], fmt: str, percentiles: Sequence[float] | None) -> int:
+    """``z6 analyze``: print the result in ``fmt``; exit 1 when a goal failed, else 0."""
+    from z6.cli.report import render_text, render_timeseries_csv
+
+    _check_format(fmt, ANALYZE_FORMATS)
+    result = analyze_logs(paths, percentiles)
+    for w in result.warnings:
+        print(f"z6: warning: {w}", file=sys.stderr)
+    if fmt == "json":
+        print(json.dumps(result.summary, indent=2))
+    elif fmt == "csv":
+        sys.stdout.write(render_timeseries_csv(result.rows()))
+    else:
+        print(render_text(result.summary))
+        if "logs" in result.summary:
+            print(f"\n  merged {result.summary['logs']} logs")
+    return EXIT_OK if result.summary["passed"] else EXIT_FAILED
+
+
+# ---------------------------------------------------------------------- replay
+
+
+def replay_log(path: str | Path) -> tuple[EventLogReader, ReplayResult]:
+    """Verify every decision recorded in the log at ``path`` (see ``z6.engine.replay``)."""
+    reader = EventLogReader(path)
+    scenario = scenario_from_header(reader.header, reader.path)
+    return reader, verify_log(reader, scenario)
+
+
+def run_replay(path: Path, verify: bool) -> int:
+    """``z6 replay LOG --verify``: exit 0 when every decision matches, 1 on a mismatch.
+
+    Without ``--verify`` it only says what it would check (and exits 2: z6 never re-sends
+    the requests of a log).
+    """
+    if not verify:
+        reader = EventLogReader(path)
+        h = reader.header
+        print(
+            f"{path}: seed {h.seed}, {h.procs} worker(s), scenario {h.scenario_path} "
+            f"({h.scenario_sha256[:12]})\n"
+            "replay --verify re-derives every VU decision (request, think time, worker, start "
+            "instant, iteration count) from the seed and the embedded scenario and compares "
+            "them with the log; it sends no request."
+        )
+        print(f"z6: nothing done: run 'z6 replay {path} --verify'", file=sys.stderr)
+        return EXIT_USAGE
+    reader, result = replay_log(path)
+    for note in result.notes:
+        print(f"z6: note: {note}", file=sys.stderr)
+    first = result.first
+    if first is not None:
+        print(first.describe())
+    summary = (
+        f"replay: {result.events_checked} request events checked "
+        f"({result.vus_seen} VUs, {result.iterations_seen} iterations"
+    )
+    if result.dropped_seen:
+        summary += f", {result.dropped_seen} dropped"
+    summary += ")"
+    if result.ok:
+        print(f"{summary}: every decision matches")
+        return EXIT_OK
+    print(f"{summary}: {result.mismatch_count} mismatch(es)")
+    return EXIT_FAILED
+
+
+# ---------------------------------------------------------------------- diff
+
+
+def load_run_summary(path: str | Path) -> dict[str, Any]:
+    """The summary of a run given as a directory (its ``summary.json``, else its
+    ``events.bin``), a ``summary.json`` file or an event log (analyzed)."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "summary.json").is_file():
+            p = p / "summary.json"
+        elif (p / "events.bin").is_file():
+            p = p / "events.bin"
+        else:
+            raise ConfigError(f"{path}: directory has neither summary.json nor events.bin")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(len(MAGIC))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file or directory") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if head == MAGIC:
+        result = analyze_logs([p])
+        for w in result.warnings:
+            print(f"z6: warning: {w}", file=sys.stderr)
+        return result.summary
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{p}: neither an event log nor a JSON summary ({exc})") from None
+    if not isinstance(data, dict) or "requests" not in data:
+        raise ConfigError(f"{p}: not a z6 summary (no 'requests' key)")
+    return data
+
+
+def run_diff(a: Path, b: Path, fmt: str) -> int:
+    """``z6 diff A B``: print the comparison of run B against baseline A; exit 0."""
+    from z6.cli.report import diff_dict, render_diff
+
+    _check_format(fmt, DIFF_FORMATS)
+    sa = load_run_summary(a)
+    sb = load_run_summary(b)
+    if fmt == "json":
+        print(json.dumps(diff_dict(sa, sb), indent=2))
+    else:
+        print(render_diff(sa, sb))
+    return EXIT_OK

@@ -1,0 +1,119 @@
+"""``z6 diff A B``: two runs (directories, summary files or logs) compared with deltas."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import run_z6
+from test_replay import WEIGHTED, synth_log
+
+from z6.cli.analyze_cmd import analyze_logs, load_run_summary
+from z6.engine.errors import ConfigError
+
+
+def test_log_directory_and_summary_file_give_the_same_summary(tmp_path: Path) -> None:
+    log = synth_log(tmp_path / "events.bin")
+    summary = analyze_logs([log]).summary
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    only_log = tmp_path / "only_log"
+    only_log.mkdir()
+    shutil.copy(log, only_log / "events.bin")
+    assert load_run_summary(log) == summary
+    assert load_run_summary(run_dir) == summary
+    assert load_run_summary(run_dir / "summary.json") == summary
+    assert load_run_summary(only_log) == summary
+
+
+def test_bad_inputs_are_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_run_summary(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"neither summary\.json nor events\.bin"):
+        load_run_summary(tmp_path / "empty")
+    (tmp_path / "x.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="not a z6 summary"):
+        load_run_summary(tmp_path / "x.json")
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(ConfigError, match="neither an event log nor a JSON summary"):
+        load_run_summary(tmp_path / "x.txt")
+    log = synth_log(tmp_path / "events.bin")
+    proc = run_z6(["diff", str(log), str(tmp_path / "missing")])
+    assert proc.returncode == 2
+    assert proc.stderr == f"z6: {tmp_path / 'missing'}: no such file or directory\n"
+    proc = run_z6(["diff", str(log), str(log), "--format", "csv"])
+    assert proc.returncode == 2
+
+
+def test_diff_of_identical_logs_is_unchanged(tmp_path: Path) -> None:
+    log = synth_log(tmp_path / "events.bin")
+    proc = run_z6(["diff", str(log), str(log), "--format", "json"])
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["metrics"]["requests.total"] == {
+        "a": 20,
+        "b": 20,
+        "delta": 0,
+        "relative": 0.0,
+        "change": "n/a",
+    }
+    assert d["metrics"]["latency_ms.p99"]["change"] == "unchanged"
+    other = synth_log(tmp_path / "other.bin", WEIGHTED.replace("iterations = 5", "iterations = 6"))
+    proc = run_z6(["diff", str(log), str(other)])
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if "requests.total" in line)
+    assert row.split()[1:5] == ["20", "24", "+4", "+20.0%"]
+
+
+SCENARIO = """
+[metadata]
+name = "diff-e2e"
+[runtime]
+iterations = 20
+vus = 3
+prng_seed = 5
+[target]
+base_url = "http://127.0.0.1:{port}"
+[[requests]]
+name = "r"
+method = "GET"
+path = "{path}"
+"""
+
+
+@pytest.mark.slow
+def test_diff_of_two_runs_shows_the_p99_delta(tmp_path: Path) -> None:
+    from servers import z6_server
+
+    outs = []
+    with z6_server() as port:
+        for name, path in (("fast", "/"), ("slow", "/delay/20")):
+            scenario = tmp_path / f"{name}.toml"
+            scenario.write_text(textwrap.dedent(SCENARIO).format(port=port, path=path))
+            out = tmp_path / name
+            proc = run_z6(["run", str(scenario), "--out", str(out), "--quiet", "-p", "1"])
+            assert proc.returncode == 0, proc.stderr
+            outs.append(out)
+    a = json.loads((outs[0] / "summary.json").read_text())
+    b = json.loads((outs[1] / "summary.json").read_text())
+    proc = run_z6(["diff", str(outs[0]), str(outs[1]), "--format", "json"])
+    assert proc.returncode == 0, proc.stderr
+    p99 = json.loads(proc.stdout)["metrics"]["latency_ms.p99"]
+    assert p99["a"] == a["latency_ms"]["p99"]
+    assert p99["b"] == b["latency_ms"]["p99"]
+    assert p99["delta"] == pytest.approx(b["latency_ms"]["p99"] - a["latency_ms"]["p99"])
+    assert p99["delta"] > 15  # /delay/20 answers after 20 ms
+    assert p99["change"] == "regression"
+    # The text form (directory A against log B) shows the same row.
+    proc = run_z6(["diff", str(outs[0]), str(outs[1] / "events.bin")])
+    assert proc.returncode == 0, proc.stderr
+    row = next(
+        line for line in proc.stdout.splitlines() if line.strip().startswith("latency_ms.p99")
+    )
+    assert "WORSE" in row
+    assert row.split()[3].startswith("+")
