@@ -51,8 +51,8 @@ def scenario_from_header(header: LogHeader, log_path: str | Path = "<log>") -> S
     exactly as ``z6 run`` applied them. Raises :class:`LogFormatError` (exit 2) when that
     fails, naming the log.
     """
-    from z6.cli.run_cmd import RunOptions, apply_overrides
     from z6.engine.loader import load_scenario_text
+    from z6.engine.overrides import apply_overrides
 
     opts = header.options
     try:
@@ -61,15 +61,7 @@ def scenario_from_header(header: LogHeader, log_path: str | Path = "<log>") -> S
         )
         vus = int(opts["vus"]) if "vus" in opts else None
         duration = float(opts["duration"]) if "duration" in opts else None
-        return apply_overrides(
-            scenario,
-            RunOptions(
-                scenario=Path(header.scenario_path or "<scenario>"),
-                vus=vus,
-                duration=duration,
-                base_url=opts.get("base_url"),
-            ),
-        )
+        return apply_overrides(scenario, duration=duration, vus=vus, base_url=opts.get("base_url"))
     except (ScenarioError, ConfigError, ValueError) as exc:
         raise LogFormatError(
             f"{log_path}: the scenario recorded in the log cannot be rebuilt: {exc}"

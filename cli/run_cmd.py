@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from z6.cli.progress import Progress
 from z6.cli.report import render_text, render_timeseries_csv
 from z6.engine.decisions import resolve_seed
 from z6.engine.errors import ConfigError, RunError
 from z6.engine.loader import load_scenario
+from z6.engine.overrides import apply_overrides
 from z6.engine.protocol import engine_factory
 from z6.engine.scenario import Scenario
 from z6.engine.schedule import peak_vus
@@ -86,37 +85,6 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return (i, n)
 
 
-def apply_overrides(sc: Scenario, opts: RunOptions) -> Scenario:
-    """Return the scenario with ``--vus``, ``--duration`` and the demo base URL applied."""
-    runtime = sc.runtime
-    schedule = sc.schedule
-    target = sc.target
-    if opts.duration is not None:
-        if opts.duration <= 0:
-            raise ConfigError("--duration must be a positive number of seconds")
-        runtime = msgspec.structs.replace(runtime, duration_seconds=opts.duration, iterations=None)
-    if opts.vus is not None:
-        if opts.vus < 1:
-            raise ConfigError("--vus must be at least 1")
-        if schedule.type == "constant":
-            schedule = msgspec.structs.replace(schedule, vus=opts.vus)
-        elif schedule.type == "arrival_rate":
-            schedule = msgspec.structs.replace(schedule, max_vus=opts.vus)
-        else:
-            raise ConfigError(
-                f"--vus applies to constant and arrival_rate schedules, not '{schedule.type}'"
-            )
-        runtime = msgspec.structs.replace(runtime, vus=opts.vus)
-        limit = sc.limits.max_vus
-        if limit is not None and opts.vus > limit:
-            raise ConfigError(f"--vus {opts.vus} exceeds limits.max_vus = {limit}")
-    if opts.base_url is not None:
-        target = msgspec.structs.replace(target, base_url=opts.base_url)
-    if schedule.type == "arrival_rate" and runtime.duration_seconds is None:
-        raise ConfigError("arrival_rate needs a duration (runtime.duration_seconds or --duration)")
-    return msgspec.structs.replace(sc, runtime=runtime, schedule=schedule, target=target)
-
-
 def _default_out_dir() -> Path:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     base = Path("results") / stamp
@@ -151,7 +119,9 @@ def _raise_nofile_limit(needed: int) -> str | None:
 
 def run_scenario(opts: RunOptions) -> int:
     """Run a scenario end to end; return the exit code (SPEC 6)."""
-    scenario = apply_overrides(load_scenario(opts.scenario), opts)
+    scenario = apply_overrides(
+        load_scenario(opts.scenario), duration=opts.duration, vus=opts.vus, base_url=opts.base_url
+    )
     engine_factory(opts.engine)  # fail early on an unknown or missing protocol engine
     seed = resolve_seed(opts.seed, scenario.runtime.prng_seed)
     procs = opts.procs if opts.procs is not None else (os.cpu_count() or 1)

@@ -740,7 +740,12 @@ class Reducer:
         )
         rows: list[SecondRow] = []
         level = sum(d for s, d in self._vu_delta.items() if s < 0)
-        for s in range(0, last + 1):
+        seconds: Iterable[int] = range(0, last + 1)
+        if last > _DENSE_SECONDS_MAX:
+            # Longer than any sane run (or a forged log): rows only for seconds with events,
+            # so memory follows the data rather than the largest timestamp.
+            seconds = sorted(s for s in {*self._seconds, *self._vu_delta} if s >= 0)
+        for s in seconds:
             start_level = level
             level += self._vu_delta.get(s, 0)
             sec = self._seconds.get(s)
@@ -764,6 +769,9 @@ class Reducer:
                 )
             )
         return rows
+
+
+_DENSE_SECONDS_MAX = 31 * 24 * 3600  # a month of per-second rows
 
 
 def _combine_pcts(

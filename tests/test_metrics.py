@@ -468,3 +468,15 @@ def test_histogram_is_a_real_hdr_histogram() -> None:
     r = Reducer(["a"])
     r.add([req(latency_ns=3 * MS)])
     assert isinstance(r.histogram(), HdrHistogram)
+
+
+def test_timeseries_of_a_huge_timestamp_stays_small() -> None:
+    """A forged event far in the future must not make the series allocate a row per second."""
+    from z6.ipc.events import RequestEvent
+
+    r = Reducer(["a"])
+    r.add([RequestEvent(0, 0, 0, 0, 1_000_000, 1000, 200, 0, 10, True, 5, -1, 0)], 0)
+    r.add([RequestEvent(0, 1, 0, 0, 2**62, 1000, 200, 0, 10, False, 0, -1, 0)], 0)
+    rows = r.timeseries()
+    assert [row.second for row in rows] == [0, 2**62 // 1_000_000_000]
+    assert sum(row.requests for row in rows) == 2

@@ -1,0 +1,51 @@
+"""Command-line overrides of a loaded scenario (``--duration``, ``--vus``, demo base URL)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from z6.engine.errors import ConfigError
+from z6.engine.scenario import Scenario
+
+
+def apply_overrides(
+    sc: Scenario,
+    *,
+    duration: float | None = None,
+    vus: int | None = None,
+    base_url: str | None = None,
+) -> Scenario:
+    """Return ``sc`` with the run's command-line overrides applied.
+
+    ``duration`` (``--duration``) replaces duration/iterations; a shaped schedule is cut at
+    the new end. ``vus`` (``--vus``) sets the VUs of a constant schedule or the pool of an
+    arrival_rate one. ``base_url`` re-aims the target (``z6 demo``). The same function rebuilds
+    a logged run's scenario for ``z6 analyze`` and ``z6 replay``. Raises ``ConfigError``.
+    """
+    runtime = sc.runtime
+    schedule = sc.schedule
+    target = sc.target
+    if duration is not None:
+        if not duration > 0:
+            raise ConfigError("--duration must be a positive number of seconds")
+        runtime = msgspec.structs.replace(runtime, duration_seconds=duration, iterations=None)
+    if vus is not None:
+        if vus < 1:
+            raise ConfigError("--vus must be at least 1")
+        if schedule.type == "constant":
+            schedule = msgspec.structs.replace(schedule, vus=vus)
+        elif schedule.type == "arrival_rate":
+            schedule = msgspec.structs.replace(schedule, max_vus=vus)
+        else:
+            raise ConfigError(
+                f"--vus applies to constant and arrival_rate schedules, not '{schedule.type}'"
+            )
+        runtime = msgspec.structs.replace(runtime, vus=vus)
+        limit = sc.limits.max_vus
+        if limit is not None and vus > limit:
+            raise ConfigError(f"--vus {vus} exceeds limits.max_vus = {limit}")
+    if base_url is not None:
+        target = msgspec.structs.replace(target, base_url=base_url)
+    if schedule.type == "arrival_rate" and runtime.duration_seconds is None:
+        raise ConfigError("arrival_rate needs a duration (runtime.duration_seconds or --duration)")
+    return msgspec.structs.replace(sc, runtime=runtime, schedule=schedule, target=target)
