@@ -290,12 +290,15 @@ class Connection:
                     sent += raw.send(view[sent:])
         recv = raw.recv
         feed = parser.feed
+        # Right after a send the answer is practically never there yet: park first instead of
+        # paying for a recv that fails with EAGAIN.
+        await _wait_readable(raw)
+        waited = True
         while True:
             try:
                 chunk = recv(RECV_SIZE)
             except BlockingIOError:
                 await _wait_readable(raw)
-                waited = True
                 continue
             if not chunk:
                 parser.feed_eof()  # True for a close-delimited body, else raises ClosedEarly
