@@ -8,17 +8,19 @@ each record unchanged as a frame of ``events.bin`` and feeds the decoded events 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 from z6.engine.errors import RunError
-from z6.engine.metrics import IntervalStats, Reducer
+from z6.engine.metrics import IntervalStats, Reducer, WorkerAccount
 from z6.engine.vu import WorkPlan
 from z6.ipc.eventlog import EventLogWriter, LogFooter, LogHeader
 from z6.ipc.events import WorkerFinished, decode_batch
@@ -29,6 +31,8 @@ _IDLE_SLEEP_S = 0.002
 _FLUSH_EVERY_S = 0.1
 _PROGRESS_EVERY_S = 1.0
 _DEATH_GRACE_S = 0.2  # after a worker exits, how long its last records may take to show up
+_STOP_MARGIN_S = 5.0  # past graceful stop + this, a worker that still runs is killed
+_JOIN_S = 5.0
 RING_CAPACITY = 8 * 1024 * 1024
 
 ProgressFn = Callable[[IntervalStats, float], None]
@@ -78,11 +82,13 @@ class _Signals:
 def run_workers(setup: RunSetup) -> RunOutcome:
     """Run the test: fork the workers, aggregate until all finish, write the whole log.
 
-    Raises ``RunError`` when the log cannot be written. Worker death and signals are not
-    errors here: they are reported in the returned ``RunOutcome`` and the footer.
+    Raises ``RunError`` when the log cannot be written (then the workers are killed, the rings
+    unlinked and the log closed without footer) or the rings or workers cannot be created.
+    Worker death and signals are not errors here: they are reported in the returned
+    ``RunOutcome`` and the footer. SIGINT/SIGTERM are handled for the whole call, cleanup
+    included, so an impatient Ctrl-C never leaves a ring or a worker behind.
     """
     plan = setup.plan
-    procs = plan.procs
     sc = plan.scenario
     reducer = Reducer(sc.request_names, open_model=plan.open_model)
     try:
@@ -90,163 +96,283 @@ def run_workers(setup: RunSetup) -> RunOutcome:
     except OSError as exc:
         raise RunError(f"cannot write the event log {setup.log_path}: {exc.strerror}") from None
 
-    ctx = multiprocessing.get_context("fork")
-    rings: list[Ring] = []
-    workers: list[multiprocessing.process.BaseProcess] = []
-    received = [0] * procs
-    reported = [-1] * procs
-    finished = [False] * procs
-    dead_since: list[float | None] = [None] * procs
-    failed: list[int] = []
-    messages: list[str] = []
-    stop_flag = ctx.Event()
     sigs = _Signals()
-    interrupted = False
-    aborted = False
-    try:
-        with sigs.installed():
-            for _ in range(procs):
-                rings.append(Ring.create(RING_CAPACITY))
-            for w in range(procs):
-                wplan = WorkPlan(
-                    scenario=plan.scenario,
-                    seed=plan.seed,
-                    procs=procs,
-                    worker_index=w,
-                    run_start_ns=plan.run_start_ns,
-                    duration_s=plan.duration_s,
-                    iterations=plan.iterations,
-                    vus=plan.vus,
-                    engine=plan.engine,
-                    shard_index=plan.shard_index,
-                    shard_count=plan.shard_count,
-                )
-                p = ctx.Process(
-                    target=worker_main,
-                    args=(WorkerArgs(wplan, rings[w].name, stop_flag, os.getpid()),),
-                    name=f"z6-worker-{w}",
-                    daemon=True,
-                )
-                p.start()
-                workers.append(p)
-
-            last_flush = last_progress = time.monotonic()
-            run_start_perf = plan.run_start_ns
-            while True:
-                got = 0
-                for w in range(procs):
-                    for rec in rings[w].read_all():
-                        got += 1
-                        writer.write_batch(w, rec)
-                        events = decode_batch(rec)
-                        reducer.add(events, w)
-                        received[w] += len(events)
-                        last = events[-1]
-                        if type(last) is WorkerFinished:
-                            finished[w] = True
-                            reported[w] = last.events
-                now = time.monotonic()
-                if now - last_flush >= _FLUSH_EVERY_S:
-                    writer.flush()
-                    last_flush = now
-                    if (
-                        setup.max_log_bytes is not None
-                        and writer.bytes_written > setup.max_log_bytes
-                        and not stop_flag.is_set()
-                    ):
-                        messages.append(
-                            "the event log reached limits.max_event_log_size_mb; run stopped early"
-                        )
-                        stop_flag.set()
-                if setup.progress is not None and now - last_progress >= _PROGRESS_EVERY_S:
-                    last_progress = now
-                    elapsed = max(0.0, (time.perf_counter_ns() - run_start_perf) / 1e9)
-                    setup.progress(reducer.interval(), elapsed)
-                # Signals: first = graceful stop, second = abort now.
-                if sigs.count >= 1 and not interrupted:
-                    interrupted = True
-                    stop_flag.set()
-                if sigs.count >= 2:
-                    aborted = True
-                    for p in workers:
-                        if p.is_alive():
-                            p.kill()
-                    messages.append("aborted by a second interrupt: in-flight requests are lost")
-                    break
-                # Worker death: an exit without its WorkerFinished event.
-                all_done = True
-                for w, p in enumerate(workers):
-                    if finished[w] and p.exitcode is not None:
-                        continue
-                    all_done = False
-                    if not finished[w] and p.exitcode is not None and w not in failed:
-                        if dead_since[w] is None:
-                            dead_since[w] = now
-                        elif now - (dead_since[w] or now) >= _DEATH_GRACE_S:
-                            failed.append(w)
-                            messages.append(
-                                f"worker {w} (pid {p.pid}) died with {_exit_text(p.exitcode)};"
-                                " the other workers were stopped"
-                            )
-                            stop_flag.set()
-                if all_done or (failed and _all_settled(workers, finished, failed)):
-                    break
-                if got == 0:
-                    time.sleep(_IDLE_SLEEP_S)
-            # Whatever is still in the rings (a dead worker's last records) is kept.
-            for w in range(procs):
-                for rec in rings[w].read_all():
-                    writer.write_batch(w, rec)
-                    events = decode_batch(rec)
-                    reducer.add(events, w)
-                    received[w] += len(events)
-                    if type(events[-1]) is WorkerFinished:
-                        finished[w] = True
-                        reported[w] = events[-1].events
-    finally:
-        for p in workers:
-            if p.is_alive():
-                p.kill()
-            p.join(timeout=5)
-        for ring in rings:
-            ring.close()
-            ring.unlink()
-        if aborted:
-            outcome = "aborted"
-        elif failed:
-            outcome = "worker_failed"
-        elif interrupted:
-            outcome = "interrupted"
-        else:
-            outcome = "complete"
-        footer = LogFooter(
-            worker_events=list(received),
-            worker_reported=list(reported),
-            end_wall_ns=time.time_ns(),
-            outcome=outcome,
-            failed_workers=sorted(failed),
-            message="; ".join(messages),
-        )
+    with sigs.installed():
+        agg = _Aggregator(setup, reducer, writer, sigs)
+        ok = False
         try:
-            writer.close(footer)
-        except OSError as exc:
-            raise RunError(f"cannot finish the event log {setup.log_path}: {exc}") from None
+            agg.start()
+            agg.loop()
+            agg.drain()
+            ok = True
+        finally:
+            agg.cleanup()
+            footer = agg.footer()
+            try:
+                writer.close(footer if ok else None)
+            except RunError:
+                if ok:  # otherwise the first error is already on its way up
+                    raise
+            except OSError as exc:
+                if ok:
+                    raise RunError(
+                        f"cannot finish the event log {setup.log_path}: {exc.strerror or exc}"
+                    ) from None
+    agg.check_accounting()
     return RunOutcome(
         reducer=reducer,
         footer=footer,
-        interrupted=interrupted or aborted,
-        failed_workers=sorted(failed),
-        messages=messages,
+        interrupted=agg.interrupted or agg.aborted,
+        failed_workers=sorted(agg.failed),
+        messages=agg.messages,
     )
 
 
-def _all_settled(
-    workers: list[multiprocessing.process.BaseProcess], finished: list[bool], failed: list[int]
-) -> bool:
-    """True when every worker has exited and each either finished or is known failed."""
-    return all(
-        p.exitcode is not None and (finished[w] or w in failed) for w, p in enumerate(workers)
-    )
+class _Aggregator:
+    """State of one run on the supervisor side: workers, rings, counts, how it ended."""
+
+    def __init__(
+        self, setup: RunSetup, reducer: Reducer, writer: EventLogWriter, sigs: _Signals
+    ) -> None:
+        self.setup = setup
+        self.plan = setup.plan
+        self.reducer = reducer
+        self.writer = writer
+        self.sigs = sigs
+        procs = setup.plan.procs
+        self.ctx = multiprocessing.get_context("fork")
+        self.rings: list[Ring] = []
+        self.workers: list[multiprocessing.process.BaseProcess] = []
+        # Events received per worker, not counting its WorkerFinished (like the worker's count).
+        self.received = [0] * procs
+        self.reported = [-1] * procs
+        self.finished = [False] * procs
+        self.dead_since: list[float | None] = [None] * procs
+        self.failed: list[int] = []
+        self.messages: list[str] = []
+        self.stop_flag = self.ctx.Event()
+        self.interrupted = False
+        self.aborted = False
+        self.graceful_s = setup.plan.scenario.runtime.graceful_stop_seconds
+        # Watchdog: past this perf_counter instant, workers that still run are killed. Set at
+        # the planned end (duration runs) and at every stop request.
+        self.deadline_ns: float = math.inf
+        if setup.plan.duration_s is not None:
+            self.deadline_ns = (
+                setup.plan.run_start_ns + (setup.plan.duration_s + self.graceful_s) * 1e9
+            ) + _STOP_MARGIN_S * 1e9
+
+    # -- start -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create one ring per worker and fork the workers."""
+        plan = self.plan
+        try:
+            for _ in range(plan.procs):
+                self.rings.append(Ring.create(RING_CAPACITY))
+        except OSError as exc:
+            raise RunError(f"cannot create a shared-memory ring: {exc.strerror or exc}") from None
+        for w in range(plan.procs):
+            wplan = dataclasses.replace(plan, worker_index=w)
+            p = self.ctx.Process(
+                target=worker_main,
+                args=(WorkerArgs(wplan, self.rings[w].name, self.stop_flag, os.getpid()),),
+                name=f"z6-worker-{w}",
+                daemon=True,
+            )
+            try:
+                p.start()
+            except OSError as exc:
+                raise RunError(f"cannot start worker {w}: {exc.strerror or exc}") from None
+            self.workers.append(p)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _consume(self, w: int, rec: bytes) -> None:
+        self.writer.write_batch(w, rec)
+        events = decode_batch(rec)
+        self.reducer.add(events, w)
+        last = events[-1]
+        if type(last) is WorkerFinished:
+            self.finished[w] = True
+            self.reported[w] = last.events
+            self.received[w] += len(events) - 1
+        else:
+            self.received[w] += len(events)
+
+    def _request_stop(self, now_ns: int) -> None:
+        if not self.stop_flag.is_set():
+            self.stop_flag.set()
+        self.deadline_ns = min(self.deadline_ns, now_ns + (self.graceful_s + _STOP_MARGIN_S) * 1e9)
+
+    def loop(self) -> None:
+        """Drain the rings into the log and the reducer until every worker is accounted for."""
+        setup = self.setup
+        rings = self.rings
+        procs = self.plan.procs
+        last_flush = last_progress = time.monotonic()
+        while True:
+            got = 0
+            for w in range(procs):
+                for rec in rings[w].read_all():
+                    got += 1
+                    self._consume(w, rec)
+            now = time.monotonic()
+            now_ns = time.perf_counter_ns()
+            if now - last_flush >= _FLUSH_EVERY_S:
+                self.writer.flush()
+                last_flush = now
+                if (
+                    setup.max_log_bytes is not None
+                    and self.writer.bytes_written > setup.max_log_bytes
+                    and not self.stop_flag.is_set()
+                ):
+                    self.messages.append(
+                        "the event log reached limits.max_event_log_size_mb; run stopped early"
+                    )
+                    self._request_stop(now_ns)
+            if setup.progress is not None and now - last_progress >= _PROGRESS_EVERY_S:
+                last_progress = now
+                elapsed = max(0.0, (now_ns - self.plan.run_start_ns) / 1e9)
+                setup.progress(self.reducer.interval(), elapsed)
+            # Signals: first = graceful stop, second = abort now.
+            if self.sigs.count >= 1 and not self.interrupted:
+                self.interrupted = True
+                self._request_stop(now_ns)
+            if self.sigs.count >= 2:
+                self.aborted = True
+                self._kill_all()
+                self.messages.append("aborted by a second interrupt: in-flight requests are lost")
+                return
+            if self._check_workers(now, now_ns):
+                return
+            if got == 0:
+                time.sleep(_IDLE_SLEEP_S)
+
+    def _check_workers(self, now: float, now_ns: int) -> bool:
+        """Notice dead and stuck workers; True when every worker is accounted for."""
+        all_done = True
+        for w, p in enumerate(self.workers):
+            if self.finished[w] and p.exitcode is not None:
+                continue
+            if w in self.failed:
+                if p.exitcode is None:
+                    all_done = False
+                continue
+            all_done = False
+            if p.exitcode is None:
+                continue
+            # Exited without its WorkerFinished event: give its last records a moment.
+            since = self.dead_since[w]
+            if since is None:
+                self.dead_since[w] = now
+            elif now - since >= _DEATH_GRACE_S and not self.finished[w]:
+                self.failed.append(w)
+                self.messages.append(
+                    f"worker {w} (pid {p.pid}) died with {_exit_text(p.exitcode)};"
+                    " the other workers were stopped"
+                )
+                self._request_stop(now_ns)
+        if all_done:
+            return True
+        if now_ns > self.deadline_ns:
+            for w, p in enumerate(self.workers):
+                if p.exitcode is None:
+                    p.kill()
+                    if not self.finished[w] and w not in self.failed:
+                        self.failed.append(w)
+                        self.messages.append(
+                            f"worker {w} (pid {p.pid}) did not stop within the graceful stop"
+                            f" + {_STOP_MARGIN_S:g} s and was killed"
+                        )
+            self.deadline_ns = math.inf  # killed: the exits show up on the next rounds
+        return False
+
+    def drain(self) -> None:
+        """Keep whatever is still in the rings (a dead worker's last records)."""
+        for p in self.workers:
+            p.join(timeout=_JOIN_S)
+        for w, ring in enumerate(self.rings):
+            for rec in ring.read_all():
+                self._consume(w, rec)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _kill_all(self) -> None:
+        for p in self.workers:
+            if p.exitcode is None:
+                p.kill()
+
+    def cleanup(self) -> None:
+        """Kill what still runs, reap every worker, unmap and unlink every ring."""
+        self._kill_all()
+        for p in self.workers:
+            p.join(timeout=_JOIN_S)
+        for ring in self.rings:
+            ring.close()
+            ring.unlink()
+
+    def footer(self) -> LogFooter:
+        """The footer frame that says how the run ended."""
+        if self.aborted:
+            outcome = "aborted"
+        elif self.failed:
+            outcome = "worker_failed"
+        elif self.interrupted:
+            outcome = "interrupted"
+        else:
+            outcome = "complete"
+        return LogFooter(
+            worker_events=list(self.received),
+            worker_reported=list(self.reported),
+            end_wall_ns=time.time_ns(),
+            outcome=outcome,
+            failed_workers=sorted(self.failed),
+            message="; ".join(self.messages),
+        )
+
+    def check_accounting(self) -> None:
+        """Nothing lost (SPEC 10): add a message for every worker whose counts disagree."""
+        if self.aborted:
+            return  # workers were killed on purpose; the abort message says what was lost
+        self.messages.extend(
+            accounting_problems(self.reducer.workers(), self.received, skip=self.failed)
+        )
+
+
+def accounting_problems(
+    accounts: Sequence[WorkerAccount], received: Sequence[int], skip: Collection[int] = ()
+) -> list[str]:
+    """One line per broken accounting invariant of a run; empty when nothing was lost.
+
+    For each worker ``w`` (``received[w]`` = events the aggregator took from its ring and
+    wrote to the log, not counting ``WorkerFinished``): every worker reported its count
+    (``WorkerFinished.events``), that count equals the events received and reduced, and the
+    requests it started equal the request events recorded (completed + failed +
+    interrupted). Workers in ``skip`` (known dead, already reported) are not checked.
+    """
+    problems: list[str] = []
+    seen = {acc.worker for acc in accounts if acc.part == 0}
+    for w in range(len(received)):
+        if w not in seen and w not in skip:
+            problems.append(f"accounting: no event arrived from worker {w}")
+    for acc in accounts:
+        w = acc.worker
+        if acc.part != 0 or w in skip or not 0 <= w < len(received):
+            continue
+        if acc.reported is None:
+            problems.append(f"accounting: worker {w} never reported its event count")
+            continue
+        if acc.reported != received[w] or acc.received != received[w]:
+            problems.append(
+                f"accounting: worker {w} produced {acc.reported} events but {received[w]} arrived"
+            )
+        if acc.requests_started != acc.requests_recorded:
+            problems.append(
+                f"accounting: worker {w} started {acc.requests_started} requests but"
+                f" {acc.requests_recorded} were recorded"
+            )
+    return problems
 
 
 def _exit_text(code: int | None) -> str:

@@ -1,8 +1,10 @@
 """The worker process: attach to its ring, run the VU runtime in one trio loop, exit.
 
-A worker never aggregates anything; it only produces events. It ignores SIGINT (a Ctrl-C on
-the terminal reaches every process of the group; the supervisor decides what happens) and
-stops softly when the supervisor sets the shared stop flag.
+A worker never aggregates anything; it only produces events. It ignores SIGINT and SIGTERM
+(a Ctrl-C on the terminal, or a service manager's SIGTERM, reaches every process of the group;
+the supervisor decides what happens) and stops softly when the supervisor sets the shared stop
+flag. When the supervisor itself is gone (even killed by SIGKILL) nobody can record anything
+any more: the worker notices within ``_STOP_POLL_S`` and exits at once.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -21,6 +23,7 @@ from z6.ipc.ring import Ring
 
 _FULL_WAIT_S = 0.0005
 _STOP_POLL_S = 0.05
+_EXIT_ORPHANED = 3
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class _RingWriter:
                 self.runtime.add_ring_waits(1)
             if os.getppid() != self.parent_pid:
                 # The supervisor (our only consumer) is gone: nobody will ever drain the ring.
-                os._exit(3)
+                _orphaned()
             await trio.sleep(_FULL_WAIT_S)
 
 
@@ -68,10 +71,13 @@ async def _main(args: WorkerArgs, ring: Ring) -> None:
     writer.runtime = runtime
 
     async def watch_stop(cancel_scope: trio.CancelScope) -> None:
+        stopping = False
         while True:
-            if args.stop_flag.is_set() or os.getppid() != args.parent_pid:
+            if os.getppid() != args.parent_pid:
+                _orphaned()
+            if not stopping and args.stop_flag.is_set():
+                stopping = True
                 runtime.request_stop()
-                return
             await trio.sleep(_STOP_POLL_S)
 
     async with trio.open_nursery() as nursery:
@@ -80,10 +86,15 @@ async def _main(args: WorkerArgs, ring: Ring) -> None:
         nursery.cancel_scope.cancel()
 
 
+def _orphaned() -> NoReturn:
+    """The supervisor died: exit now, without cleanup (its resource tracker unlinks the rings)."""
+    os._exit(_EXIT_ORPHANED)
+
+
 def worker_main(args: WorkerArgs) -> None:
     """Entry point of a worker process (target of ``multiprocessing.Process``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ring = Ring.attach(args.ring_name)
     code = 0
     try:

@@ -1,0 +1,296 @@
+"""Process-level reliability (SPEC section 10): signals, a worker's death, the supervisor's death.
+
+Each test starts ``z6 serve`` and ``z6 run`` as subprocesses (``z6 run`` in its own session, so
+signals can go to its whole process group like a terminal's Ctrl-C), waits until the run is
+under way by reading its ``events.bin`` while it is being written, then interferes. Time limits
+are generous upper bounds for "within a few seconds" / "within the graceful stop".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run_z6, z6_command
+from servers import z6_server
+
+from z6.engine.error_kinds import ErrorKind
+from z6.engine.errors import LogFormatError
+from z6.ipc.eventlog import EventLogReader
+from z6.ipc.events import RequestEvent, WorkerStarted
+
+pytestmark = pytest.mark.slow
+
+GRACEFUL_S = 2
+FEW_SECONDS = 20.0  # generous bound for "within a few seconds"
+_POLL_S = 0.05
+
+
+@pytest.fixture(scope="module")
+def server_port() -> Iterator[int]:
+    """One ``z6 serve`` for the whole module."""
+    with z6_server(procs=1) as port:
+        yield port
+
+
+def write_scenario(
+    tmp: Path,
+    port: int,
+    *,
+    path: str,
+    vus: int,
+    graceful_s: float = GRACEFUL_S,
+    duration_s: float = 30,
+) -> Path:
+    """A scenario of ``vus`` VUs repeating ``GET path``, graceful stop ``graceful_s``."""
+    scenario = tmp / "s.toml"
+    scenario.write_text(
+        textwrap.dedent(
+            f"""
+            [metadata]
+            name = "signals"
+            [runtime]
+            duration_seconds = {duration_s}
+            vus = {vus}
+            prng_seed = 1
+            graceful_stop_seconds = {graceful_s}
+            [target]
+            base_url = "http://127.0.0.1:{port}"
+            [[requests]]
+            name = "r"
+            method = "GET"
+            path = "{path}"
+            timeout_ms = 30000
+            """
+        )
+    )
+    return scenario
+
+
+def start_run(scenario: Path, out: Path, procs: int) -> subprocess.Popen[str]:
+    """``z6 run`` in its own session (process group), output captured."""
+    env = dict(os.environ)
+    env.pop("COLUMNS", None)
+    return subprocess.Popen(
+        [*z6_command(), "run", str(scenario), "--procs", str(procs), "--out", str(out), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def read_log(path: Path) -> tuple[EventLogReader, list[tuple[int, Any]]]:
+    """Every ``(worker, event)`` of the log as it is now (it may still be growing)."""
+    reader = EventLogReader(path)
+    return reader, [(w, e) for w, events in reader.batches() for e in events]
+
+
+def wait_until_running(
+    proc: subprocess.Popen[str], log: Path, procs: int, after_start_s: float
+) -> dict[int, int]:
+    """Wait until every worker logged ``WorkerStarted`` and the run has been going for
+    ``after_start_s``; return ``{worker: pid}``."""
+    deadline = time.monotonic() + FEW_SECONDS
+    pids: dict[int, int] = {}
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"z6 ended early: {proc.communicate()}"
+        try:
+            reader, events = read_log(log)
+        except LogFormatError:
+            time.sleep(_POLL_S)
+            continue
+        pids = {e.worker: e.pid for _w, e in events if isinstance(e, WorkerStarted)}
+        if len(pids) == procs:
+            started_ns = reader.header.wall_start_ns + int(after_start_s * 1e9)
+            time.sleep(max(0.0, (started_ns - time.time_ns()) / 1e9))
+            return pids
+        time.sleep(_POLL_S)
+    pytest.fail("the workers did not start in time")
+
+
+def finish(proc: subprocess.Popen[str], limit_s: float) -> tuple[int, str, str, float]:
+    """Wait (bounded) for z6; return exit code, stdout, stderr and the seconds it took."""
+    t0 = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"z6 did not exit within {limit_s} s; stderr: {err}")
+    return proc.returncode, out, err, time.monotonic() - t0
+
+
+def z6_processes_of(pids: set[int]) -> set[int]:
+    """Those of ``pids`` that still exist (and are not zombies)."""
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def segments_of(pid: int) -> list[str]:
+    """The ring segments a supervisor with this pid created and that still exist."""
+    return [n for n in os.listdir("/dev/shm") if n.startswith(f"z6r_{pid}_")]
+
+
+def check_outputs(out: Path, outcome: str) -> tuple[dict[str, Any], EventLogReader, list[Any]]:
+    """summary.json exists, and the log reads to a footer with ``outcome`` and no damage."""
+    summary = json.loads((out / "summary.json").read_text())
+    reader, events = read_log(out / "events.bin")
+    assert reader.damage is None, reader.damage
+    assert reader.footer is not None
+    assert reader.footer.outcome == outcome
+    assert summary["outcome"] == outcome
+    return summary, reader, events
+
+
+@pytest.mark.parametrize(
+    ("sig", "to_group"),
+    [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGTERM, True)],
+    ids=["sigint-group", "sigterm-pid", "sigterm-group"],
+)
+def test_signal_stops_gracefully_and_records_in_flight_as_interrupted(
+    tmp_path: Path, server_port: int, sig: signal.Signals, to_group: bool
+) -> None:
+    vus, procs = 4, 2
+    scenario = write_scenario(tmp_path, server_port, path="/delay/5000", vus=vus)
+    out = tmp_path / "out"
+    proc = start_run(scenario, out, procs)
+    wait_until_running(proc, out / "events.bin", procs, after_start_s=0.5)
+    if to_group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    code, stdout, err, took = finish(proc, FEW_SECONDS)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert took < GRACEFUL_S + FEW_SECONDS
+    summary, _reader, events = check_outputs(out, "interrupted")
+    assert json.loads(stdout)["requests"] == summary["requests"]
+    # Every VU had its 5 s request in flight: each was cut at the graceful stop.
+    assert summary["requests"]["total"] == vus
+    assert summary["errors"]["by_kind"] == {"interrupted": vus}
+    interrupted = [e for _w, e in events if isinstance(e, RequestEvent)]
+    assert [e.error for e in interrupted] == [ErrorKind.INTERRUPTED] * vus
+    # Cut at the graceful stop, not at the server's 5 s.
+    assert all(GRACEFUL_S * 0.9e9 <= e.latency_ns < 5e9 for e in interrupted)
+    assert summary["accounting"]["complete"] is True
+    assert segments_of(proc.pid) == []
+
+
+def test_second_sigint_aborts_at_once(tmp_path: Path, server_port: int) -> None:
+    procs = 2
+    # A long graceful stop: only the abort can make the run end quickly.
+    scenario = write_scenario(tmp_path, server_port, path="/delay/5000", vus=4, graceful_s=60)
+    out = tmp_path / "out"
+    proc = start_run(scenario, out, procs)
+    pids = wait_until_running(proc, out / "events.bin", procs, after_start_s=0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    code, _stdout, err, took = finish(proc, FEW_SECONDS)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert "aborted" in err
+    assert took < FEW_SECONDS  # far less than the 60 s graceful stop
+    check_outputs(out, "aborted")
+    assert z6_processes_of(set(pids.values())) == set()
+    assert segments_of(proc.pid) == []
+
+
+def test_worker_killed_mid_run_exits_3_and_names_it(tmp_path: Path, server_port: int) -> None:
+    procs = 2
+    scenario = write_scenario(tmp_path, server_port, path="/delay/20", vus=4)
+    out = tmp_path / "out"
+    proc = start_run(scenario, out, procs)
+    pids = wait_until_running(proc, out / "events.bin", procs, after_start_s=0.5)
+    victim = 1
+    os.kill(pids[victim], signal.SIGKILL)
+    killed_at = time.monotonic()
+    code, _stdout, err, _took = finish(proc, FEW_SECONDS)
+    assert time.monotonic() - killed_at < FEW_SECONDS
+    assert code == 3, err
+    assert "Traceback" not in err
+    assert f"worker {victim} (pid {pids[victim]}) died with signal SIGKILL" in err
+    summary, reader, events = check_outputs(out, "worker_failed")
+    assert reader.footer is not None
+    assert reader.footer.failed_workers == [victim]
+    assert summary["failed_workers"] == [victim]
+    # Everything recorded before the death is there: both workers made requests.
+    by_worker = {w for w, e in events if isinstance(e, RequestEvent)}
+    assert by_worker == {0, 1}
+    assert summary["requests"]["total"] > 0
+    assert summary["accounting"]["complete"] is False
+    assert segments_of(proc.pid) == []
+    _analyze_if_available(out / "events.bin")
+
+
+def _analyze_if_available(log: Path) -> None:
+    """``z6 analyze`` reads the log of a failed run without crashing."""
+    if run_z6(["analyze", "--help"], timeout=60).returncode != 0:
+        return  # not wired into the CLI yet
+    proc = run_z6(["analyze", str(log)], timeout=60)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_supervisor_killed_workers_exit_and_rings_vanish(tmp_path: Path, server_port: int) -> None:
+    procs = 2
+    # A long graceful stop: orphaned workers must not wait for it (nobody would record it).
+    scenario = write_scenario(tmp_path, server_port, path="/delay/5000", vus=4, graceful_s=60)
+    out = tmp_path / "out"
+    proc = start_run(scenario, out, procs)
+    pids = wait_until_running(proc, out / "events.bin", procs, after_start_s=0.3)
+    assert len(segments_of(proc.pid)) == procs
+    proc.kill()  # SIGKILL: no cleanup at all in the supervisor
+    finish(proc, FEW_SECONDS)
+    deadline = time.monotonic() + FEW_SECONDS
+    while time.monotonic() < deadline and (
+        z6_processes_of(set(pids.values())) or segments_of(proc.pid)
+    ):
+        time.sleep(_POLL_S)
+    assert z6_processes_of(set(pids.values())) == set()
+    # multiprocessing's resource tracker unlinks the rings once the supervisor is gone.
+    assert segments_of(proc.pid) == []
+    # What was flushed before the kill still reads (no footer: the run did not finish).
+    reader, _events = read_log(out / "events.bin")
+    assert reader.footer is None
+
+
+def test_stuck_worker_is_killed_after_the_graceful_stop(tmp_path: Path, server_port: int) -> None:
+    """A worker that never finishes (stopped with SIGSTOP) cannot hang the run."""
+    procs = 2
+    scenario = write_scenario(
+        tmp_path, server_port, path="/delay/20", vus=2, graceful_s=1, duration_s=1
+    )
+    out = tmp_path / "out"
+    proc = start_run(scenario, out, procs)
+    pids = wait_until_running(proc, out / "events.bin", procs, after_start_s=0.2)
+    os.kill(pids[0], signal.SIGSTOP)
+    # Planned end (1 s) + graceful stop (1 s) + the supervisor's 5 s margin, then a kill.
+    code, _stdout, err, _took = finish(proc, FEW_SECONDS)
+    assert code == 3, err
+    assert "Traceback" not in err
+    assert f"worker 0 (pid {pids[0]}) did not stop within the graceful stop" in err
+    _summary, reader, _events = check_outputs(out, "worker_failed")
+    assert reader.footer is not None
+    assert reader.footer.failed_workers == [0]
+    # The other worker finished normally and its accounting is whole.
+    assert reader.footer.worker_events[1] == reader.footer.worker_reported[1] > 0
+    assert z6_processes_of(set(pids.values())) == set()
+    assert segments_of(proc.pid) == []
