@@ -127,6 +127,10 @@ def run(
             shard=parse_shard(shard),
         )
         code = run_scenario(opts)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the aggregator loop (start-up, writing outputs): SPEC exit code.
+        typer.echo("z6: interrupted", err=True)
+        raise typer.Exit(130) from None
     except Exception as exc:
         raise _fail(exc) from None
     raise typer.Exit(code)
@@ -143,6 +147,9 @@ def demo(
 
     try:
         code = run_demo(procs, quiet, out)
+    except KeyboardInterrupt:
+        typer.echo("z6: interrupted", err=True)
+        raise typer.Exit(130) from None
     except Exception as exc:
         raise _fail(exc) from None
     raise typer.Exit(code)

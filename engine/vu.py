@@ -132,14 +132,16 @@ class VuRuntime:
         return trio.current_time() + (perf_ns - time.perf_counter_ns()) / _NS
 
     async def _sleep_until(self, perf_ns: float) -> bool:
-        """Sleep until ``perf_ns`` or until a stop is requested; True if not stopped."""
+        """Sleep until ``perf_ns``; False (early) when the run stops or ends before it."""
         if self._stopping.is_set():
             return False
-        delay = (perf_ns - time.perf_counter_ns()) / _NS
+        # Never sleep past the soft end: a long think time must not stretch the run to the
+        # hard stop.
+        delay = (min(perf_ns, self._end_ns) - time.perf_counter_ns()) / _NS
         if delay > 0:
             with trio.move_on_after(delay):
                 await self._stopping.wait()
-        return not self._stopping.is_set()
+        return not self._stopping.is_set() and perf_ns <= self._end_ns
 
     def request_stop(self) -> None:
         """Soft-stop now (SIGINT/SIGTERM): no new requests; hard stop after the graceful time."""

@@ -1038,7 +1038,7 @@ def write_synthetic_log(path: Path, events: int, batch: int = 512) -> int:
         writer.write_batch(0, encode_batch([WorkerFinished(0, end_ns, produced, events, 0)]))
         frames += 1
         footer = LogFooter(
-            worker_events=[produced + 1],
+            worker_events=[produced],  # not counting WorkerFinished, like the supervisor
             worker_reported=[produced],
             end_wall_ns=time.time_ns(),
             outcome="complete",

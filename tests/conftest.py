@@ -6,7 +6,8 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,37 @@ def free_port() -> int:
 def z6() -> object:
     """The ``run_z6`` helper as a fixture."""
     return run_z6
+
+
+def ring_segments() -> set[str]:
+    """Names of z6 ring segments currently in /dev/shm."""
+    return {n for n in os.listdir("/dev/shm") if n.startswith("z6r_")}
+
+
+def creator_gone(segment: str) -> bool:
+    """True when the process that created ``z6r_<pid>_<hex>`` no longer exists."""
+    try:
+        pid = int(segment.split("_")[1])
+    except (IndexError, ValueError):
+        return False
+    return not os.path.exists(f"/proc/{pid}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_ring_segments_left() -> Iterator[None]:
+    """After the whole session, no ring segment of this session is left in /dev/shm.
+
+    Other test sessions may share the machine, so only segments that appeared during this one
+    and whose creator is gone (or is this process) count; the resource tracker of a killed
+    supervisor gets a few seconds to unlink its rings.
+    """
+    before = ring_segments()
+    yield
+    me = f"z6r_{os.getpid()}_"
+    deadline = time.monotonic() + 5
+    while True:
+        left = {n for n in ring_segments() - before if n.startswith(me) or creator_gone(n)}
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not left, f"shared memory left behind: {sorted(left)}"

@@ -13,12 +13,11 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import ring_segments as _segments
 from conftest import run_z6
 from servers import z6_server
 
@@ -28,39 +27,6 @@ from z6.ipc.events import RequestEvent, WorkerFinished, WorkerStarted
 from z6.ipc.supervisor import accounting_problems
 
 FEW_SECONDS = 20.0  # generous bound for "within a few seconds"
-
-
-def _segments() -> set[str]:
-    return {n for n in os.listdir("/dev/shm") if n.startswith("z6r_")}
-
-
-def _creator_gone(segment: str) -> bool:
-    """True when the process that created ``z6r_<pid>_<hex>`` no longer exists."""
-    try:
-        pid = int(segment.split("_")[1])
-    except (IndexError, ValueError):
-        return False
-    return not os.path.exists(f"/proc/{pid}")
-
-
-@pytest.fixture(autouse=True, scope="session")
-def no_ring_segments_left() -> Iterator[None]:
-    """After the session, no ring segment of this session is left in /dev/shm.
-
-    Other test sessions may share the machine, so only segments that appeared during this one
-    and whose creator is gone (or is this process) count; the resource tracker of a killed
-    supervisor gets a few seconds to unlink its rings.
-    """
-    before = _segments()
-    yield
-    me = f"z6r_{os.getpid()}_"
-    deadline = time.monotonic() + 5
-    while True:
-        left = {n for n in _segments() - before if n.startswith(me) or _creator_gone(n)}
-        if not left or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert not left, f"shared memory left behind: {sorted(left)}"
 
 
 # -- accounting_problems (pure) --------------------------------------------------------------

@@ -246,7 +246,7 @@ def write_frames(
     footer = None
     if outcome is not None:
         footer = LogFooter(
-            worker_events=counts,
+            worker_events=[c - 1 for c in counts],  # WorkerFinished itself is not counted
             worker_reported=[c - 1 for c in counts],
             end_wall_ns=header.wall_start_ns + 10**9,
             outcome=outcome,
