@@ -29,6 +29,7 @@ from z6.engine.error_kinds import ErrorKind
 from z6.engine.errors import ConfigError
 from z6.engine.protocol import ClosedEarly, ProtocolViolation, ResponseParser
 from z6.engine.requests import PreparedRequest
+from z6.engine.timeouts import TimeoutGuard
 
 RECV_SIZE = 65536
 
@@ -210,18 +211,28 @@ class Connection:
         """True while a socket is open (the next request reuses it)."""
         return self._sock is not None
 
-    async def request(self, req: PreparedRequest, out: Outcome) -> None:
+    async def request(
+        self, req: PreparedRequest, out: Outcome, guard: TimeoutGuard | None = None
+    ) -> None:
         """Send ``req``, read its response and fill ``out`` (see ``Outcome``).
 
         Bounds: the connect by ``connect_timeout_s`` (``CONNECT_TIMEOUT``), the exchange by
         ``req.timeout_s`` (``TIMEOUT``). A complete response failing ``req.is_success`` is
         ``STATUS``. Never raises for network or protocol problems.
+
+        With ``guard`` (the VU runtime's fast path) the exchange is bounded by arming the guard
+        instead of a CancelScope of its own: when the deadline passes, the guard's scope (owned
+        by the caller) is cancelled, so ``trio.Cancelled`` propagates out of this call with
+        ``guard.fired`` set and ``out`` filled as far as it got; the caller records the
+        timeout.
         """
         out.status = 0
         out.error = _NONE
         out.bytes_received = 0
         out.new_connection = False
         out.connect_ns = 0
+        out.start_ns = 0
+        parser: ResponseParser | None = None
         try:
             reused = self._sock is not None
             while True:
@@ -237,24 +248,20 @@ class Connection:
                         return
                 parser = self._parser
                 assert parser is not None
-                error = _NONE
                 out.start_ns = 0
-                with trio.CancelScope(deadline=trio.current_time() + req.timeout_s) as scope:
-                    try:
-                        data = parser.start(req)
-                        out.start_ns = perf_counter_ns()
-                        if self._stream is None:
-                            await self._exchange_plain(data, parser)
-                        else:
-                            await self._exchange_tls(data, parser)
-                    except _TRANSPORT_ERRORS as exc:
-                        error = classify_exception(exc)
+                if guard is None:
+                    with trio.CancelScope(deadline=trio.current_time() + req.timeout_s) as scope:
+                        error = await self._exchange(req, parser, out)
+                    if scope.cancelled_caught:
+                        error = _TIMEOUT
+                else:
+                    guard.arm(perf_counter_ns() + req.timeout_ns)
+                    error = await self._exchange(req, parser, out)
+                    guard.disarm()
                 out.end_ns = perf_counter_ns()
                 if out.start_ns == 0:  # the request could not even be started
                     out.start_ns = out.end_ns
                 out.bytes_received = parser.bytes_received
-                if scope.cancelled_caught:
-                    error = _TIMEOUT
                 if error is _NONE:
                     break
                 self._close()
@@ -269,9 +276,30 @@ class Connection:
             if not parser.keep_alive:
                 self._close()
         except BaseException:
-            # Cancellation (graceful stop over) or an interrupt: never leak the socket.
+            # Cancellation (timeout guard, graceful stop over) or an interrupt: never leak the
+            # socket, and leave ``out`` describing how far the request got.
+            out.end_ns = perf_counter_ns()
+            if out.start_ns == 0:
+                out.start_ns = out.end_ns
+            if parser is not None:
+                out.bytes_received = parser.bytes_received
             self._close()
             raise
+
+    async def _exchange(
+        self, req: PreparedRequest, parser: ResponseParser, out: Outcome
+    ) -> ErrorKind:
+        """Write the request and read the whole response; return ``NONE`` or why it failed."""
+        try:
+            data = parser.start(req)
+            out.start_ns = perf_counter_ns()
+            if self._stream is None:
+                await self._exchange_plain(data, parser)
+            else:
+                await self._exchange_tls(data, parser)
+        except _TRANSPORT_ERRORS as exc:
+            return classify_exception(exc)
+        return _NONE
 
     async def _exchange_plain(self, data: bytes, parser: ResponseParser) -> None:
         raw = self._raw

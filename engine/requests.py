@@ -52,6 +52,7 @@ class PreparedRequest:
         "name",
         "raw",
         "target",
+        "timeout_ns",
         "timeout_s",
     )
 
@@ -76,6 +77,7 @@ class PreparedRequest:
         self.headers = headers
         self.body = body
         self.timeout_s = timeout_s
+        self.timeout_ns = round(timeout_s * 1_000_000_000)
         self.expect_status = expect_status
         self.is_head = method == "HEAD"
         self.connection_close = any(

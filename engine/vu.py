@@ -39,6 +39,7 @@ from z6.engine.schedule import (
     arrivals_total,
     vu_windows,
 )
+from z6.engine.timeouts import TimeoutGuard, TimeoutWheel
 from z6.ipc.events import (
     Event,
     IterationDropped,
@@ -52,6 +53,7 @@ from z6.ipc.events import (
 BATCH_MAX = 512  # events per ring record; large enough to amortize encoding, small for latency
 FLUSH_INTERVAL_S = 0.05
 _INTERRUPTED = int(ErrorKind.INTERRUPTED)
+_TIMEOUT = int(ErrorKind.TIMEOUT)
 _NS = 1_000_000_000
 
 
@@ -123,6 +125,7 @@ class VuRuntime:
         self._graceful_ns = round(sc.runtime.graceful_stop_seconds * _NS)
         self._stopping = trio.Event()
         self._hard_scope = trio.CancelScope()
+        self._wheel = TimeoutWheel()
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -191,6 +194,7 @@ class VuRuntime:
         )
         async with trio.open_nursery() as outer:
             outer.start_soon(self._flusher)
+            outer.start_soon(self._wheel.run)
             with self._hard_scope:
                 async with trio.open_nursery() as nursery:
                     if plan.open_model:
@@ -218,8 +222,8 @@ class VuRuntime:
             await trio.sleep(FLUSH_INTERVAL_S)
             await self.flush()
 
-    def _new_connection(self) -> Connection:
-        return Connection(
+    def _new_slot(self, vu: int) -> _Slot:
+        conn = Connection(
             self._host,
             self._port,
             tls=self._tls,
@@ -227,6 +231,7 @@ class VuRuntime:
             connect_timeout_s=self._connect_timeout_s,
             parser_factory=self._parser_factory,
         )
+        return _Slot(vu, conn, TimeoutGuard(self._wheel))
 
     async def _closed_vu(self, vu: int) -> None:
         """A closed-model VU: active during its schedule windows, iterating back to back."""
@@ -235,9 +240,8 @@ class VuRuntime:
         windows = vu_windows(plan.scenario.schedule, vu, length)
         if not windows:
             return
-        conn = self._new_connection()
-        out = Outcome()
-        iteration = 0
+        slot = self._new_slot(vu)
+        guard = slot.guard
         limit = plan.iterations
         try:
             for w_start, w_stop in windows:
@@ -251,64 +255,103 @@ class VuRuntime:
                 )
                 await self._emit(VuStarted(vu, self._rel(time.perf_counter_ns())))
                 try:
-                    while (limit is None or iteration < limit) and time.perf_counter_ns() < min(
-                        stop_ns, self._end_ns
-                    ):
-                        await self._iteration(conn, out, vu, iteration, -1, iteration)
-                        iteration += 1
+                    # One CancelScope for many iterations (timeouts cancel it through the
+                    # guard); after a timeout the VU resumes at the step after the one that
+                    # timed out.
+                    while True:
+                        with trio.CancelScope() as scope:
+                            guard.scope = scope
+                            while (
+                                limit is None or slot.iteration < limit
+                            ) and time.perf_counter_ns() < min(stop_ns, self._end_ns):
+                                it = slot.iteration
+                                await self._iteration(slot, it, -1, it, vu, slot.step)
+                                slot.iteration += 1
+                                slot.step = 0
+                        guard.scope = None
+                        if not guard.fired:
+                            break
+                        if not await self._after_timeout(slot, slot.iteration, vu):
+                            break
+                        if slot.step >= len(self._planner.plan(vu, slot.iteration)):
+                            slot.iteration += 1
+                            slot.step = 0
                 finally:
                     self._c.batch.append(
-                        VuStopped(vu, self._rel(time.perf_counter_ns()), iteration)
+                        VuStopped(vu, self._rel(time.perf_counter_ns()), slot.iteration)
                     )
                     self._c.events += 1
                 if limit is not None:
                     break
         finally:
             with trio.CancelScope(shield=True):
-                await conn.aclose()
+                await slot.conn.aclose()
+
+    async def _after_timeout(self, slot: _Slot, decision_iteration: int, dvu: int) -> bool:
+        """Finish a request that timed out (already recorded): its think time, then go on.
+
+        Returns False when the run stopped meanwhile.
+        """
+        slot.guard.fired = False
+        t_ns = slot.pending_think
+        slot.pending_think = 0
+        return not (t_ns and not await self._sleep_until(time.perf_counter_ns() + t_ns))
 
     async def _iteration(
         self,
-        conn: Connection,
-        out: Outcome,
-        vu: int,
+        slot: _Slot,
         iteration: int,
         scheduled_ns: int,
         decision_iteration: int,
-        decision_vu: int | None = None,
+        dvu: int,
+        first_step: int = 0,
     ) -> None:
-        """One pass: the planned requests in order, each followed by its think time."""
-        dvu = vu if decision_vu is None else decision_vu
+        """One pass: the planned requests in order (from ``first_step``), each followed by its
+        think time. ``dvu`` is the VU id of the decision key (``ARRIVAL_VU_KEY`` in the open
+        model)."""
         steps = self._planner.plan(dvu, decision_iteration)
         requests = self._requests
         c = self._c
         seed = self.plan.seed
         think = self._think
-        for step, req_index in enumerate(steps):
+        vu = slot.vu
+        conn = slot.conn
+        out = slot.out
+        guard = slot.guard
+        for step in range(first_step, len(steps)):
             if time.perf_counter_ns() >= self._end_ns:
                 return
+            req_index = steps[step]
             req = requests[req_index]
             c.requests_started += 1
+            slot.step = step + 1
             try:
-                await conn.request(req, out)
+                await conn.request(req, out, guard)
             except trio.Cancelled:
-                now = time.perf_counter_ns()
-                started = out.start_ns or now
+                if guard.fired:
+                    # The request's own timeout: recorded like any failed request, then the
+                    # cancellation unwinds to the VU's scope, which resumes after this step.
+                    error = _TIMEOUT
+                    t_ns = think_ns(think, seed, dvu, decision_iteration, step) if think else 0
+                    slot.pending_think = t_ns
+                else:
+                    error = _INTERRUPTED
+                    t_ns = 0
                 c.batch.append(
                     RequestEvent(
                         vu,
                         iteration,
                         req_index,
                         step,
-                        started - self._start_ns,
-                        now - started,
+                        out.start_ns - self._start_ns,
+                        out.end_ns - out.start_ns,
                         0,
-                        _INTERRUPTED,
+                        error,
                         out.bytes_received,
                         out.new_connection,
                         out.connect_ns,
                         scheduled_ns,
-                        0,
+                        t_ns,
                     )
                 )
                 c.events += 1
@@ -341,9 +384,7 @@ class VuRuntime:
         rate = float(sched.rate or 0.0)
         duration = plan.duration_s or 0.0
         total = arrivals_total(rate, duration)
-        idle: list[tuple[int, Connection, Outcome]] = [
-            (vu, self._new_connection(), Outcome()) for vu in reversed(my_vus)
-        ]
+        idle = [self._new_slot(vu) for vu in reversed(my_vus)]
         pool_all = list(idle)
         try:
             async with trio.open_nursery() as nursery:
@@ -362,28 +403,45 @@ class VuRuntime:
                     nursery.start_soon(self._open_iteration, slot, idle, n, due)
         finally:
             with trio.CancelScope(shield=True):
-                for _vu, conn, _out in pool_all:
-                    await conn.aclose()
+                for slot in pool_all:
+                    await slot.conn.aclose()
 
-    async def _open_iteration(
-        self,
-        slot: tuple[int, Connection, Outcome],
-        idle: list[tuple[int, Connection, Outcome]],
-        n: int,
-        due_ns: int,
-    ) -> None:
-        vu, conn, out = slot
+    async def _open_iteration(self, slot: _Slot, idle: list[_Slot], n: int, due_ns: int) -> None:
+        vu = slot.vu
+        guard = slot.guard
         await self._emit(VuStarted(vu, self._rel(time.perf_counter_ns())))
         try:
             # Decisions of open-model iteration n depend on (seed, n) only: which VU runs it
             # depends on timing, so the decision key uses the reserved ARRIVAL_VU_KEY.
-            await self._iteration(
-                conn, out, vu, n, due_ns - self._start_ns, n, decision_vu=ARRIVAL_VU_KEY
-            )
+            slot.step = 0
+            while True:
+                with trio.CancelScope() as scope:
+                    guard.scope = scope
+                    await self._iteration(
+                        slot, n, due_ns - self._start_ns, n, ARRIVAL_VU_KEY, slot.step
+                    )
+                guard.scope = None
+                if not guard.fired or not await self._after_timeout(slot, n, ARRIVAL_VU_KEY):
+                    break
         finally:
             self._c.batch.append(VuStopped(vu, self._rel(time.perf_counter_ns()), 1))
             self._c.events += 1
             idle.append(slot)
+
+
+class _Slot:
+    """One VU's connection and resumable position (its iteration and next step)."""
+
+    __slots__ = ("conn", "guard", "iteration", "out", "pending_think", "step", "vu")
+
+    def __init__(self, vu: int, conn: Connection, guard: TimeoutGuard) -> None:
+        self.vu = vu
+        self.conn = conn
+        self.out = Outcome()
+        self.guard = guard
+        self.iteration = 0
+        self.step = 0
+        self.pending_think = 0
 
 
 def _pid() -> int:

@@ -236,3 +236,53 @@ def test_demo_runs_on_its_own(tmp_path: Path) -> None:
     assert summary["requests"]["total"] > 0
     assert summary["errors"]["by_kind"].get("connect_refused", 0) == 0
     assert "Traceback" not in proc.stderr
+
+
+TIMEOUT_SEQUENCE = """
+[runtime]
+iterations = 3
+vus = 2
+
+[[requests]]
+name = "before"
+method = "GET"
+path = "/"
+
+[[requests]]
+name = "slow"
+method = "GET"
+path = "/delay/2000"
+timeout_ms = 150
+
+[[requests]]
+name = "after"
+method = "GET"
+path = "/bytes/5"
+
+[sequence]
+[[sequence.steps]]
+request = "before"
+[[sequence.steps]]
+request = "slow"
+[[sequence.steps]]
+request = "after"
+"""
+
+
+def test_timeout_mid_sequence_goes_on_with_the_next_step(tmp_path: Path, z6_port: int) -> None:
+    """A timed-out step is recorded as 'timeout' and the VU carries on with the next step."""
+    scenario = write_scenario(tmp_path, z6_port, TIMEOUT_SEQUENCE)
+    out = tmp_path / "out"
+    code, summary, err = run_json(scenario, out, "--procs", "2")
+    assert code == 0, err
+    by_name = summary["requests"]["by_name"]
+    assert {n: (v["total"], v["ok"]) for n, v in by_name.items()} == {
+        "before": (6, 6),
+        "slow": (6, 0),
+        "after": (6, 6),
+    }
+    assert summary["errors"]["by_kind"] == {"timeout": 6}
+    # The timeout fired close to its 150 ms deadline, far from the server's 2 s.
+    assert 150 <= by_name["slow"]["latency_ms"]["max"] < 1000
+    verify = run_z6(["replay", str(out / "events.bin"), "--verify"])
+    assert verify.returncode == 0, verify.stdout + verify.stderr
