@@ -254,6 +254,17 @@ class Connection:
                         error = await self._exchange(req, parser, out)
                     if scope.cancelled_caught:
                         error = _TIMEOUT
+                elif self._stream is None:
+                    # The VU runtime's plain-HTTP fast path, inlined (one coroutine frame less).
+                    guard.arm(perf_counter_ns() + req.timeout_ns)
+                    error = _NONE
+                    try:
+                        data = parser.start(req)
+                        out.start_ns = perf_counter_ns()
+                        await self._exchange_plain(data, parser)
+                    except _TRANSPORT_ERRORS as exc:
+                        error = classify_exception(exc)
+                    guard.disarm()
                 else:
                     guard.arm(perf_counter_ns() + req.timeout_ns)
                     error = await self._exchange(req, parser, out)
@@ -271,7 +282,8 @@ class Connection:
                 out.error = error
                 return
             out.status = status = parser.status
-            if not req.is_success(status):
+            expect = req.expect_status  # inlined req.is_success(): once per request
+            if (status not in expect) if expect is not None else status >= 400:
                 out.error = _STATUS
             if not parser.keep_alive:
                 self._close()

@@ -357,7 +357,9 @@ class VuRuntime:
                 c.events += 1
                 raise
             t_ns = think_ns(think, seed, dvu, decision_iteration, step) if think else 0
-            await self._emit(
+            # Inlined _emit: this runs once per request.
+            batch = c.batch
+            batch.append(
                 RequestEvent(
                     vu,
                     iteration,
@@ -374,6 +376,9 @@ class VuRuntime:
                     t_ns,
                 )
             )
+            c.events += 1
+            if len(batch) >= BATCH_MAX:
+                await self.flush()
             if t_ns and not await self._sleep_until(time.perf_counter_ns() + t_ns):
                 return
 
