@@ -1,9 +1,10 @@
 """Live progress of ``z6 run`` on stderr, once per second.
 
-On a terminal it is one rich status line rewritten in place; otherwise one plain line per
-interval (for CI logs). It only formats what the aggregator already computed, so it costs
-the workers nothing. No threads: the aggregator calls ``update`` from its own loop (workers are
-forked, and forking a process with extra threads is unsafe).
+On a terminal it is a small rich panel redrawn in place (``rich.live.Live`` without its
+refresh thread); otherwise one plain line per interval (for CI logs). It only formats what
+the aggregator already computed, so it costs the workers nothing. No threads: the aggregator
+calls ``update`` from its own loop (workers are forked, and forking a process with extra
+threads is unsafe).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty()
         self._console: Any = None
+        self._live: Any = None
         if self.tty:
             from rich.console import Console
 
@@ -43,18 +45,52 @@ class Progress:
 
     def update(self, stats: Any, elapsed_s: float) -> None:
         """Show the stats of the last interval."""
-        text = self.line(stats, elapsed_s)
-        if self._console is not None:
-            self.stream.write("\r\x1b[2K" + text)
-            self.stream.flush()
+        if self._console is None:
+            print(self.line(stats, elapsed_s), file=self.stream, flush=True)
+            return
+        renderable = self._panel(stats, elapsed_s)
+        if self._live is None:
+            from rich.live import Live
+
+            # No auto refresh: that would start a thread, and the aggregator calls us anyway.
+            self._live = Live(
+                renderable,
+                console=self._console,
+                auto_refresh=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start()
+        self._live.update(renderable, refresh=True)
+
+    def _panel(self, stats: Any, elapsed_s: float) -> Any:
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column()
+        if self.total_s:
+            done = min(elapsed_s, self.total_s)
+            bar = ProgressBar(total=self.total_s, completed=done, width=30)
+            grid.add_row("time", bar)
+            grid.add_row("", f"{elapsed_s:.1f}s / {self.total_s:.0f}s")
         else:
-            print(text, file=self.stream, flush=True)
+            grid.add_row("time", f"{elapsed_s:.1f}s")
+        grid.add_row("VUs", str(stats.active_vus))
+        grid.add_row("requests", f"{stats.total_requests}  ({stats.rps:.0f}/s)")
+        grid.add_row("latency", f"p50 {_ms(stats.p50_ms)}  p99 {_ms(stats.p99_ms)}")
+        errors = f"[red]{stats.total_errors}[/red]" if stats.total_errors else "0"
+        grid.add_row("errors", errors)
+        if getattr(stats, "total_dropped", 0):
+            grid.add_row("dropped", f"[yellow]{stats.total_dropped}[/yellow]")
+        return grid
 
     def close(self) -> None:
-        """End the in-place line on a terminal."""
-        if self._console is not None:
-            self.stream.write("\n")
-            self.stream.flush()
+        """Leave the last display on screen."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
 def _ms(value: float | None) -> str:
