@@ -7,8 +7,9 @@ Imports of the heavy modules happen inside the commands so that ``z6 --help`` an
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -56,6 +57,21 @@ def _fail(exc: BaseException) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _exit_with(command: Callable[[], int | None]) -> NoReturn:
+    """Run a command body and exit with its code; map every error to one line and its code.
+
+    Ctrl-C outside the aggregator loop (start-up, writing outputs) exits 130 like SPEC 6 says.
+    """
+    try:
+        code = command()
+    except KeyboardInterrupt:
+        typer.echo("z6: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code or 0)
+
+
 @app.command()
 def version() -> None:
     """Print the z6 version."""
@@ -69,11 +85,7 @@ def validate(
     """Check a scenario file and print what the test will do (exit 0) or the error (exit 2)."""
     from z6.cli.validate_cmd import run_validate
 
-    try:
-        code = run_validate(scenario)
-    except Exception as exc:
-        raise _fail(exc) from None
-    raise typer.Exit(code)
+    _exit_with(lambda: run_validate(scenario))
 
 
 @app.command()
@@ -112,7 +124,7 @@ def run(
     """Run a load test. Exit 0 when every goal passed, 1 when a goal failed."""
     from z6.cli.run_cmd import RunOptions, parse_percentiles, parse_shard, run_scenario
 
-    try:
+    def body() -> int:
         opts = RunOptions(
             scenario=scenario,
             procs=procs,
@@ -126,14 +138,9 @@ def run(
             engine=http,
             shard=parse_shard(shard),
         )
-        code = run_scenario(opts)
-    except KeyboardInterrupt:
-        # Ctrl-C outside the aggregator loop (start-up, writing outputs): SPEC exit code.
-        typer.echo("z6: interrupted", err=True)
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        raise _fail(exc) from None
-    raise typer.Exit(code)
+        return run_scenario(opts)
+
+    _exit_with(body)
 
 
 @app.command()
@@ -145,14 +152,7 @@ def demo(
     """Run scenarios/quickstart.toml against a built-in server started for the occasion."""
     from z6.cli.run_cmd import run_demo
 
-    try:
-        code = run_demo(procs, quiet, out)
-    except KeyboardInterrupt:
-        typer.echo("z6: interrupted", err=True)
-        raise typer.Exit(130) from None
-    except Exception as exc:
-        raise _fail(exc) from None
-    raise typer.Exit(code)
+    _exit_with(lambda: run_demo(procs, quiet, out))
 
 
 @app.command()
@@ -164,10 +164,7 @@ def serve(
     """Run the built-in target server: /, /status/CODE, /delay/MS, /bytes/N, POST /echo."""
     from z6.cli.serve import serve as serve_forever
 
-    try:
-        serve_forever(host=host, port=port, procs=procs)
-    except Exception as exc:
-        raise _fail(exc) from None
+    _exit_with(lambda: serve_forever(host=host, port=port, procs=procs))
 
 
 @app.command()
@@ -184,12 +181,11 @@ def analyze(
     from z6.cli.analyze_cmd import run_analyze
     from z6.cli.run_cmd import parse_percentiles
 
-    try:
+    def body() -> int:
         pcts = parse_percentiles(percentiles) if percentiles is not None else None
-        code = run_analyze(logs, fmt, pcts)
-    except Exception as exc:
-        raise _fail(exc) from None
-    raise typer.Exit(code)
+        return run_analyze(logs, fmt, pcts)
+
+    _exit_with(body)
 
 
 @app.command()
@@ -203,11 +199,7 @@ def replay(
     mismatch)."""
     from z6.cli.analyze_cmd import run_replay
 
-    try:
-        code = run_replay(log, verify)
-    except Exception as exc:
-        raise _fail(exc) from None
-    raise typer.Exit(code)
+    _exit_with(lambda: run_replay(log, verify))
 
 
 @app.command()
@@ -221,11 +213,7 @@ def diff(
     """Compare two runs: totals, rates and latency percentiles with deltas."""
     from z6.cli.analyze_cmd import run_diff
 
-    try:
-        code = run_diff(a, b, fmt)
-    except Exception as exc:
-        raise _fail(exc) from None
-    raise typer.Exit(code)
+    _exit_with(lambda: run_diff(a, b, fmt))
 
 
 def main() -> None:

@@ -395,6 +395,23 @@ def _check_keys(ctx: _Context, table: dict[str, Any], allowed: tuple[str, ...], 
         ctx.fail(f"{where}.{_k(key)}", message, hint=hint, line_key=f"{where}.{key}")
 
 
+def _check_keys_of_type(
+    ctx: _Context, raw: dict[str, Any], table: str, keys_by_type: Mapping[str, tuple[str, ...]]
+) -> None:
+    """Check ``type`` against ``keys_by_type`` and every other key against that type's keys."""
+    _check_choice(ctx, raw, "type", tuple(keys_by_type), table)
+    kind = raw.get("type", "constant")
+    if not isinstance(kind, str):
+        return
+    for key in raw:
+        if key != "type" and key not in keys_by_type[kind]:
+            ctx.fail(
+                f"{table}.{key}",
+                f"does not apply to {table} type '{kind}' "
+                f"(its keys: {', '.join(keys_by_type[kind])})",
+            )
+
+
 def _check_choice(
     ctx: _Context, table: dict[str, Any], key: str, choices: tuple[str, ...], where: str
 ) -> None:
@@ -534,33 +551,14 @@ def _build(ctx: _Context) -> Scenario:
 
     if "schedule" in tables:
         sched = tables["schedule"]
-        _check_choice(ctx, sched, "type", tuple(_SCHEDULE_KEYS), "schedule")
-        stype = sched.get("type", "constant")
-        if isinstance(stype, str):
-            for key in sched:
-                if key != "type" and key not in _SCHEDULE_KEYS[stype]:
-                    ctx.fail(
-                        f"schedule.{key}",
-                        f"does not apply to schedule type '{stype}' "
-                        f"(its keys: {', '.join(_SCHEDULE_KEYS[stype])})",
-                    )
+        _check_keys_of_type(ctx, sched, "schedule", _SCHEDULE_KEYS)
         steps = sched.get("steps")
         if isinstance(steps, list):
             for i, step in enumerate(steps):
                 if isinstance(step, dict):
                     _check_keys(ctx, step, _ALLOWED["schedule.steps"], f"schedule.steps[{i}]")
     if "think_time" in tables:
-        think_raw = tables["think_time"]
-        _check_choice(ctx, think_raw, "type", tuple(_THINK_KEYS), "think_time")
-        ttype = think_raw.get("type", "constant")
-        if isinstance(ttype, str):
-            for key in think_raw:
-                if key != "type" and key not in _THINK_KEYS[ttype]:
-                    ctx.fail(
-                        f"think_time.{key}",
-                        f"does not apply to think_time type '{ttype}' "
-                        f"(its keys: {', '.join(_THINK_KEYS[ttype])})",
-                    )
+        _check_keys_of_type(ctx, tables["think_time"], "think_time", _THINK_KEYS)
     if "sequence" in tables:
         seq = tables["sequence"]
         _check_choice(ctx, seq, "type", ("ordered",), "sequence")
