@@ -1,0 +1,198 @@
+"""End-to-end load models (issue 4): sequences, ramps, think time, open model, graceful stop.
+
+Each run is short and bounded; the tolerances are wide enough for a loaded 2-core machine but
+far from what a broken implementation would give (e.g. no think time = thousands of req/s).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers import z6_server
+from test_run_e2e import run_json, write_scenario
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    with z6_server(procs=1) as p:
+        yield p
+
+
+SEQUENCE = """
+[runtime]
+iterations = 4
+vus = 3
+
+[[requests]]
+name = "login"
+method = "POST"
+path = "/echo"
+body = "user"
+
+[[requests]]
+name = "browse"
+method = "GET"
+path = "/bytes/20"
+
+[[requests]]
+name = "logout"
+method = "GET"
+path = "/status/404"
+expect_status = [404]
+
+[sequence]
+[[sequence.steps]]
+request = "login"
+[[sequence.steps]]
+request = "browse"
+repeat = 3
+[[sequence.steps]]
+request = "logout"
+"""
+
+
+@pytest.mark.parametrize("procs", [1, 2])
+def test_sequence_counts_are_exact(tmp_path: Path, port: int, procs: int) -> None:
+    scenario = write_scenario(tmp_path, port, SEQUENCE)
+    code, summary, err = run_json(scenario, tmp_path / "out", "--procs", str(procs))
+    assert code == 0, err
+    by_name = {n: (v["total"], v["ok"]) for n, v in summary["requests"]["by_name"].items()}
+    # expect_status = [404] makes the 404s successes.
+    assert by_name == {"login": (12, 12), "browse": (36, 36), "logout": (12, 12)}
+    assert summary["requests"]["by_status"] == {"200": 48, "404": 12}
+
+
+RAMP = """
+[runtime]
+duration_seconds = 5
+
+[[requests]]
+name = "slow"
+method = "GET"
+path = "/delay/20"
+
+[schedule]
+type = "ramp"
+start_vus = 2
+end_vus = 20
+ramp_duration_seconds = 4
+hold_duration_seconds = 1
+"""
+
+
+def _timeseries(out: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO((out / "timeseries.csv").read_text())))
+
+
+def test_ramp_raises_active_vus_to_the_target(tmp_path: Path, port: int) -> None:
+    scenario = write_scenario(tmp_path, port, RAMP)
+    out = tmp_path / "out"
+    code, _summary, err = run_json(scenario, out, "--procs", "2")
+    assert code == 0, err
+    active = [int(r["active_vus"]) for r in _timeseries(out)]
+    assert active[0] <= 6  # starts near start_vus, not at the peak
+    assert max(active) == 20
+    first_20 = active.index(20)
+    assert first_20 >= 3  # reached only at the end of the 4 s ramp
+    assert active[: first_20 + 1] == sorted(active[: first_20 + 1])  # rising, never falling
+
+
+THINK = """
+[runtime]
+duration_seconds = 4
+vus = 5
+
+[[requests]]
+name = "home"
+method = "GET"
+path = "/"
+
+[think_time]
+type = "constant"
+duration_ms = 200
+"""
+
+
+def test_constant_think_time_paces_the_vus(tmp_path: Path, port: int) -> None:
+    scenario = write_scenario(tmp_path, port, THINK)
+    code, summary, err = run_json(scenario, tmp_path / "out", "--procs", "1")
+    assert code == 0, err
+    # 5 VUs, each one request per ~200 ms: about 25 requests per second.
+    assert summary["rps"] == pytest.approx(25, rel=0.15)
+    assert summary["requests"]["total"] == pytest.approx(100, rel=0.15)
+
+
+ARRIVAL = """
+[runtime]
+duration_seconds = 5
+
+[[requests]]
+name = "call"
+method = "GET"
+path = "{path}"
+
+[schedule]
+type = "arrival_rate"
+rate = 100
+max_vus = {pool}
+"""
+
+
+def test_arrival_rate_with_enough_vus(tmp_path: Path, port: int) -> None:
+    scenario = write_scenario(tmp_path, port, ARRIVAL.format(path="/", pool=20))
+    code, summary, err = run_json(scenario, tmp_path / "out", "--procs", "2")
+    assert code == 0, err
+    assert summary["requests"]["total"] == pytest.approx(500, rel=0.04)
+    assert summary["dropped_iterations"] == 0
+    assert "latency_corrected_ms" in summary
+    # Corrected latency counts from the scheduled start, so it can only be larger.
+    assert summary["latency_corrected_ms"]["p50"] >= summary["latency_ms"]["p50"]
+
+
+def test_arrival_rate_drops_are_counted_never_hidden(tmp_path: Path, port: int) -> None:
+    # 5 VUs, each busy 200 ms per iteration: at most ~25 iterations/s of the 100/s asked.
+    scenario = write_scenario(tmp_path, port, ARRIVAL.format(path="/delay/200", pool=5))
+    out = tmp_path / "out"
+    code, summary, err = run_json(scenario, out, "--procs", "1")
+    assert code == 0, err
+    dropped = summary["dropped_iterations"]
+    total = summary["requests"]["total"]
+    assert dropped >= 300
+    assert total + dropped == 500  # every scheduled iteration is either run or counted
+    rows = _timeseries(out)
+    assert sum(int(r["dropped"]) for r in rows) == dropped
+
+
+GRACEFUL = """
+[runtime]
+duration_seconds = 1
+vus = 3
+graceful_stop_seconds = 0.5
+
+[[requests]]
+name = "stuck"
+method = "GET"
+path = "/delay/4000"
+"""
+
+
+def test_requests_still_running_after_graceful_stop_are_interrupted(
+    tmp_path: Path, port: int
+) -> None:
+    scenario = write_scenario(tmp_path, port, GRACEFUL)
+    out = tmp_path / "out"
+    code, summary, err = run_json(scenario, out, "--procs", "1")
+    assert code == 0, err
+    assert summary["requests"]["total"] == 3
+    assert summary["errors"]["by_kind"] == {"interrupted": 3}
+    # Cut at duration + graceful stop (1.5 s), far before the server's 4 s.
+    assert summary["duration_s"] < 3.0
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["errors"] == summary["errors"]
