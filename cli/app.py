@@ -115,8 +115,12 @@ def run(
         str | None, typer.Option(help="Percentiles to report, e.g. 50,90,99,99.9.")
     ] = None,
     http: Annotated[
-        str, typer.Option("--http", help="Protocol engine: h11, httptools or auto.")
-    ] = "h11",
+        str,
+        typer.Option(
+            "--http",
+            help="Protocol engine: auto (httptools when installed, else h11), h11 or httptools.",
+        ),
+    ] = "auto",
     shard: Annotated[
         str | None, typer.Option(help="Run only shard I of N (0-based), e.g. 0/4.")
     ] = None,

@@ -20,7 +20,7 @@ from z6.engine.decisions import resolve_seed
 from z6.engine.errors import ConfigError, RunError
 from z6.engine.loader import load_scenario
 from z6.engine.overrides import apply_overrides
-from z6.engine.protocol import engine_factory
+from z6.engine.protocol import engine_factory, httptools_available
 from z6.engine.scenario import Scenario
 from z6.engine.schedule import peak_vus
 from z6.engine.summary import RunMeta, build_summary, timeseries_rows
@@ -47,7 +47,7 @@ class RunOptions:
     json: bool = False
     quiet: bool = False
     percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
-    engine: str = "h11"
+    engine: str = "auto"
     shard: tuple[int, int] = (0, 1)
     base_url: str | None = None  # used by `z6 demo` to aim the quickstart at its own server
 
@@ -123,6 +123,9 @@ def run_scenario(opts: RunOptions) -> int:
         load_scenario(opts.scenario), duration=opts.duration, vus=opts.vus, base_url=opts.base_url
     )
     engine_factory(opts.engine)  # fail early on an unknown or missing protocol engine
+    engine = opts.engine
+    if engine == "auto":  # record the engine actually used
+        engine = "httptools" if httptools_available() else "h11"
     seed = resolve_seed(opts.seed, scenario.runtime.prng_seed)
     procs = opts.procs if opts.procs is not None else (os.cpu_count() or 1)
     if procs < 1:
@@ -143,7 +146,7 @@ def run_scenario(opts: RunOptions) -> int:
 
     run_start_ns = time.perf_counter_ns() + int((_START_DELAY_S + 0.02 * procs) * 1e9)
     wall_start_ns = time.time_ns() + (run_start_ns - time.perf_counter_ns())
-    options: dict[str, str] = {"engine": opts.engine}
+    options: dict[str, str] = {"engine": engine}
     if opts.vus is not None:
         options["vus"] = str(opts.vus)
     if opts.duration is not None:
@@ -172,7 +175,7 @@ def run_scenario(opts: RunOptions) -> int:
         duration_s=scenario.runtime.duration_seconds,
         iterations=scenario.runtime.iterations,
         vus=vus,
-        engine=opts.engine,
+        engine=engine,
         shard_index=shard_index,
         shard_count=shard_count,
     )

@@ -176,6 +176,7 @@ class Connection:
         "_raw",
         "_sock",
         "_stream",
+        "connect_limiter",
         "connect_timeout_s",
         "host",
         "parser_factory",
@@ -193,12 +194,16 @@ class Connection:
         server_hostname: str | None,
         connect_timeout_s: float,
         parser_factory: Callable[[], ResponseParser],
+        connect_limiter: trio.Semaphore | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
         self.server_hostname = server_hostname or host
         self.connect_timeout_s = connect_timeout_s
+        # Caps connects in progress across the VUs sharing it: 10,000 simultaneous SYNs
+        # overflow a server's listen backlog (somaxconn) and turn into seconds of SYN retries.
+        self.connect_limiter = connect_limiter
         self.parser_factory = parser_factory
         self._sock: trio.socket.SocketType | None = None
         # The same file descriptor as ``_sock``, as a plain non-blocking stdlib socket.
@@ -237,9 +242,16 @@ class Connection:
             reused = self._sock is not None
             while True:
                 if self._sock is None:
-                    t0 = perf_counter_ns()
-                    error = await self._connect()
-                    t1 = perf_counter_ns()
+                    limiter = self.connect_limiter
+                    if limiter is not None:
+                        await limiter.acquire()
+                    try:
+                        t0 = perf_counter_ns()  # after the wait for a connect slot
+                        error = await self._connect()
+                        t1 = perf_counter_ns()
+                    finally:
+                        if limiter is not None:
+                            limiter.release()
                     out.new_connection = True
                     out.connect_ns = t1 - t0
                     if error is not _NONE:

@@ -52,6 +52,7 @@ from z6.ipc.events import (
 
 BATCH_MAX = 512  # events per ring record; large enough to amortize encoding, small for latency
 FLUSH_INTERVAL_S = 0.05
+CONNECTS_IN_FLIGHT = 256  # per worker; see Connection.connect_limiter
 _INTERRUPTED = int(ErrorKind.INTERRUPTED)
 _TIMEOUT = int(ErrorKind.TIMEOUT)
 _NS = 1_000_000_000
@@ -126,6 +127,7 @@ class VuRuntime:
         self._stopping = trio.Event()
         self._hard_scope = trio.CancelScope()
         self._wheel = TimeoutWheel()
+        self._connect_limiter = trio.Semaphore(CONNECTS_IN_FLIGHT)
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -230,6 +232,7 @@ class VuRuntime:
             server_hostname=self._host if self._tls is not None else None,
             connect_timeout_s=self._connect_timeout_s,
             parser_factory=self._parser_factory,
+            connect_limiter=self._connect_limiter,
         )
         return _Slot(vu, conn, TimeoutGuard(self._wheel))
 

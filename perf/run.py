@@ -657,7 +657,9 @@ def nginx_server(cpu: int | None, connections: int = 1024, workers: int = 1) -> 
                 workers=workers,
                 tmp=tmp,
                 nofile=max(4096, connections * 2 + 64),
-                conns=max(1024, connections + 64),
+                # nginx needs headroom over the client connections: at its limit it starts
+                # "reusing connections", i.e. closing idle keep-alive ones (the vus case's VUs).
+                conns=max(1024, connections * 2 + 64),
                 port=port,
             )
         )
