@@ -91,7 +91,11 @@ def reduce_log(path: str | Path) -> LogReduction:
     reader = EventLogReader(path)
     header = reader.header
     scenario = scenario_from_header(header, reader.path)
-    reducer = Reducer(scenario.request_names, open_model=scenario.schedule.type == "arrival_rate")
+    reducer = Reducer(
+        scenario.request_names,
+        open_model=scenario.schedule.type == "arrival_rate",
+        live=False,  # no live view: skip the interval latencies
+    )
     add = reducer.add
     for worker, events in reader.batches():
         add(events, worker)
