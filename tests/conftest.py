@@ -13,6 +13,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# Scales the example counts of the fuzz tests of the parsers and codecs (loader, event codec,
+# ring, log reader, protocol engines): 4 gives one to two thousand examples each in CI;
+# `Z6_FUZZ_SCALE=50 pytest tests/*fuzz*` is the long local run (docs/reliability.md).
+FUZZ_SCALE = max(1, int(os.environ.get("Z6_FUZZ_SCALE", "4")))
+
+
+def fuzz_examples(base: int) -> int:
+    """``base`` hypothesis examples times ``Z6_FUZZ_SCALE``."""
+    return base * FUZZ_SCALE
+
+
 SCENARIOS = REPO / "scenarios"
 
 

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import hypothesis.strategies as st
+from conftest import fuzz_examples
 from hypothesis import given, settings
 
 from z6.engine.errors import LogFormatError
@@ -87,7 +88,7 @@ def _apply(data: bytes, op: tuple[str, object, object]) -> bytes:
     return data[:i] + data[i + b :]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=fuzz_examples(300), deadline=None)
 @given(
     batches=_batches,
     footer=st.booleans(),
@@ -123,7 +124,7 @@ def test_random_damage_never_raises_anything_else(
             assert r.footer == FOOTER
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=fuzz_examples(200), deadline=None)
 @given(data=st.binary(max_size=300))
 def test_arbitrary_bytes_are_rejected_or_read(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as d:
@@ -136,7 +137,7 @@ def test_arbitrary_bytes_are_rejected_or_read(data: bytes) -> None:
         list(r.batches())  # random bytes almost never carry a valid header
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=fuzz_examples(200), deadline=None)
 @given(tail=st.binary(max_size=200))
 def test_valid_header_then_arbitrary_frames(tail: bytes) -> None:
     with tempfile.TemporaryDirectory() as d:

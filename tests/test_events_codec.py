@@ -10,6 +10,7 @@ from __future__ import annotations
 import hypothesis.strategies as st
 import msgspec
 import pytest
+from conftest import fuzz_examples
 from hypothesis import given, settings
 
 from z6.ipc.events import (
@@ -140,7 +141,7 @@ def test_validation_error_is_a_decode_error() -> None:
     assert issubclass(msgspec.ValidationError, msgspec.DecodeError)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=fuzz_examples(300), deadline=None)
 @given(events=st.lists(_events, max_size=20))
 def test_round_trip_property(events: list[Event]) -> None:
     data = encode_batch(events)
@@ -149,7 +150,7 @@ def test_round_trip_property(events: list[Event]) -> None:
     assert bytes(encode_batch(events, buf)) == data
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=fuzz_examples(500), deadline=None)
 @given(data=st.binary(max_size=200))
 def test_decode_arbitrary_bytes_only_decode_error(data: bytes) -> None:
     try:
@@ -159,7 +160,7 @@ def test_decode_arbitrary_bytes_only_decode_error(data: bytes) -> None:
     assert isinstance(out, list)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=fuzz_examples(300), deadline=None)
 @given(
     events=st.lists(_events, min_size=1, max_size=5),
     pos=st.integers(0, 10**6),

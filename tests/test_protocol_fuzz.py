@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from conftest import fuzz_examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -154,14 +155,14 @@ cuts_st = st.lists(st.integers(min_value=0, max_value=10_000), max_size=6)
 req_st = st.sampled_from([GET, HEAD])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=fuzz_examples(300), deadline=None)
 @given(data=st.binary(max_size=200), cuts=cuts_st, eof=st.booleans(), req=req_st)
 def test_random_bytes(data: bytes, cuts: list[int], eof: bool, req: PreparedRequest) -> None:
     """Arbitrary bytes: never a crash, engines agree."""
     check_agree(req, data, cuts, eof)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=fuzz_examples(400), deadline=None)
 @given(
     base=st.sampled_from(VALID),
     ops=st.lists(
@@ -187,7 +188,7 @@ def test_mutated_valid_responses(
     check_agree(req, mutate(base, ops), cuts, eof)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=fuzz_examples(300), deadline=None)
 @given(
     base=st.sampled_from(VALID),
     extra=st.sampled_from([b"", b"x", b"HTTP/1.1 200 OK\r\n\r\n", b"garbage\r\n\r\n"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 
 import hypothesis.strategies as st
+from conftest import fuzz_examples
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -91,7 +92,7 @@ class RingModel(RuleBasedStateMachine):
 
 
 RingModel.TestCase.settings = settings(
-    max_examples=300,
+    max_examples=fuzz_examples(300),
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
