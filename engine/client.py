@@ -39,7 +39,10 @@ _STATUS = ErrorKind.STATUS
 # A kept-alive connection the server closed while it sat idle fails the next request with no
 # response byte at all; like Go's net/http (k6) we retry such a request once on a new
 # connection instead of reporting an error the server never made.
+# Only idempotent methods are retried: the request bytes were written, and a POST/PATCH may
+# have been acted on before the server closed.
 _STALE = (ErrorKind.CLOSED_EARLY, ErrorKind.RESET)
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 # (host, port) -> (family, type, proto, sockaddr) of the first getaddrinfo answer.
 _ADDR_CACHE: dict[tuple[str, int], tuple[int, int, int, Any]] = {}
@@ -288,7 +291,12 @@ class Connection:
                 if error is _NONE:
                     break
                 self._close()
-                if reused and error in _STALE and parser.bytes_received == 0:
+                if (
+                    reused
+                    and error in _STALE
+                    and parser.bytes_received == 0
+                    and req.method in _IDEMPOTENT
+                ):
                     reused = False  # retry once, on a fresh connection
                     continue
                 out.error = error
@@ -307,6 +315,8 @@ class Connection:
                 out.start_ns = out.end_ns
             if parser is not None:
                 out.bytes_received = parser.bytes_received
+            if guard is not None:
+                guard.disarm()  # never leave this request's deadline armed for the next one
             self._close()
             raise
 

@@ -127,6 +127,7 @@ class VuRuntime:
         self._stopping = trio.Event()
         self._hard_scope = trio.CancelScope()
         self._wheel = TimeoutWheel()
+        self._flush_lock = trio.Lock()
         self._connect_limiter = trio.Semaphore(CONNECTS_IN_FLIGHT)
 
     # -- clock -----------------------------------------------------------------------------
@@ -173,9 +174,12 @@ class VuRuntime:
         if c.batch:
             batch, c.batch = c.batch, []
             # Shielded: a batch taken out of the buffer must reach the ring even when the hard
-            # stop cancels the VU that happened to fill it.
+            # stop cancels the VU that happened to fill it. Locked (trio locks are FIFO): while
+            # one flush waits on a full ring, another must neither overtake it (event order)
+            # nor reuse the writer's encode buffer under it.
             with trio.CancelScope(shield=True):
-                await self._write_batch(batch)
+                async with self._flush_lock:
+                    await self._write_batch(batch)
 
     def add_ring_waits(self, n: int) -> None:
         """Count times the ring was full (reported in ``WorkerFinished``)."""
@@ -264,11 +268,15 @@ class VuRuntime:
                     while True:
                         with trio.CancelScope() as scope:
                             guard.scope = scope
-                            while (
-                                limit is None or slot.iteration < limit
-                            ) and time.perf_counter_ns() < min(stop_ns, self._end_ns):
+                            # An iteration resumed after a timeout (step > 0) is finished even
+                            # past the window's stop: VUs stop after their current iteration.
+                            while slot.step > 0 or (
+                                (limit is None or slot.iteration < limit)
+                                and time.perf_counter_ns() < min(stop_ns, self._end_ns)
+                            ):
                                 it = slot.iteration
-                                await self._iteration(slot, it, -1, it, vu, slot.step)
+                                if not await self._iteration(slot, it, -1, it, vu, slot.step):
+                                    break  # the run ended inside the iteration
                                 slot.iteration += 1
                                 slot.step = 0
                         guard.scope = None
@@ -308,10 +316,10 @@ class VuRuntime:
         decision_iteration: int,
         dvu: int,
         first_step: int = 0,
-    ) -> None:
+    ) -> bool:
         """One pass: the planned requests in order (from ``first_step``), each followed by its
         think time. ``dvu`` is the VU id of the decision key (``ARRIVAL_VU_KEY`` in the open
-        model)."""
+        model). Returns True when every step ran, False when the run ended before."""
         steps = self._planner.plan(dvu, decision_iteration)
         requests = self._requests
         c = self._c
@@ -323,7 +331,7 @@ class VuRuntime:
         guard = slot.guard
         for step in range(first_step, len(steps)):
             if time.perf_counter_ns() >= self._end_ns:
-                return
+                return False
             req_index = steps[step]
             req = requests[req_index]
             c.requests_started += 1
@@ -380,10 +388,18 @@ class VuRuntime:
                 )
             )
             c.events += 1
+            if guard.fired:
+                # The timer fired while the complete response was already being handed to us:
+                # the request succeeded (recorded above), but the cancellation is pending and
+                # would hit whatever comes next. Take it here, at this step, and let the VU's
+                # scope resume after it (with this request's think time, applied once).
+                slot.pending_think = t_ns
+                await trio.lowlevel.checkpoint()
             if len(batch) >= BATCH_MAX:
                 await self.flush()
             if t_ns and not await self._sleep_until(time.perf_counter_ns() + t_ns):
-                return
+                return False
+        return True
 
     async def _open_model(self, my_vus: list[int]) -> None:
         """Open model: start iterations at the declared rate from a pool of idle VUs."""

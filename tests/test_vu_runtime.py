@@ -1,0 +1,167 @@
+"""The VU runtime with a fake connection: races that real sockets only show under load."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import trio
+
+from z6.engine.client import Outcome
+from z6.engine.error_kinds import ErrorKind
+from z6.engine.loader import load_scenario_text
+from z6.engine.requests import PreparedRequest
+from z6.engine.timeouts import TimeoutGuard
+from z6.engine.vu import VuRuntime, WorkPlan
+from z6.ipc.events import Event, RequestEvent, VuStarted, VuStopped, WorkerFinished
+
+SCENARIO = """
+[runtime]
+iterations = 2
+vus = 1
+
+[target]
+base_url = "http://127.0.0.1:9"
+
+[[requests]]
+name = "a"
+method = "GET"
+path = "/a"
+
+[[requests]]
+name = "b"
+method = "GET"
+path = "/b"
+
+[think_time]
+type = "constant"
+duration_ms = 30
+
+[sequence]
+[[sequence.steps]]
+request = "a"
+[[sequence.steps]]
+request = "b"
+"""
+
+
+class _LateTimerConnection:
+    """Answers every request at once, but on the first one the timeout wheel "fires" just as
+    the response is handed over: the guard is marked fired and its scope cancelled although
+    the request completed (the race between a wake-up and the wheel's tick)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def request(self, req: PreparedRequest, out: Outcome, guard: TimeoutGuard) -> None:
+        self.calls += 1
+        out.start_ns = time.perf_counter_ns()
+        await trio.lowlevel.checkpoint()
+        out.status = 200
+        out.error = ErrorKind.NONE
+        out.bytes_received = 10
+        out.new_connection = False
+        out.connect_ns = 0
+        out.end_ns = time.perf_counter_ns()
+        if self.calls == 1:
+            assert guard.scope is not None
+            guard.fired = True
+            guard.scope.cancel()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+def _run(conn: Any) -> list[Event]:
+    scenario = load_scenario_text(SCENARIO, "vu-test.toml")
+    events: list[Event] = []
+
+    async def write_batch(batch: list[Event]) -> None:
+        events.extend(batch)
+        await trio.lowlevel.checkpoint()
+
+    async def main() -> None:
+        plan = WorkPlan(
+            scenario=scenario,
+            seed=1,
+            procs=1,
+            worker_index=0,
+            run_start_ns=time.perf_counter_ns(),
+            duration_s=None,
+            iterations=2,
+            vus=1,
+            engine="h11",
+        )
+        runtime = VuRuntime(plan, write_batch)
+        original = runtime._new_slot
+
+        def new_slot(vu: int) -> Any:
+            slot = original(vu)
+            slot.conn = conn
+            return slot
+
+        runtime._new_slot = new_slot  # type: ignore[method-assign]
+        await runtime.run()
+
+    trio.run(main)
+    return events
+
+
+def test_a_late_timer_does_not_fail_the_next_request() -> None:
+    conn = _LateTimerConnection()
+    events = _run(conn)
+    reqs = [e for e in events if type(e) is RequestEvent]
+    # Every request succeeded and each step ran exactly once, in order.
+    assert [(e.iteration, e.step, e.request, e.error) for e in reqs] == [
+        (0, 0, 0, 0),
+        (0, 1, 1, 0),
+        (1, 0, 0, 0),
+        (1, 1, 1, 0),
+    ]
+    assert conn.calls == 4
+    # The think time after the raced request was still applied, once: the next request
+    # started at least 30 ms after it ended.
+    assert reqs[1].start_ns >= reqs[0].start_ns + reqs[0].latency_ns + 30_000_000
+    stops = [e for e in events if type(e) is VuStopped]
+    assert [s.iterations for s in stops] == [2]
+    assert sum(1 for e in events if type(e) is VuStarted) == 1
+    finished = [e for e in events if type(e) is WorkerFinished]
+    assert finished[0].requests_started == 4
+    assert finished[0].events == len(events) - 1
+
+
+def test_concurrent_flushes_keep_order_and_lose_nothing() -> None:
+    """While one flush waits on a full ring, a second one must wait its turn."""
+    scenario = load_scenario_text(SCENARIO, "vu-test.toml")
+    written: list[list[int]] = []
+
+    async def write_batch(batch: list[Event]) -> None:
+        ids = [e.vu for e in batch if type(e) is VuStarted]
+        if ids == [1]:
+            await trio.sleep(0.05)  # the ring is full for a while
+        written.append(ids)
+
+    async def main() -> None:
+        plan = WorkPlan(
+            scenario=scenario,
+            seed=1,
+            procs=1,
+            worker_index=0,
+            run_start_ns=time.perf_counter_ns(),
+            duration_s=None,
+            iterations=1,
+            vus=1,
+        )
+        runtime = VuRuntime(plan, write_batch)
+
+        async def flush_one(vu: int) -> None:
+            runtime._c.batch.append(VuStarted(vu, 0))
+            await runtime.flush()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flush_one, 1)
+            await trio.sleep(0.01)
+            nursery.start_soon(flush_one, 2)
+
+    trio.run(main)
+    assert written == [[1], [2]]
