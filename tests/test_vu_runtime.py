@@ -72,8 +72,20 @@ class _LateTimerConnection:
         await trio.lowlevel.checkpoint()
 
 
+def _plan(iterations: int) -> WorkPlan:
+    return WorkPlan(
+        scenario=load_scenario_text(SCENARIO, "vu-test.toml"),
+        seed=1,
+        procs=1,
+        worker_index=0,
+        run_start_ns=time.perf_counter_ns(),
+        duration_s=None,
+        iterations=iterations,
+        vus=1,
+    )
+
+
 def _run(conn: Any) -> list[Event]:
-    scenario = load_scenario_text(SCENARIO, "vu-test.toml")
     events: list[Event] = []
 
     async def write_batch(batch: list[Event]) -> None:
@@ -81,18 +93,7 @@ def _run(conn: Any) -> list[Event]:
         await trio.lowlevel.checkpoint()
 
     async def main() -> None:
-        plan = WorkPlan(
-            scenario=scenario,
-            seed=1,
-            procs=1,
-            worker_index=0,
-            run_start_ns=time.perf_counter_ns(),
-            duration_s=None,
-            iterations=2,
-            vus=1,
-            engine="h11",
-        )
-        runtime = VuRuntime(plan, write_batch)
+        runtime = VuRuntime(_plan(2), write_batch)
         original = runtime._new_slot
 
         def new_slot(vu: int) -> Any:
@@ -132,7 +133,6 @@ def test_a_late_timer_does_not_fail_the_next_request() -> None:
 
 def test_concurrent_flushes_keep_order_and_lose_nothing() -> None:
     """While one flush waits on a full ring, a second one must wait its turn."""
-    scenario = load_scenario_text(SCENARIO, "vu-test.toml")
     written: list[list[int]] = []
 
     async def write_batch(batch: list[Event]) -> None:
@@ -142,17 +142,7 @@ def test_concurrent_flushes_keep_order_and_lose_nothing() -> None:
         written.append(ids)
 
     async def main() -> None:
-        plan = WorkPlan(
-            scenario=scenario,
-            seed=1,
-            procs=1,
-            worker_index=0,
-            run_start_ns=time.perf_counter_ns(),
-            duration_s=None,
-            iterations=1,
-            vus=1,
-        )
-        runtime = VuRuntime(plan, write_batch)
+        runtime = VuRuntime(_plan(1), write_batch)
 
         async def flush_one(vu: int) -> None:
             runtime._c.batch.append(VuStarted(vu, 0))
