@@ -1,22 +1,25 @@
-"""The I/O edge: one keep-alive HTTP/1.1 connection over trio sockets.
+"""The I/O edge: one keep-alive HTTP/1.1 (or HTTPS) connection of one VU.
 
 A ``Connection`` belongs to one VU. ``request()`` sends a ``PreparedRequest``, reads the whole
 response through a sans-IO parser from ``z6.engine.protocol`` and fills an ``Outcome``. It
-never raises for network or protocol trouble: every failure becomes an ``ErrorKind`` (mapped in
-one place, ``classify_exception``) and closes the socket, so the next request reconnects. Only
-cancellation (``trio.Cancelled``) and other ``BaseException``s propagate, after the socket is
-closed.
+never raises for network or protocol trouble: every failure, the request timeout included,
+becomes an ``ErrorKind`` (mapped in one place, ``classify_exception``) and closes the socket,
+so the next request reconnects. Only ``Interrupted`` (the hard stop) and other
+``BaseException``s propagate, after the socket is closed.
 
-Speed: plain HTTP calls the non-blocking stdlib socket directly and only parks in
-``trio.lowlevel.wait_readable``/``wait_writable`` when the kernel says it would block (the
-``trio.socket`` wrappers cost several microseconds per call); TCP_NODELAY is set. HTTPS goes
-through ``trio.SSLStream``. Name resolution happens once per (host, port) per process
-(``_ADDR_CACHE``); a load test targets one host whose address is not expected to move.
+It runs as a task of a ``z6.engine.reactor.Reactor`` (never directly under trio): it calls
+the non-blocking stdlib socket directly and parks in the reactor's ``wait_readable`` /
+``wait_writable`` only when the kernel says it would block; TCP_NODELAY is set. TLS runs over
+``ssl.SSLObject`` and memory BIOs on the same socket. Name resolution happens once per
+(host, port) per process (``_ADDR_CACHE``, filled by ``prefetch_address`` before the VUs
+start); a load test targets one host whose address is not expected to move.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -28,8 +31,16 @@ import trio
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.errors import ConfigError
 from z6.engine.protocol import ClosedEarly, ProtocolViolation, ResponseParser
+from z6.engine.reactor import (
+    DeadlineExceeded,
+    Semaphore,
+    TimeoutGuard,
+    checkpoint,
+    current_reactor,
+    wait_readable,
+    wait_writable,
+)
 from z6.engine.requests import PreparedRequest
-from z6.engine.timeouts import TimeoutGuard
 
 RECV_SIZE = 65536
 
@@ -46,19 +57,16 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 # (host, port) -> (family, type, proto, sockaddr) of the first getaddrinfo answer.
 _ADDR_CACHE: dict[tuple[str, int], tuple[int, int, int, Any]] = {}
+# (host, port) -> why prefetch_address could not resolve it.
+_ADDR_FAILED: dict[tuple[str, int], BaseException] = {}
 
 # What a transfer may raise for reasons outside z6; anything else is a bug and propagates.
-_TRANSPORT_ERRORS = (
-    OSError,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-    ProtocolViolation,
-    ClosedEarly,
-)
+_TRANSPORT_ERRORS = (OSError, ProtocolViolation, ClosedEarly)
+_CONNECTING = (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY)
 
 
-_wait_readable = trio.lowlevel.wait_readable
-_wait_writable = trio.lowlevel.wait_writable
+class _ConnectTimedOut(Exception):
+    """The connect deadline passed while connecting or in the TLS handshake."""
 
 
 class Outcome:
@@ -105,20 +113,13 @@ class Outcome:
 def classify_exception(exc: BaseException) -> ErrorKind:
     """Map an exception raised while connecting or transferring to its ``ErrorKind``.
 
-    The one place that knows OS, ssl and trio exception types. Wrapped exceptions (trio's
-    ``BrokenResourceError`` carries the OS or TLS error as its cause) are unwrapped first.
-    A ``TimeoutError`` from the kernel maps to ``TIMEOUT``; the connect phase turns that into
-    ``CONNECT_TIMEOUT``.
+    The one place that knows OS and ssl exception types. A ``TimeoutError`` from the kernel
+    maps to ``TIMEOUT``; the connect phase turns that into ``CONNECT_TIMEOUT``.
     """
     if isinstance(exc, ProtocolViolation):
         return ErrorKind.PROTOCOL_ERROR
     if isinstance(exc, ClosedEarly):
         return ErrorKind.CLOSED_EARLY
-    if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
-        cause = exc.__cause__ or exc.__context__
-        if cause is None or cause is exc:
-            return ErrorKind.RESET
-        return classify_exception(cause)
     if isinstance(exc, socket.gaierror | UnicodeError):
         return ErrorKind.DNS_ERROR
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
@@ -153,18 +154,40 @@ def make_ssl_context(verify: bool = True, ca_bundle: str | None = None) -> ssl.S
     return ctx
 
 
-async def _resolve(host: str, port: int) -> tuple[int, int, int, Any]:
-    """The first stream address of ``host:port``, cached per process."""
+def _resolve(host: str, port: int) -> tuple[int, int, int, Any]:
+    """The first stream address of ``host:port``, cached per process.
+
+    Blocking on a cache miss: the VU runtime resolves its target with ``prefetch_address``
+    (in a trio thread) before any VU starts, so a miss only happens in tools and tests.
+    """
     key = (host, port)
     addr = _ADDR_CACHE.get(key)
     if addr is None:
-        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        failed = _ADDR_FAILED.get(key)
+        if failed is not None:
+            raise failed.with_traceback(None)  # no frames piling up on the shared object
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         if not infos:
             raise socket.gaierror(f"no address for {host!r}")
         family, type_, proto, _canon, sockaddr = infos[0]
         addr = (int(family), int(type_), proto, sockaddr)
         _ADDR_CACHE[key] = addr
     return addr
+
+
+async def prefetch_address(host: str, port: int) -> None:
+    """Resolve ``host:port`` into the cache without blocking trio (before the VUs start).
+
+    A failure is remembered for the process (``_ADDR_FAILED``): every connect then reports
+    ``DNS_ERROR`` at once instead of blocking the VUs' loop on a resolver timeout each time.
+    """
+    key = (host, port)
+    if key in _ADDR_CACHE or key in _ADDR_FAILED:
+        return
+    try:
+        await trio.to_thread.run_sync(_resolve, host, port)
+    except (OSError, UnicodeError) as exc:
+        _ADDR_FAILED[key] = exc
 
 
 class Connection:
@@ -175,12 +198,15 @@ class Connection:
     """
 
     __slots__ = (
+        "_fd",
+        "_guard",
         "_parser",
         "_raw",
-        "_sock",
-        "_stream",
+        "_tls_in",
+        "_tls_obj",
+        "_tls_out",
         "connect_limiter",
-        "connect_timeout_s",
+        "connect_timeout_ns",
         "host",
         "parser_factory",
         "port",
@@ -197,27 +223,29 @@ class Connection:
         server_hostname: str | None,
         connect_timeout_s: float,
         parser_factory: Callable[[], ResponseParser],
-        connect_limiter: trio.Semaphore | None = None,
+        connect_limiter: Semaphore | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
         self.server_hostname = server_hostname or host
-        self.connect_timeout_s = connect_timeout_s
+        self.connect_timeout_ns = round(connect_timeout_s * 1e9)
         # Caps connects in progress across the VUs sharing it: 10,000 simultaneous SYNs
         # overflow a server's listen backlog (somaxconn) and turn into seconds of SYN retries.
         self.connect_limiter = connect_limiter
         self.parser_factory = parser_factory
-        self._sock: trio.socket.SocketType | None = None
-        # The same file descriptor as ``_sock``, as a plain non-blocking stdlib socket.
         self._raw: socket.socket | None = None
-        self._stream: trio.SSLStream[trio.SocketStream] | None = None
+        self._fd = -1
+        self._tls_obj: ssl.SSLObject | None = None
+        self._tls_in: ssl.MemoryBIO | None = None
+        self._tls_out: ssl.MemoryBIO | None = None
         self._parser: ResponseParser | None = None
+        self._guard: TimeoutGuard | None = None
 
     @property
     def is_open(self) -> bool:
         """True while a socket is open (the next request reuses it)."""
-        return self._sock is not None
+        return self._raw is not None
 
     async def request(
         self, req: PreparedRequest, out: Outcome, guard: TimeoutGuard | None = None
@@ -225,14 +253,9 @@ class Connection:
         """Send ``req``, read its response and fill ``out`` (see ``Outcome``).
 
         Bounds: the connect by ``connect_timeout_s`` (``CONNECT_TIMEOUT``), the exchange by
-        ``req.timeout_s`` (``TIMEOUT``). A complete response failing ``req.is_success`` is
-        ``STATUS``. Never raises for network or protocol problems.
-
-        With ``guard`` (the VU runtime's fast path) the exchange is bounded by arming the guard
-        instead of a CancelScope of its own: when the deadline passes, the guard's scope (owned
-        by the caller) is cancelled, so ``trio.Cancelled`` propagates out of this call with
-        ``guard.fired`` set and ``out`` filled as far as it got; the caller records the
-        timeout.
+        ``req.timeout_s`` (``TIMEOUT``), through ``guard`` (the VU's; a private one when
+        None). A complete response failing ``req.is_success`` is ``STATUS``. Never raises
+        for network or protocol problems.
         """
         out.status = 0
         out.error = _NONE
@@ -240,17 +263,21 @@ class Connection:
         out.new_connection = False
         out.connect_ns = 0
         out.start_ns = 0
+        if guard is None:
+            guard = self._guard
+            if guard is None:
+                guard = self._guard = TimeoutGuard()
         parser: ResponseParser | None = None
         try:
-            reused = self._sock is not None
+            reused = self._raw is not None
             while True:
-                if self._sock is None:
+                if self._raw is None:
                     limiter = self.connect_limiter
                     if limiter is not None:
                         await limiter.acquire()
                     try:
                         t0 = perf_counter_ns()  # after the wait for a connect slot
-                        error = await self._connect()
+                        error = await self._connect(t0 + self.connect_timeout_ns)
                         t1 = perf_counter_ns()
                     finally:
                         if limiter is not None:
@@ -260,37 +287,35 @@ class Connection:
                     if error is not _NONE:
                         out.error = error
                         out.start_ns = out.end_ns = t1
+                        # A connect can fail without ever parking (cached DNS failure,
+                        # EMFILE...): every request must still let the other VUs, timers
+                        # and the flusher run.
+                        await checkpoint()
                         return
                 parser = self._parser
                 assert parser is not None
                 out.start_ns = 0
-                if guard is None:
-                    with trio.CancelScope(deadline=trio.current_time() + req.timeout_s) as scope:
-                        error = await self._exchange(req, parser, out)
-                    if scope.cancelled_caught:
-                        error = _TIMEOUT
-                elif self._stream is None:
-                    # The VU runtime's plain-HTTP fast path, inlined (one coroutine frame less).
-                    guard.arm(perf_counter_ns() + req.timeout_ns)
-                    error = _NONE
-                    try:
-                        data = parser.start(req)
-                        out.start_ns = perf_counter_ns()
+                guard.arm(perf_counter_ns() + req.timeout_ns)
+                error = _NONE
+                try:
+                    data = parser.start(req)
+                    out.start_ns = perf_counter_ns()
+                    if self._tls_obj is None:
                         await self._exchange_plain(data, parser)
-                    except _TRANSPORT_ERRORS as exc:
-                        error = classify_exception(exc)
-                    guard.disarm()
-                else:
-                    guard.arm(perf_counter_ns() + req.timeout_ns)
-                    error = await self._exchange(req, parser, out)
-                    guard.disarm()
+                    else:
+                        await self._exchange_tls(data, parser)
+                except _TRANSPORT_ERRORS as exc:
+                    error = classify_exception(exc)
+                except DeadlineExceeded:
+                    error = _TIMEOUT
+                guard.disarm()
                 out.end_ns = perf_counter_ns()
                 if out.start_ns == 0:  # the request could not even be started
                     out.start_ns = out.end_ns
                 out.bytes_received = parser.bytes_received
                 if error is _NONE:
                     break
-                self._close()
+                self.close()
                 if (
                     reused
                     and error in _STALE
@@ -300,142 +325,206 @@ class Connection:
                     reused = False  # retry once, on a fresh connection
                     continue
                 out.error = error
+                await checkpoint()  # the failure may have come before any park (see above)
                 return
             out.status = status = parser.status
             expect = req.expect_status  # inlined req.is_success(): once per request
             if (status not in expect) if expect is not None else status >= 400:
                 out.error = _STATUS
             if not parser.keep_alive:
-                self._close()
+                self.close()
         except BaseException:
-            # Cancellation (timeout guard, graceful stop over) or an interrupt: never leak the
-            # socket, and leave ``out`` describing how far the request got.
+            # The hard stop (Interrupted) or an interrupt: never leak the socket, and leave
+            # ``out`` describing how far the request got.
             out.end_ns = perf_counter_ns()
             if out.start_ns == 0:
                 out.start_ns = out.end_ns
             if parser is not None:
                 out.bytes_received = parser.bytes_received
-            if guard is not None:
-                guard.disarm()  # never leave this request's deadline armed for the next one
-            self._close()
+            guard.disarm()  # never leave this request's deadline armed for the next one
+            self.close()
             raise
-
-    async def _exchange(
-        self, req: PreparedRequest, parser: ResponseParser, out: Outcome
-    ) -> ErrorKind:
-        """Write the request and read the whole response; return ``NONE`` or why it failed."""
-        try:
-            data = parser.start(req)
-            out.start_ns = perf_counter_ns()
-            if self._stream is None:
-                await self._exchange_plain(data, parser)
-            else:
-                await self._exchange_tls(data, parser)
-        except _TRANSPORT_ERRORS as exc:
-            return classify_exception(exc)
-        return _NONE
 
     async def _exchange_plain(self, data: bytes, parser: ResponseParser) -> None:
         raw = self._raw
         assert raw is not None
-        waited = False
+        fd = self._fd
         try:
             sent = raw.send(data)
         except BlockingIOError:
             sent = 0
         if sent < len(data):
-            view = memoryview(data)
-            while sent < len(data):
-                await _wait_writable(raw)
-                waited = True
-                with contextlib.suppress(BlockingIOError):
-                    sent += raw.send(view[sent:])
+            await self._send_rest(raw, fd, memoryview(data), sent)
         recv = raw.recv
         feed = parser.feed
-        # Right after a send the answer is practically never there yet: park first instead of
-        # paying for a recv that fails with EAGAIN.
-        await _wait_readable(raw)
-        waited = True
         while True:
+            # Park before every read: right after a send the answer is practically never there
+            # yet (a recv would fail with EAGAIN), and a long body read chunk after chunk must
+            # not keep the other VUs, the timers and the flusher waiting.
+            await wait_readable(fd)
             try:
                 chunk = recv(RECV_SIZE)
             except BlockingIOError:
-                await _wait_readable(raw)
                 continue
             if not chunk:
                 parser.feed_eof()  # True for a close-delimited body, else raises ClosedEarly
-                break
+                return
             if feed(chunk):
-                break
-        if not waited:
-            # Every request must be a checkpoint (cancellation, fairness between VUs) even
-            # when the kernel had the whole response ready.
-            await trio.lowlevel.checkpoint()
+                return
+
+    @staticmethod
+    async def _send_rest(raw: socket.socket, fd: int, view: memoryview, sent: int) -> None:
+        while sent < len(view):
+            await wait_writable(fd)
+            with contextlib.suppress(BlockingIOError):
+                sent += raw.send(view[sent:])
+
+    # -- TLS over memory BIOs ------------------------------------------------------------
+
+    async def _tls_flush(self, deadline_ns: int = 0) -> None:
+        """Send whatever the TLS object has written to its outgoing BIO."""
+        out = self._tls_out
+        raw = self._raw
+        assert out is not None
+        assert raw is not None
+        data = out.read()
+        if not data:
+            return
+        view = memoryview(data)
+        sent = 0
+        while sent < len(view):
+            try:
+                sent += raw.send(view[sent:])
+            except BlockingIOError:
+                if not await wait_writable(self._fd, deadline_ns):
+                    raise _ConnectTimedOut from None
+
+    async def _tls_fill(self, deadline_ns: int = 0) -> None:
+        """Move received bytes (or the EOF) into the TLS object's incoming BIO.
+
+        Parks before every read, like the plain exchange (fairness, timeouts).
+        """
+        incoming = self._tls_in
+        raw = self._raw
+        assert incoming is not None
+        assert raw is not None
+        while True:
+            if not await wait_readable(self._fd, deadline_ns):
+                raise _ConnectTimedOut
+            try:
+                chunk = raw.recv(RECV_SIZE)
+            except BlockingIOError:
+                continue
+            if chunk:
+                incoming.write(chunk)
+            else:
+                incoming.write_eof()
+            return
+
+    async def _tls_handshake(self, deadline_ns: int) -> None:
+        obj = self._tls_obj
+        assert obj is not None
+        while True:
+            try:
+                obj.do_handshake()
+            except ssl.SSLWantReadError:
+                await self._tls_flush(deadline_ns)
+                await self._tls_fill(deadline_ns)
+                continue
+            await self._tls_flush(deadline_ns)
+            return
 
     async def _exchange_tls(self, data: bytes, parser: ResponseParser) -> None:
-        stream = self._stream
-        assert stream is not None
-        await stream.send_all(data)
-        receive = stream.receive_some
+        obj = self._tls_obj
+        assert obj is not None
+        obj.write(data)
+        await self._tls_flush()
         feed = parser.feed
         while True:
-            chunk = await receive(RECV_SIZE)
+            try:
+                chunk = obj.read(RECV_SIZE)
+            except ssl.SSLWantReadError:
+                await self._tls_flush()  # renegotiation or session tickets may need to go out
+                await self._tls_fill()
+                continue
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                # Servers often close without close_notify (like trio's https_compatible):
+                # treat that as EOF.
+                chunk = b""
             if not chunk:
                 parser.feed_eof()
                 return
-            if feed(bytes(chunk)):
+            if feed(chunk):
                 return
 
-    async def _connect(self) -> ErrorKind:
-        """Open the socket (and TLS); return ``NONE`` or why it failed."""
-        sock: trio.socket.SocketType | None = None
+    # -- opening and closing -------------------------------------------------------------
+
+    async def _connect(self, deadline_ns: int) -> ErrorKind:
+        """Open the socket (and TLS) before ``deadline_ns``; return ``NONE`` or why not."""
+        raw: socket.socket | None = None
         try:
-            with trio.move_on_after(self.connect_timeout_s):
-                family, type_, proto, sockaddr = await _resolve(self.host, self.port)
-                raw = socket.socket(family, type_, proto)
-                raw.setblocking(False)
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock = trio.socket.from_stdlib_socket(raw)
-                await sock.connect(sockaddr)
-                stream = None
-                if self.tls is not None:
-                    stream = trio.SSLStream(
-                        trio.SocketStream(sock),
-                        self.tls,
-                        server_hostname=self.server_hostname,
-                        # Servers often close without close_notify; treat that as EOF.
-                        https_compatible=True,
-                    )
-                    await stream.do_handshake()
-                self._sock = sock
-                self._raw = raw
-                self._stream = stream
-                self._parser = self.parser_factory()
-                return _NONE
+            family, type_, proto, sockaddr = _resolve(self.host, self.port)
+            raw = socket.socket(family, type_, proto)
+            raw.setblocking(False)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            fd = raw.fileno()
+            err = raw.connect_ex(sockaddr)
+            if err in _CONNECTING:
+                if not await wait_writable(fd, deadline_ns):
+                    raise _ConnectTimedOut
+                err = raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err))
+            self._raw = raw
+            self._fd = fd
+            if self.tls is not None:
+                self._tls_in = ssl.MemoryBIO()
+                self._tls_out = ssl.MemoryBIO()
+                self._tls_obj = self.tls.wrap_bio(
+                    self._tls_in, self._tls_out, server_hostname=self.server_hostname
+                )
+                await self._tls_handshake(deadline_ns)
+            self._parser = self.parser_factory()
+            return _NONE
+        except _ConnectTimedOut:
             kind = ErrorKind.CONNECT_TIMEOUT
         except (*_TRANSPORT_ERRORS, UnicodeError) as exc:
             kind = classify_exception(exc)
             if kind is _TIMEOUT:
                 kind = ErrorKind.CONNECT_TIMEOUT
         except BaseException:
-            if sock is not None:
-                sock.close()
+            self._drop(raw)
             raise
-        if sock is not None:
-            sock.close()
+        self._drop(raw)
         return kind
 
-    def _close(self) -> None:
-        """Drop the connection at once (no TLS close_notify: the peer sees a plain close)."""
-        sock = self._sock
-        self._sock = None
-        self._raw = None
-        self._stream = None
-        self._parser = None
-        if sock is not None:
-            sock.close()
+    def _drop(self, raw: socket.socket | None) -> None:
+        """Forget and close a socket that did not become this connection's."""
+        if raw is not None and raw is not self._raw:
+            _forget(raw)
+            raw.close()
+        self.close()
 
-    async def aclose(self) -> None:
-        """Close the connection; the next ``request`` would open a new one."""
-        self._close()
-        await trio.lowlevel.checkpoint()
+    def close(self) -> None:
+        """Drop the connection at once (no TLS close_notify: the peer sees a plain close)."""
+        raw = self._raw
+        self._raw = None
+        self._fd = -1
+        self._tls_obj = None
+        self._tls_in = None
+        self._tls_out = None
+        self._parser = None
+        if raw is not None:
+            _forget(raw)
+            raw.close()
+
+
+def _forget(raw: socket.socket) -> None:
+    """Take the socket out of the running reactor's epoll set before it is closed."""
+    try:
+        reactor = current_reactor()
+    except RuntimeError:
+        return
+    fd = raw.fileno()
+    if fd >= 0:
+        reactor.forget(fd)

@@ -29,6 +29,7 @@ differ are normalized here (the fuzz tests in ``tests/test_protocol_fuzz.py`` ho
 
 Known differences left as they are (rare, malformed input; listed in the fuzz test): obsolete
 header line folding (h11 unfolds, llhttp rejects), irregular line ends inside chunked framing,
+malformed chunk extensions (h11 ignores what follows the ``;``, llhttp checks its syntax),
 and blank lines between an interim response and the next one (llhttp skips, h11 rejects).
 Without EOF, llhttp may report a malformed head before h11, which waits for the blank line.
 """

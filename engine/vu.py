@@ -6,10 +6,14 @@ event it produces to ``write_batch`` in batches. All decisions come from
 ``z6.engine.decisions`` (a pure function of seed, VU and iteration) and all timing from
 ``z6.engine.schedule``, so the same plan gives the same decisions in any worker layout.
 
+The VUs are coroutines driven by a ``z6.engine.reactor.Reactor`` (one trio task), not trio
+tasks of their own: see that module for why. The runtime's own trio tasks are the reactor, a
+flusher (every ``FLUSH_INTERVAL_S``) and whatever the worker adds.
+
 Stopping:
 - soft end (duration over, ramp-down, or ``request_stop()`` after SIGINT): no new request is
   started; the request in flight may finish;
-- hard end (soft end + ``graceful_stop_seconds``): whatever is still in flight is cancelled
+- hard end (soft end + ``graceful_stop_seconds``): whatever is still in flight is interrupted
   and recorded as ``interrupted``.
 """
 
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from z6.engine.client import Connection, Outcome
+from z6.engine.client import Connection, Outcome, prefetch_address
 from z6.engine.decisions import (
     ARRIVAL_VU_KEY,
     Planner,
@@ -32,6 +36,14 @@ from z6.engine.decisions import (
 )
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.protocol import engine_factory
+from z6.engine.reactor import (
+    Interrupted,
+    Reactor,
+    Semaphore,
+    TimeoutGuard,
+    checkpoint,
+    sleep_until,
+)
 from z6.engine.requests import PreparedRequest, parse_base_url, prepare_requests
 from z6.engine.scenario import Scenario
 from z6.engine.schedule import (
@@ -39,7 +51,6 @@ from z6.engine.schedule import (
     arrivals_total,
     vu_windows,
 )
-from z6.engine.timeouts import TimeoutGuard, TimeoutWheel
 from z6.ipc.events import (
     Event,
     IterationDropped,
@@ -54,7 +65,6 @@ BATCH_MAX = 512  # events per ring record; large enough to amortize encoding, sm
 FLUSH_INTERVAL_S = 0.05
 CONNECTS_IN_FLIGHT = 256  # per worker; see Connection.connect_limiter
 _INTERRUPTED = int(ErrorKind.INTERRUPTED)
-_TIMEOUT = int(ErrorKind.TIMEOUT)
 _NS = 1_000_000_000
 
 
@@ -93,6 +103,7 @@ class _Counters:
     events: int = 0
     requests_started: int = 0
     ring_waits: int = 0
+    # Never replaced (flushes copy and clear it): the reactor watches its length.
     batch: list[Event] = field(default_factory=list)
 
 
@@ -120,63 +131,59 @@ class VuRuntime:
         start = plan.run_start_ns
         self._start_ns = start
         if plan.duration_s is None:
-            self._end_ns = math.inf
+            self._end_ns: float = math.inf
         else:
             self._end_ns = start + round(plan.duration_s * _NS)
         self._graceful_ns = round(sc.runtime.graceful_stop_seconds * _NS)
-        self._stopping = trio.Event()
-        self._hard_scope = trio.CancelScope()
-        self._wheel = TimeoutWheel()
+        self._stopping = False
         self._flush_lock = trio.Lock()
-        self._connect_limiter = trio.Semaphore(CONNECTS_IN_FLIGHT)
+        self._connect_limiter = Semaphore(CONNECTS_IN_FLIGHT)
+        self._reactor = Reactor(self._c.batch, BATCH_MAX, self.flush)
+        self._slots: list[_Slot] = []
 
     # -- clock -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _to_trio(perf_ns: float) -> float:
-        """Convert a perf_counter_ns instant into a trio deadline (trio.current_time clock)."""
-        return trio.current_time() + (perf_ns - time.perf_counter_ns()) / _NS
-
     async def _sleep_until(self, perf_ns: float) -> bool:
         """Sleep until ``perf_ns``; False (early) when the run stops or ends before it."""
-        if self._stopping.is_set():
+        if self._stopping:
             return False
         # Never sleep past the soft end: a long think time must not stretch the run to the
         # hard stop.
-        delay = (min(perf_ns, self._end_ns) - time.perf_counter_ns()) / _NS
-        if delay > 0:
-            with trio.move_on_after(delay):
-                await self._stopping.wait()
-        return not self._stopping.is_set() and perf_ns <= self._end_ns
+        target = min(perf_ns, self._end_ns)
+        if target > time.perf_counter_ns():
+            await sleep_until(int(target))
+        return not self._stopping and perf_ns <= self._end_ns
 
     def request_stop(self) -> None:
-        """Soft-stop now (SIGINT/SIGTERM): no new requests; hard stop after the graceful time."""
+        """Soft-stop now (SIGINT/SIGTERM): no new requests; hard stop after the graceful time.
+
+        Called from trio (the worker's stop watcher), never from a VU.
+        """
         now = time.perf_counter_ns()
         if now < self._end_ns:
             self._end_ns = now
-        self._stopping.set()
-        self._hard_scope.deadline = min(
-            self._hard_scope.deadline, self._to_trio(now + self._graceful_ns)
-        )
+        self._stopping = True
+        reactor = self._reactor
+        reactor.hard_stop_ns = min(reactor.hard_stop_ns, now + self._graceful_ns)
+        reactor.wake_sleepers()
 
     # -- events ----------------------------------------------------------------------------
 
-    async def _emit(self, ev: Event) -> None:
-        c = self._c
-        c.batch.append(ev)
-        c.events += 1
-        if len(c.batch) >= BATCH_MAX:
-            await self.flush()
+    def _emit(self, ev: Event) -> None:
+        # The reactor flushes the batch once it holds BATCH_MAX events.
+        self._c.batch.append(ev)
+        self._c.events += 1
 
     async def flush(self) -> None:
         """Hand the pending events to ``write_batch`` (waits while the ring is full)."""
         c = self._c
         if c.batch:
-            batch, c.batch = c.batch, []
-            # Shielded: a batch taken out of the buffer must reach the ring even when the hard
-            # stop cancels the VU that happened to fill it. Locked (trio locks are FIFO): while
-            # one flush waits on a full ring, another must neither overtake it (event order)
-            # nor reuse the writer's encode buffer under it.
+            batch = c.batch[:]
+            c.batch.clear()
+            # Shielded: a batch taken out of the buffer must reach the ring even when the run
+            # is being torn down. Locked (trio locks are FIFO): while one flush waits on a
+            # full ring, another must neither overtake it (event order) nor reuse the
+            # writer's encode buffer under it.
             with trio.CancelScope(shield=True):
                 async with self._flush_lock:
                     await self._write_batch(batch)
@@ -190,25 +197,29 @@ class VuRuntime:
     async def run(self) -> None:
         """Run every VU of this worker to the end, then emit ``WorkerFinished`` and flush."""
         plan = self.plan
-        if self._end_ns != math.inf and not self._stopping.is_set():
-            self._hard_scope.deadline = self._to_trio(self._end_ns + self._graceful_ns)
+        reactor = self._reactor
+        if self._end_ns != math.inf and not self._stopping:
+            reactor.hard_stop_ns = min(reactor.hard_stop_ns, int(self._end_ns + self._graceful_ns))
         my_vus = worker_slice(
             plan.vus, plan.procs, plan.worker_index, plan.shard_index, plan.shard_count
         )
-        await self._emit(
+        self._emit(
             WorkerStarted(plan.worker_index, _pid(), self._rel(time.perf_counter_ns()), len(my_vus))
         )
-        async with trio.open_nursery() as outer:
-            outer.start_soon(self._flusher)
-            outer.start_soon(self._wheel.run)
-            with self._hard_scope:
-                async with trio.open_nursery() as nursery:
-                    if plan.open_model:
-                        nursery.start_soon(self._open_model, my_vus)
-                    else:
-                        for vu in my_vus:
-                            nursery.start_soon(self._closed_vu, vu)
-            outer.cancel_scope.cancel()
+        await prefetch_address(self._host, self._port)
+        if plan.open_model:
+            reactor.spawn(self._open_model(my_vus))
+        else:
+            for vu in my_vus:
+                reactor.spawn(self._closed_vu(vu))
+        try:
+            async with trio.open_nursery() as outer:
+                outer.start_soon(self._flusher)
+                await reactor.run()
+                outer.cancel_scope.cancel()
+        finally:
+            for slot in self._slots:
+                slot.conn.close()
         c = self._c
         fin = WorkerFinished(
             plan.worker_index,
@@ -238,7 +249,9 @@ class VuRuntime:
             parser_factory=self._parser_factory,
             connect_limiter=self._connect_limiter,
         )
-        return _Slot(vu, conn, TimeoutGuard(self._wheel))
+        slot = _Slot(vu, conn, TimeoutGuard())
+        self._slots.append(slot)
+        return slot
 
     async def _closed_vu(self, vu: int) -> None:
         """A closed-model VU: active during its schedule windows, iterating back to back."""
@@ -248,7 +261,6 @@ class VuRuntime:
         if not windows:
             return
         slot = self._new_slot(vu)
-        guard = slot.guard
         limit = plan.iterations
         try:
             for w_start, w_stop in windows:
@@ -260,53 +272,22 @@ class VuRuntime:
                     if limit is not None
                     else min(self._end_ns, self._start_ns + w_stop * _NS)
                 )
-                await self._emit(VuStarted(vu, self._rel(time.perf_counter_ns())))
+                self._emit(VuStarted(vu, self._rel(time.perf_counter_ns())))
                 try:
-                    # One CancelScope for many iterations (timeouts cancel it through the
-                    # guard); after a timeout the VU resumes at the step after the one that
-                    # timed out.
-                    while True:
-                        with trio.CancelScope() as scope:
-                            guard.scope = scope
-                            # An iteration resumed after a timeout (step > 0) is finished even
-                            # past the window's stop: VUs stop after their current iteration.
-                            while slot.step > 0 or (
-                                (limit is None or slot.iteration < limit)
-                                and time.perf_counter_ns() < min(stop_ns, self._end_ns)
-                            ):
-                                it = slot.iteration
-                                if not await self._iteration(slot, it, -1, it, vu, slot.step):
-                                    break  # the run ended inside the iteration
-                                slot.iteration += 1
-                                slot.step = 0
-                        guard.scope = None
-                        if not guard.fired:
-                            break
-                        if not await self._after_timeout(slot, slot.iteration, vu):
-                            break
-                        if slot.step >= len(self._planner.plan(vu, slot.iteration)):
-                            slot.iteration += 1
-                            slot.step = 0
+                    # _end_ns moves earlier on a stop request: read it on every pass.
+                    while (limit is None or slot.iteration < limit) and (
+                        time.perf_counter_ns() < min(stop_ns, self._end_ns)
+                    ):
+                        it = slot.iteration
+                        if not await self._iteration(slot, it, -1, it, vu):
+                            break  # the run ended inside the iteration
+                        slot.iteration += 1
                 finally:
-                    self._c.batch.append(
-                        VuStopped(vu, self._rel(time.perf_counter_ns()), slot.iteration)
-                    )
-                    self._c.events += 1
+                    self._emit(VuStopped(vu, self._rel(time.perf_counter_ns()), slot.iteration))
                 if limit is not None:
                     break
         finally:
-            with trio.CancelScope(shield=True):
-                await slot.conn.aclose()
-
-    async def _after_timeout(self, slot: _Slot, decision_iteration: int, dvu: int) -> bool:
-        """Finish a request that timed out (already recorded): its think time, then go on.
-
-        Returns False when the run stopped meanwhile.
-        """
-        slot.guard.fired = False
-        t_ns = slot.pending_think
-        slot.pending_think = 0
-        return not (t_ns and not await self._sleep_until(time.perf_counter_ns() + t_ns))
+            slot.conn.close()
 
     async def _iteration(
         self,
@@ -315,11 +296,10 @@ class VuRuntime:
         scheduled_ns: int,
         decision_iteration: int,
         dvu: int,
-        first_step: int = 0,
     ) -> bool:
-        """One pass: the planned requests in order (from ``first_step``), each followed by its
-        think time. ``dvu`` is the VU id of the decision key (``ARRIVAL_VU_KEY`` in the open
-        model). Returns True when every step ran, False when the run ended before."""
+        """One pass: the planned requests in order, each followed by its think time. ``dvu``
+        is the VU id of the decision key (``ARRIVAL_VU_KEY`` in the open model). Returns True
+        when every step ran, False when the run ended before."""
         steps = self._planner.plan(dvu, decision_iteration)
         requests = self._requests
         c = self._c
@@ -329,54 +309,44 @@ class VuRuntime:
         conn = slot.conn
         out = slot.out
         guard = slot.guard
-        for step in range(first_step, len(steps)):
+        start_ns = self._start_ns
+        batch = c.batch
+        for step in range(len(steps)):
             if time.perf_counter_ns() >= self._end_ns:
                 return False
             req_index = steps[step]
-            req = requests[req_index]
             c.requests_started += 1
-            slot.step = step + 1
             try:
-                await conn.request(req, out, guard)
-            except trio.Cancelled:
-                if guard.fired:
-                    # The request's own timeout: recorded like any failed request, then the
-                    # cancellation unwinds to the VU's scope, which resumes after this step.
-                    error = _TIMEOUT
-                    t_ns = think_ns(think, seed, dvu, decision_iteration, step) if think else 0
-                    slot.pending_think = t_ns
-                else:
-                    error = _INTERRUPTED
-                    t_ns = 0
-                c.batch.append(
+                await conn.request(requests[req_index], out, guard)
+            except Interrupted:
+                batch.append(
                     RequestEvent(
                         vu,
                         iteration,
                         req_index,
                         step,
-                        out.start_ns - self._start_ns,
+                        out.start_ns - start_ns,
                         out.end_ns - out.start_ns,
                         0,
-                        error,
+                        _INTERRUPTED,
                         out.bytes_received,
                         out.new_connection,
                         out.connect_ns,
                         scheduled_ns,
-                        t_ns,
+                        0,
                     )
                 )
                 c.events += 1
                 raise
             t_ns = think_ns(think, seed, dvu, decision_iteration, step) if think else 0
             # Inlined _emit: this runs once per request.
-            batch = c.batch
             batch.append(
                 RequestEvent(
                     vu,
                     iteration,
                     req_index,
                     step,
-                    out.start_ns - self._start_ns,
+                    out.start_ns - start_ns,
                     out.end_ns - out.start_ns,
                     out.status,
                     int(out.error),
@@ -388,15 +358,6 @@ class VuRuntime:
                 )
             )
             c.events += 1
-            if guard.fired:
-                # The timer fired while the complete response was already being handed to us:
-                # the request succeeded (recorded above), but the cancellation is pending and
-                # would hit whatever comes next. Take it here, at this step, and let the VU's
-                # scope resume after it (with this request's think time, applied once).
-                slot.pending_think = t_ns
-                await trio.lowlevel.checkpoint()
-            if len(batch) >= BATCH_MAX:
-                await self.flush()
             if t_ns and not await self._sleep_until(time.perf_counter_ns() + t_ns):
                 return False
         return True
@@ -409,58 +370,41 @@ class VuRuntime:
         duration = plan.duration_s or 0.0
         total = arrivals_total(rate, duration)
         idle = [self._new_slot(vu) for vu in reversed(my_vus)]
-        pool_all = list(idle)
-        try:
-            async with trio.open_nursery() as nursery:
-                for n in open_model_worker_iterations(
-                    total, plan.procs, plan.worker_index, plan.shard_index, plan.shard_count
-                ):
-                    due = self._start_ns + arrival_instant_ns(rate, n)
-                    if not await self._sleep_until(due):
-                        break
-                    if time.perf_counter_ns() >= self._end_ns:
-                        break
-                    if not idle:
-                        # Catching up on past-due arrivals never sleeps: give iterations that
-                        # have just finished one chance to hand their VU back before dropping.
-                        await trio.lowlevel.checkpoint()
-                    if not idle:
-                        await self._emit(IterationDropped(n, due - self._start_ns))
-                        continue
-                    slot = idle.pop()
-                    nursery.start_soon(self._open_iteration, slot, idle, n, due)
-        finally:
-            with trio.CancelScope(shield=True):
-                for slot in pool_all:
-                    await slot.conn.aclose()
+        reactor = self._reactor
+        for n in open_model_worker_iterations(
+            total, plan.procs, plan.worker_index, plan.shard_index, plan.shard_count
+        ):
+            due = self._start_ns + arrival_instant_ns(rate, n)
+            if not await self._sleep_until(due):
+                break
+            if time.perf_counter_ns() >= self._end_ns:
+                break
+            if not idle:
+                # Catching up on past-due arrivals never sleeps: give iterations that have
+                # just finished one chance to hand their VU back before dropping.
+                await checkpoint()
+            if not idle:
+                self._emit(IterationDropped(n, due - self._start_ns))
+                continue
+            slot = idle.pop()
+            reactor.spawn(self._open_iteration(slot, idle, n, due))
 
     async def _open_iteration(self, slot: _Slot, idle: list[_Slot], n: int, due_ns: int) -> None:
         vu = slot.vu
-        guard = slot.guard
-        await self._emit(VuStarted(vu, self._rel(time.perf_counter_ns())))
+        self._emit(VuStarted(vu, self._rel(time.perf_counter_ns())))
         try:
             # Decisions of open-model iteration n depend on (seed, n) only: which VU runs it
             # depends on timing, so the decision key uses the reserved ARRIVAL_VU_KEY.
-            slot.step = 0
-            while True:
-                with trio.CancelScope() as scope:
-                    guard.scope = scope
-                    await self._iteration(
-                        slot, n, due_ns - self._start_ns, n, ARRIVAL_VU_KEY, slot.step
-                    )
-                guard.scope = None
-                if not guard.fired or not await self._after_timeout(slot, n, ARRIVAL_VU_KEY):
-                    break
+            await self._iteration(slot, n, due_ns - self._start_ns, n, ARRIVAL_VU_KEY)
         finally:
-            self._c.batch.append(VuStopped(vu, self._rel(time.perf_counter_ns()), 1))
-            self._c.events += 1
+            self._emit(VuStopped(vu, self._rel(time.perf_counter_ns()), 1))
             idle.append(slot)
 
 
 class _Slot:
-    """One VU's connection and resumable position (its iteration and next step)."""
+    """One VU's connection, timeout guard, reused outcome and completed-iteration count."""
 
-    __slots__ = ("conn", "guard", "iteration", "out", "pending_think", "step", "vu")
+    __slots__ = ("conn", "guard", "iteration", "out", "vu")
 
     def __init__(self, vu: int, conn: Connection, guard: TimeoutGuard) -> None:
         self.vu = vu
@@ -468,8 +412,6 @@ class _Slot:
         self.out = Outcome()
         self.guard = guard
         self.iteration = 0
-        self.step = 0
-        self.pending_think = 0
 
 
 def _pid() -> int:

@@ -1,6 +1,7 @@
 """Every misbehaviour of the hostile server ends as the right error kind (SPEC section 10).
 
-Each case runs on both HTTP engines through the real client (trio sockets on 127.0.0.1).
+Each case runs on both HTTP engines through the real client (sockets on 127.0.0.1, driven by
+the VU reactor inside trio).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from hostile_server import start_hostile_server
 from z6.engine.client import Connection, Outcome
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.protocol import engine_factory
+from z6.engine.reactor import run_tasks
 from z6.engine.requests import make_request
 
 TIMEOUT_S = 0.5
@@ -47,9 +49,9 @@ def fetch(port: int, engine: str, method: str, path: str) -> Outcome:
             parser_factory=engine_factory(engine),
         )
         await conn.request(req, out)
-        await conn.aclose()
+        conn.close()
 
-    trio.run(main)
+    trio.run(run_tasks, main())
     return out
 
 

@@ -88,6 +88,12 @@ _INTERIM = re.compile(rb"HTTP/\d\.\d 1\d\d")
 _EXTRA_BLANK = re.compile(rb"\n\r?\n[\r\n]")
 _OBS_FOLD = re.compile(rb"\n[ \t]")
 _ODD_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+_CHUNK_EXT_LINE = re.compile(rb"\n[0-9A-Fa-f]+[ \t]*;([^\n]*)")
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_VALID_EXTS = re.compile(
+    rb"[ \t]*(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb'|"[^"\r\n]*"))?)*'
+    rb"[ \t]*\r?"
+)
 
 
 def known_difference(data: bytes) -> bool:
@@ -99,6 +105,8 @@ def known_difference(data: bytes) -> bool:
       this.
     - Blank lines between an interim (1xx) response and the next message: llhttp skips them,
       h11 reports "no response line" (z6 only helps h11 before the first message).
+    - A malformed chunk extension (``5; =b``): h11 skips everything after the ``;`` of a
+      chunk-size line, llhttp checks the ``name[=value]`` syntax.
     - Obsolete line folding (a header line starting with space or tab): h11 unfolds it,
       llhttp rejects it. RFC 9112 allows either.
     """
@@ -106,6 +114,9 @@ def known_difference(data: bytes) -> bool:
         return True
     if _OBS_FOLD.search(data) is not None:
         return True
+    for m in _CHUNK_EXT_LINE.finditer(data):
+        if _VALID_EXTS.fullmatch(b";" + m.group(1)) is None:
+            return True
     head_end = data.find(b"\r\n\r\n")
     return (
         b"chunked" in data[: head_end if head_end >= 0 else len(data)]

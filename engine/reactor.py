@@ -1,0 +1,512 @@
+"""A small coroutine scheduler for the VUs of one worker, run as one trio task.
+
+Why not one trio task per VU: each time a trio task parks and wakes (once per request at
+least) trio re-registers the socket with epoll and steps the task through its run loop,
+about 5-6 µs on the development VM, as much as all the rest of a request on the fast
+engine (``perf/`` and py-spy; a minimal loop did 55k req/s with a task per connection and
+92-105k with this design, one core, against nginx). So the VU coroutines are driven here:
+
+- a ``Reactor`` owns a private epoll set in which each socket stays registered while it is
+  used, steps the coroutines that are ready, polls the set without blocking, and only when
+  nothing is ready parks in trio (``trio.lowlevel.wait_readable`` on the epoll descriptor,
+  bounded by the next timer). trio stays the worker's event loop: other trio tasks (the
+  flusher, the stop watcher, the ring writer) run at the checkpoint between two rounds.
+- a coroutine run by the reactor awaits only the operations of this module:
+  ``wait_readable``, ``wait_writable``, ``sleep_until``, ``checkpoint``, ``Semaphore``, never
+  trio's (trio's traps would reach the reactor, which raises ``ReactorMisuse``).
+- request timeouts: a ``TimeoutGuard`` per VU, armed with the deadline of the request in
+  flight; when it passes while the VU is parked, the reactor throws ``DeadlineExceeded`` into
+  it (the connection turns that into a ``TIMEOUT`` outcome). One heap entry per guard, not
+  per request.
+- the hard stop: ``interrupt_all`` throws ``Interrupted`` into every task (at once when
+  parked, else at its next operation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import select
+import types
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator
+from time import perf_counter_ns
+from typing import Any
+
+import trio
+
+_READ = 0
+_WRITE = 1
+_SLEEP = 2
+_YIELD = 3
+_PARK = 4
+
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_IDLE = 0
+_NEVER = 1 << 62
+
+Op = tuple[int, int, int]
+TaskCoro = Coroutine[Op, Any, None]
+
+
+class Interrupted(BaseException):
+    """Thrown into a reactor task at the hard stop; the task records what it must and ends."""
+
+
+class DeadlineExceeded(BaseException):
+    """Thrown into a task parked past the deadline armed on its ``TimeoutGuard``.
+
+    ``z6.engine.client.Connection`` catches it and reports the request as ``TIMEOUT``.
+    """
+
+
+class ReactorMisuse(RuntimeError):
+    """A reactor task awaited something other than this module's operations (a bug)."""
+
+
+class Task:
+    """One coroutine driven by a ``Reactor`` (see ``Reactor.spawn``)."""
+
+    __slots__ = ("coro", "fd", "parked", "pending", "sleeping", "throw_exc", "timer_seq", "value")
+
+    def __init__(self, coro: TaskCoro) -> None:
+        self.coro = coro
+        self.value: Any = None  # sent in on the next step
+        self.throw_exc: BaseException | None = None  # thrown in on the next step instead
+        self.pending: BaseException | None = None  # thrown at the next operation
+        self.fd = -1  # descriptor waited on while parked, else -1
+        self.timer_seq = 0  # sequence number of this task's live timer entry, else 0
+        self.parked = False
+        self.sleeping = False
+
+
+# -- operations (awaited by reactor tasks) ---------------------------------------------------
+
+
+@types.coroutine
+def wait_readable(fd: int, deadline_ns: int = 0) -> Generator[Op, Any, bool]:
+    """Park until ``fd`` is readable (True) or ``deadline_ns`` passed (False; 0: no limit)."""
+    woke: bool = yield (_READ, fd, deadline_ns)
+    return woke
+
+
+@types.coroutine
+def wait_writable(fd: int, deadline_ns: int = 0) -> Generator[Op, Any, bool]:
+    """Park until ``fd`` is writable (True) or ``deadline_ns`` passed (False; 0: no limit)."""
+    woke: bool = yield (_WRITE, fd, deadline_ns)
+    return woke
+
+
+@types.coroutine
+def sleep_until(at_ns: int) -> Generator[Op, Any, bool]:
+    """Park until ``perf_counter_ns() >= at_ns``; False when woken early by ``wake_sleepers``."""
+    woke: bool = yield (_SLEEP, 0, at_ns)
+    return woke
+
+
+@types.coroutine
+def checkpoint() -> Generator[Op, Any, None]:
+    """Let the other ready tasks and one poll of the sockets run first."""
+    yield (_YIELD, 0, 0)
+
+
+@types.coroutine
+def _park() -> Generator[Op, Any, Any]:
+    return (yield (_PARK, 0, 0))
+
+
+# -- the reactor -----------------------------------------------------------------------------
+
+_running: Reactor | None = None
+
+
+def current_reactor() -> Reactor:
+    """The reactor running in this thread (raises ``ReactorMisuse`` outside one)."""
+    if _running is None:
+        raise ReactorMisuse("no reactor is running")
+    return _running
+
+
+class Reactor:
+    """Runs ``Task``s to completion inside ``await reactor.run()`` (a trio task).
+
+    ``watch``/``watch_max``/``on_full``: after each step, when ``len(watch) >= watch_max`` the
+    reactor awaits ``on_full()`` (the VU runtime hands its event batch to the ring there;
+    waiting on a full ring then pauses every VU, which is the backpressure wanted).
+    """
+
+    def __init__(
+        self,
+        watch: list[Any] | None = None,
+        watch_max: int = 1 << 30,
+        on_full: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        self._ep = select.epoll()
+        self._masks: dict[int, int] = {}  # fd -> events registered in the epoll set
+        self._waiting: dict[int, Task] = {}  # fd -> task parked on it
+        self._ready: deque[Task] = deque()
+        self._yielded: list[Task] = []
+        self._timers: list[tuple[int, int, Task]] = []
+        self._guards: list[tuple[int, int, TimeoutGuard]] = []
+        self._seq = 0
+        self._live: set[Task] = set()
+        self._sleepers: set[Task] = set()
+        self.current: Task | None = None
+        self.hard_stop_ns = _NEVER
+        self._interrupted = False
+        self._wait_scope: trio.CancelScope | None = None
+        self._watch = watch if watch is not None else []
+        self._watch_max = watch_max
+        self._on_full = on_full
+        self._error: BaseException | None = None
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    def spawn(self, coro: TaskCoro) -> Task:
+        """Schedule ``coro`` to start in the next round; returns its ``Task``."""
+        task = Task(coro)
+        self._live.add(task)
+        self._ready.append(task)
+        if self._interrupted:
+            task.pending = Interrupted()
+        return task
+
+    @property
+    def live(self) -> int:
+        """Tasks not finished yet."""
+        return len(self._live)
+
+    def _wake(self, task: Task, value: Any) -> None:
+        """Make a parked task ready, detached from whatever it waited on."""
+        fd = task.fd
+        if fd >= 0:
+            task.fd = -1
+            if self._waiting.get(fd) is task:
+                del self._waiting[fd]
+        task.timer_seq = 0
+        if task.sleeping:
+            task.sleeping = False
+            self._sleepers.discard(task)
+        task.parked = False
+        task.value = value
+        self._ready.append(task)
+
+    def unpark(self, task: Task, value: Any = None) -> None:
+        """Resume a task parked by ``_park`` (used by ``Semaphore``)."""
+        if task.parked:
+            self._wake(task, value)
+
+    def throw(self, task: Task, exc: BaseException) -> None:
+        """Raise ``exc`` in ``task``: now if parked, else at its next operation."""
+        if task.parked:
+            self._wake(task, None)
+            task.throw_exc = exc
+        elif task in self._live:
+            task.pending = exc
+
+    def interrupt_all(self) -> None:
+        """Throw ``Interrupted`` into every live task (the hard stop); later spawns too."""
+        self._interrupted = True
+        for task in list(self._live):
+            self.throw(task, Interrupted())
+
+    def wake_sleepers(self) -> None:
+        """End every ``sleep_until`` now (its result is False); used by the soft stop."""
+        for task in list(self._sleepers):
+            self._wake(task, False)
+        self.wake()
+
+    def wake(self) -> None:
+        """Make ``run`` look at its state again if it is parked in trio (call from trio)."""
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
+
+    # -- guards --------------------------------------------------------------------------
+
+    def _push_guard(self, guard: TimeoutGuard, at_ns: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._guards, (at_ns, self._seq, guard))
+        guard.queued_at = at_ns
+
+    def _fire_guards(self, now_ns: int) -> None:
+        heap = self._guards
+        while heap and heap[0][0] <= now_ns:
+            at_ns, _seq, guard = heapq.heappop(heap)
+            if at_ns != guard.queued_at:
+                continue  # superseded by an earlier entry of the same guard
+            deadline = guard.deadline_ns
+            if deadline == _IDLE:
+                guard.queued_at = _IDLE
+            elif deadline > now_ns:
+                self._push_guard(guard, deadline)
+            else:
+                task = guard.task
+                if task is not None and task.parked:
+                    guard.queued_at = _IDLE
+                    guard.deadline_ns = _IDLE
+                    self.throw(task, DeadlineExceeded())
+                else:
+                    # Ready to run (its response may just have arrived): look again next round.
+                    self._push_guard(guard, now_ns + 1)
+
+    # -- parking -------------------------------------------------------------------------
+
+    def _park_on(self, task: Task, op: Op) -> None:
+        kind, fd, deadline = op
+        if task.pending is not None:
+            task.throw_exc = task.pending
+            task.pending = None
+            self._ready.append(task)
+            return
+        task.parked = True
+        if kind <= _WRITE:
+            mask = _EPOLLIN if kind == _READ else _EPOLLOUT
+            masks = self._masks
+            have = masks.get(fd)
+            if have is None:
+                self._ep.register(fd, mask)
+                masks[fd] = mask
+            elif have != mask:
+                self._ep.modify(fd, mask)
+                masks[fd] = mask
+            self._waiting[fd] = task
+            task.fd = fd
+            if deadline:
+                self._add_timer(task, deadline)
+        elif kind == _SLEEP:
+            task.sleeping = True
+            self._sleepers.add(task)
+            self._add_timer(task, deadline)
+        elif kind == _YIELD:
+            task.parked = False
+            task.value = None
+            self._yielded.append(task)
+        elif kind != _PARK:
+            raise ReactorMisuse(f"a reactor task awaited an unknown operation {op!r}")
+
+    def _add_timer(self, task: Task, at_ns: int) -> None:
+        self._seq += 1
+        task.timer_seq = self._seq
+        heapq.heappush(self._timers, (at_ns, self._seq, task))
+
+    def forget(self, fd: int) -> None:
+        """Drop ``fd`` from the epoll set; call before closing its socket (fd numbers are
+        reused, and a closed descriptor leaves the set without telling us)."""
+        if self._masks.pop(fd, None) is not None:
+            # Already closed: the kernel removed it from the set.
+            with contextlib.suppress(OSError):
+                self._ep.unregister(fd)
+        task = self._waiting.pop(fd, None)
+        if task is not None:
+            task.fd = -1
+
+    # -- running -------------------------------------------------------------------------
+
+    def _step(self, task: Task) -> None:
+        self.current = task
+        try:
+            exc = task.throw_exc
+            if exc is not None:
+                task.throw_exc = None
+                op = task.coro.throw(exc)
+            else:
+                op = task.coro.send(task.value)
+        except (StopIteration, Interrupted):
+            self._finish(task)
+            return
+        except BaseException as exc:
+            self._finish(task)
+            if self._error is None:
+                self._error = exc
+            return
+        finally:
+            self.current = None
+        if type(op) is not tuple:
+            task.coro.close()
+            self._finish(task)
+            if self._error is None:
+                self._error = ReactorMisuse(f"a reactor task awaited a foreign operation: {op!r}")
+            return
+        self._park_on(task, op)
+
+    def _finish(self, task: Task) -> None:
+        self._live.discard(task)
+        if task.fd >= 0:
+            if self._waiting.get(task.fd) is task:
+                del self._waiting[task.fd]
+            task.fd = -1
+        task.parked = False
+        task.timer_seq = 0
+        if task.sleeping:
+            task.sleeping = False
+            self._sleepers.discard(task)
+
+    def _fire_timers(self, now_ns: int) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now_ns:
+            _at, seq, task = heapq.heappop(timers)
+            if task.timer_seq == seq and task.parked:
+                # A sleep ran its course (True); a wait on a socket timed out (False).
+                self._wake(task, task.fd < 0)
+
+    def _poll(self) -> None:
+        waiting = self._waiting
+        for fd, _events in self._ep.poll(0):
+            task = waiting.pop(fd, None)
+            if task is not None:
+                task.fd = -1
+                task.timer_seq = 0
+                task.parked = False
+                task.value = True
+                self._ready.append(task)
+            else:
+                # Readiness nobody waits for (a server closing an idle connection while its
+                # VU thinks): drop the registration, or level-triggered epoll spins on it.
+                self.forget(fd)
+
+    def _next_deadline(self) -> int:
+        at = _NEVER if self._interrupted else self.hard_stop_ns
+        if self._timers and self._timers[0][0] < at:
+            at = self._timers[0][0]
+        if self._guards and self._guards[0][0] < at:
+            at = self._guards[0][0]
+        return at
+
+    async def run(self) -> None:
+        """Drive the tasks until none is left; re-raise the first error a task raised."""
+        global _running
+        if _running is not None:
+            raise ReactorMisuse("a reactor is already running in this thread")
+        _running = self
+        try:
+            await self._run()
+        finally:
+            _running = None
+            self._ep.close()
+
+    async def _run(self) -> None:
+        ready = self._ready
+        watch = self._watch
+        step = self._step
+        epfd = self._ep.fileno()
+        while self._live:
+            for _ in range(len(ready)):
+                step(ready.popleft())
+                if len(watch) >= self._watch_max and self._on_full is not None:
+                    await self._on_full()
+            if self._error is not None:
+                self.interrupt_all()
+                for _ in range(len(ready)):
+                    step(ready.popleft())
+                raise self._error
+            now = perf_counter_ns()
+            if now >= self.hard_stop_ns and not self._interrupted:
+                self.interrupt_all()
+            if self._timers and self._timers[0][0] <= now:
+                self._fire_timers(now)
+            if self._guards and self._guards[0][0] <= now:
+                self._fire_guards(now)
+            if self._waiting:
+                self._poll()
+            if self._yielded:
+                ready.extend(self._yielded)
+                self._yielded.clear()
+            if ready or not self._live:
+                # Other trio tasks (flusher, stop watcher) run here, between two rounds.
+                await trio.lowlevel.checkpoint()
+                continue
+            deadline = self._next_deadline()
+            wait_s = (deadline - perf_counter_ns()) / 1e9
+            if wait_s <= 0:
+                await trio.lowlevel.checkpoint()
+                continue
+            with trio.CancelScope(deadline=trio.current_time() + wait_s) as scope:
+                self._wait_scope = scope
+                if self._waiting:
+                    await trio.lowlevel.wait_readable(epfd)
+                else:
+                    await trio.sleep_forever()
+            self._wait_scope = None
+
+
+class TimeoutGuard:
+    """One VU's request deadline: ``arm`` before an exchange, ``disarm`` after it.
+
+    While armed past its deadline and parked, the task that armed it gets
+    ``DeadlineExceeded``. Arming is two stores and, at most once per deadline period, one
+    heap push (the reactor re-queues a guard whose deadline moved later).
+    """
+
+    __slots__ = ("deadline_ns", "queued_at", "reactor", "task")
+
+    def __init__(self) -> None:
+        self.reactor: Reactor | None = None  # whose heap holds ``queued_at``
+        self.task: Task | None = None
+        self.deadline_ns = _IDLE
+        self.queued_at = _IDLE  # deadline of this guard's live heap entry, 0 when not queued
+
+    def arm(self, deadline_ns: int) -> None:
+        """Throw ``DeadlineExceeded`` into the current task if still armed at ``deadline_ns``."""
+        reactor = _running
+        if reactor is None:
+            raise ReactorMisuse("TimeoutGuard.arm outside a reactor")
+        self.task = reactor.current
+        self.deadline_ns = deadline_ns
+        queued = self.queued_at
+        if queued == _IDLE or deadline_ns < queued or self.reactor is not reactor:
+            self.reactor = reactor
+            reactor._push_guard(self, deadline_ns)
+
+    def disarm(self) -> None:
+        """Forget the armed deadline."""
+        self.deadline_ns = _IDLE
+
+
+class Semaphore:
+    """A FIFO counting semaphore for reactor tasks (caps connects in flight)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+        self._waiters: deque[Task] = deque()
+        self._handed: set[Task] = set()  # woken waiters that own a unit, until they run
+
+    async def acquire(self) -> None:
+        """Take one unit, parking (FIFO) until one is free."""
+        if self.value > 0 and not self._waiters:
+            self.value -= 1
+            return
+        reactor = current_reactor()
+        task = reactor.current
+        assert task is not None
+        self._waiters.append(task)
+        try:
+            await _park()
+        except BaseException:
+            if task in self._handed:
+                self._handed.discard(task)
+                self.release()  # the unit was handed over just before the exception
+            elif task in self._waiters:
+                self._waiters.remove(task)
+            raise
+        self._handed.discard(task)
+
+    def release(self) -> None:
+        """Give one unit back, to the first waiter if any."""
+        reactor = _running
+        while self._waiters:
+            task = self._waiters.popleft()
+            # A waiter no longer parked is being interrupted: it gives up, skip it.
+            if task.parked and reactor is not None:
+                self._handed.add(task)
+                reactor.unpark(task)
+                return
+        self.value += 1
+
+
+async def run_tasks(*coros: TaskCoro) -> None:
+    """Run coroutines on a new reactor until all end (inside trio; tests and tools)."""
+    reactor = Reactor()
+    for coro in coros:
+        reactor.spawn(coro)
+    await reactor.run()

@@ -1,0 +1,317 @@
+"""The VU reactor: readiness, timers, guards, the hard stop, the semaphore, misuse."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from time import perf_counter_ns
+
+import pytest
+import trio
+import trio.lowlevel
+
+from z6.engine.reactor import (
+    DeadlineExceeded,
+    Interrupted,
+    Reactor,
+    ReactorMisuse,
+    Semaphore,
+    TimeoutGuard,
+    checkpoint,
+    run_tasks,
+    sleep_until,
+    wait_readable,
+)
+
+MS = 1_000_000
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected pair of non-blocking sockets."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_wait_readable_wakes_when_data_arrives(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        assert await wait_readable(a.fileno())
+        got.append(a.recv(100))
+
+    async def writer() -> None:
+        await sleep_until(perf_counter_ns() + 20 * MS)
+        b.send(b"hello")
+
+    trio.run(run_tasks, reader(), writer())
+    assert got == [b"hello"]
+
+
+def test_wait_readable_deadline_returns_false(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _b = pair
+    result: list[object] = []
+
+    async def reader() -> None:
+        t0 = perf_counter_ns()
+        result.append(await wait_readable(a.fileno(), t0 + 30 * MS))
+        result.append(perf_counter_ns() - t0 >= 30 * MS)
+
+    trio.run(run_tasks, reader())
+    assert result == [False, True]
+
+
+def test_sleep_until_orders_wakeups() -> None:
+    order: list[int] = []
+    now = perf_counter_ns()
+
+    async def sleeper(n: int, at_ms: int) -> None:
+        assert await sleep_until(now + at_ms * MS)
+        assert perf_counter_ns() >= now + at_ms * MS
+        order.append(n)
+
+    trio.run(run_tasks, sleeper(1, 30), sleeper(2, 10), sleeper(3, 20))
+    assert order == [2, 3, 1]
+
+
+def test_checkpoint_lets_other_tasks_run() -> None:
+    order: list[str] = []
+
+    async def a() -> None:
+        order.append("a1")
+        await checkpoint()
+        order.append("a2")
+
+    async def b() -> None:
+        order.append("b1")
+
+    trio.run(run_tasks, a(), b())
+    assert order == ["a1", "b1", "a2"]
+
+
+def test_guard_throws_into_a_parked_task(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _b = pair
+    result: list[str] = []
+
+    async def request() -> None:
+        guard = TimeoutGuard()
+        guard.arm(perf_counter_ns() + 20 * MS)
+        try:
+            await wait_readable(a.fileno())  # nothing ever arrives
+        except DeadlineExceeded:
+            result.append("timeout")
+        guard.disarm()
+
+    trio.run(run_tasks, request())
+    assert result == ["timeout"]
+
+
+def test_disarmed_or_rearmed_guard_does_not_fire() -> None:
+    result: list[str] = []
+
+    async def requests() -> None:
+        guard = TimeoutGuard()
+        guard.arm(perf_counter_ns() + 10 * MS)
+        guard.disarm()
+        guard.arm(perf_counter_ns() + 10_000 * MS)  # a later request, still in flight
+        await sleep_until(perf_counter_ns() + 40 * MS)  # past the first deadline
+        guard.disarm()
+        await sleep_until(perf_counter_ns() + 10 * MS)
+        result.append("done")
+
+    trio.run(run_tasks, requests())
+    assert result == ["done"]
+
+
+def test_guard_never_hits_a_task_that_is_not_parked() -> None:
+    """The deadline passes while the task runs (its answer came just in time): nothing is
+    thrown, neither now nor into whatever the task parks on after disarming."""
+    result: list[str] = []
+
+    async def request() -> None:
+        guard = TimeoutGuard()
+        guard.arm(perf_counter_ns() + 1 * MS)
+        t0 = perf_counter_ns()
+        while perf_counter_ns() - t0 < 5 * MS:  # busy, never parked, past the deadline
+            pass
+        guard.disarm()
+        await sleep_until(perf_counter_ns() + 20 * MS)
+        result.append("no timeout")
+
+    trio.run(run_tasks, request())
+    assert result == ["no timeout"]
+
+
+def test_guard_heap_stays_bounded_by_guards_not_requests() -> None:
+    sizes: list[int] = []
+
+    async def vu(reactor: Reactor) -> None:
+        guard = TimeoutGuard()
+        for _ in range(2_000):
+            guard.arm(perf_counter_ns() + 10_000 * MS)
+            await checkpoint()
+            guard.disarm()
+        sizes.append(len(reactor._guards))
+
+    async def main() -> None:
+        reactor = Reactor()
+        for _ in range(10):
+            reactor.spawn(vu(reactor))
+        await reactor.run()
+
+    trio.run(main)
+    assert max(sizes) <= 20
+
+
+def test_hard_stop_interrupts_parked_and_running_tasks(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, _b = pair
+    seen: list[str] = []
+
+    async def parked() -> None:
+        try:
+            await wait_readable(a.fileno())
+        except Interrupted:
+            seen.append("parked")
+            raise
+
+    async def sleeper() -> None:
+        try:
+            await sleep_until(perf_counter_ns() + 60_000 * MS)
+        except Interrupted:
+            seen.append("sleeper")
+            raise
+
+    async def main() -> None:
+        reactor = Reactor()
+        reactor.spawn(parked())
+        reactor.spawn(sleeper())
+        reactor.hard_stop_ns = perf_counter_ns() + 30 * MS
+        await reactor.run()
+        assert reactor.live == 0
+
+    trio.run(main)
+    assert sorted(seen) == ["parked", "sleeper"]
+
+
+def test_wake_sleepers_ends_sleeps_early() -> None:
+    result: list[object] = []
+
+    async def sleeper() -> None:
+        result.append(await sleep_until(perf_counter_ns() + 60_000 * MS))
+
+    async def main() -> None:
+        reactor = Reactor()
+        reactor.spawn(sleeper())
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reactor.run)
+            await trio.sleep(0.02)
+            reactor.wake_sleepers()
+
+    trio.run(main)
+    assert result == [False]
+
+
+def test_semaphore_is_fifo_and_bounded() -> None:
+    sem = Semaphore(2)
+    inside = 0
+    most = 0
+    order: list[int] = []
+
+    async def worker(n: int) -> None:
+        nonlocal inside, most
+        await sem.acquire()
+        order.append(n)
+        inside += 1
+        most = max(most, inside)
+        await sleep_until(perf_counter_ns() + 5 * MS)
+        inside -= 1
+        sem.release()
+
+    trio.run(run_tasks, *(worker(n) for n in range(6)))
+    assert most == 2
+    assert order == list(range(6))
+    assert sem.value == 2
+
+
+def test_interrupted_waiter_does_not_leak_a_unit() -> None:
+    sem = Semaphore(1)
+
+    async def holder() -> None:
+        await sem.acquire()
+        try:
+            await sleep_until(perf_counter_ns() + 60_000 * MS)
+        finally:
+            sem.release()
+
+    async def waiter() -> None:
+        await sem.acquire()  # interrupted while waiting
+        sem.release()
+
+    async def main() -> None:
+        reactor = Reactor()
+        reactor.spawn(holder())
+        reactor.spawn(waiter())
+        reactor.hard_stop_ns = perf_counter_ns() + 20 * MS
+        await reactor.run()
+
+    trio.run(main)
+    assert sem.value == 1
+
+
+def test_readiness_nobody_waits_for_is_dropped(pair: tuple[socket.socket, socket.socket]) -> None:
+    """A socket that becomes readable while its task sleeps (a server closing an idle
+    connection) must not make the reactor spin: it leaves the epoll set until waited on."""
+    a, b = pair
+    got: list[object] = []
+    reactor = Reactor()
+
+    async def vu() -> None:
+        assert await wait_readable(a.fileno())
+        got.append(a.recv(10))
+        b.send(b"late")  # arrives while we sleep
+        await sleep_until(perf_counter_ns() + 50 * MS)
+        got.append(a.fileno() in reactor._masks)
+        assert await wait_readable(a.fileno())
+        got.append(a.recv(10))
+
+    async def bystander() -> None:
+        # Keeps the reactor polling its sockets while vu() sleeps.
+        c, d = socket.socketpair()
+        with c, d:
+            assert not await wait_readable(c.fileno(), perf_counter_ns() + 80 * MS)
+
+    async def main() -> None:
+        reactor.spawn(vu())
+        reactor.spawn(bystander())
+        await reactor.run()
+
+    b.send(b"first")
+    trio.run(main)
+    assert got == [b"first", False, b"late"]
+
+
+def test_a_trio_await_inside_a_task_is_reported() -> None:
+    async def bad() -> None:
+        await trio.lowlevel.checkpoint()
+
+    with pytest.raises(ReactorMisuse, match="foreign operation"):
+        trio.run(run_tasks, bad())
+
+
+def test_a_task_error_propagates() -> None:
+    async def boom() -> None:
+        await checkpoint()
+        raise ValueError("bug")
+
+    async def bystander() -> None:
+        await sleep_until(perf_counter_ns() + 60_000 * MS)
+
+    with pytest.raises(ValueError, match="bug"):
+        trio.run(run_tasks, boom(), bystander())
