@@ -397,12 +397,12 @@ class HttptoolsEngine:
             if self._chunked or value.strip().lower() != b"chunked":
                 self._coding_bad = True
             self._chunked = True
-        elif lname == b"connection" and any(
-            # The same token rule as h11 (comma list, exact "close").
-            t.strip().lower() == b"close"
-            for t in value.split(b",")
-        ):
-            self._conn_close = True
+        elif lname == b"connection":
+            lvalue = value.lower()
+            # The same token rule as h11 (comma list, exact "close"); most responses say
+            # "keep-alive", which the substring test settles without splitting.
+            if b"close" in lvalue and any(t.strip() == b"close" for t in lvalue.split(b",")):
+                self._conn_close = True
 
     def on_headers_complete(self) -> None:
         """httptools callback: the head of a message is complete."""
@@ -413,9 +413,11 @@ class HttptoolsEngine:
         self._headers_done = True
         self._head_fed = 0
         self._msg_status = status
-        # Bare LF line ends are accepted in heads only, like h11, which wants CRLF in chunks.
-        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=False)
-        self._msg_lenient_off = True
+        # Bare LF line ends are accepted in heads only, like h11, which wants CRLF in chunks
+        # (only chunked framing has line ends after the head).
+        if self._chunked:
+            parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=False)
+            self._msg_lenient_off = True
         if self._head_size > MAX_HEAD_BYTES:
             raise ProtocolViolation("response head larger than 64 KiB")
         if status < 100 or status == 101:
