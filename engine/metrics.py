@@ -214,18 +214,15 @@ class WorkerAccount:
     requests_started: int | None
 
 
-_REQUEST_FIELDS = operator.attrgetter(
-    "request",
-    "step",
-    "start_ns",
-    "latency_ns",
-    "status",
-    "error",
-    "bytes_received",
-    "new_connection",
-    "connect_ns",
-    "scheduled_ns",
-)
+_REQUEST = operator.attrgetter("request")
+_STEP = operator.attrgetter("step")
+_START = operator.attrgetter("start_ns")
+_LATENCY = operator.attrgetter("latency_ns")
+_STATUS = operator.attrgetter("status")
+_ERROR = operator.attrgetter("error")
+_BYTES = operator.attrgetter("bytes_received")
+_NEW_CONNECTION = operator.attrgetter("new_connection")
+_SCHEDULED = operator.attrgetter("scheduled_ns")
 
 
 class _Second:
@@ -337,9 +334,15 @@ class Reducer:
 
     def _add_requests(self, reqs: list[RequestEvent]) -> None:
         n = len(reqs)
-        (req, step, start, lat, status, err, nbytes, newconn, conn, sched) = zip(
-            *map(_REQUEST_FIELDS, reqs), strict=True
-        )
+        # One C-level pass per field needed (cheaper than transposing 10-field tuples); the
+        # connect times and the open-model fields are only read when they matter.
+        req = list(map(_REQUEST, reqs))
+        start = list(map(_START, reqs))
+        lat = list(map(_LATENCY, reqs))
+        status = list(map(_STATUS, reqs))
+        err = list(map(_ERROR, reqs))
+        nbytes = list(map(_BYTES, reqs))
+        newconn = list(map(_NEW_CONNECTION, reqs))
         codes = Counter(zip(req, status, err, strict=True))
         self._codes.update(codes)
         failed = 0
@@ -357,7 +360,7 @@ class Reducer:
         nc = sum(newconn)
         if nc:
             self.new_connections += nc
-            cts = [c for c, flag in zip(conn, newconn, strict=True) if flag]
+            cts = [r.connect_ns for r, flag in zip(reqs, newconn, strict=True) if flag]
             self._connect_sum_ns += sum(cts)
             m = max(cts)
             if m > self._connect_max_ns:
@@ -376,7 +379,7 @@ class Reducer:
             lend = [x for x, k in zip(ends, keep, strict=True) if k]
         else:
             keep = None
-            lreq, llat, lend = list(req), list(lat), ends
+            lreq, llat, lend = req, lat, ends
         if llat and (min(llat) < 0 or max(llat) > _MAX_NS):
             llat = [min(max(x, 0), _MAX_NS) for x in llat]
         keys = [
@@ -401,6 +404,8 @@ class Reducer:
         else:
             self._spread_seconds(ends, err, lend, keys)
         if self.open_model:
+            step = list(map(_STEP, reqs))
+            sched = list(map(_SCHEDULED, reqs))
             self._add_open(req, step, start, lat, sched, keep)
         if hi_s > self._newest_sec:
             self._newest_sec = hi_s
@@ -409,7 +414,7 @@ class Reducer:
     def _spread_seconds(
         self,
         ends: list[int],
-        err: tuple[int, ...],
+        err: list[int],
         lend: list[int],
         keys: list[int],
     ) -> None:
@@ -428,11 +433,11 @@ class Reducer:
 
     def _add_open(
         self,
-        req: tuple[int, ...],
-        step: tuple[int, ...],
-        start: tuple[int, ...],
-        lat: tuple[int, ...],
-        sched: tuple[int, ...],
+        req: list[int],
+        step: list[int],
+        start: list[int],
+        lat: list[int],
+        sched: list[int],
         keep: list[bool] | None,
     ) -> None:
         if keep is not None:

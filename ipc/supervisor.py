@@ -90,7 +90,8 @@ def run_workers(setup: RunSetup) -> RunOutcome:
     """
     plan = setup.plan
     sc = plan.scenario
-    reducer = Reducer(sc.request_names, open_model=plan.open_model)
+    # Interval latencies feed only the live view: without one (--quiet) they are not kept.
+    reducer = Reducer(sc.request_names, open_model=plan.open_model, live=setup.progress is not None)
     try:
         writer = EventLogWriter(setup.log_path, setup.header)
     except OSError as exc:
