@@ -99,6 +99,31 @@ def _buckets_equal(a: Reducer, b: Reducer) -> None:
 # ---------------------------------------------------------------- HDR layout
 
 
+def test_bucket_table_matches_bucket_index() -> None:
+    """The reducer's lookup table gives the same bucket as the arithmetic, value by value."""
+    from z6.engine.metrics import _bucket_table
+
+    limit = 1 << 18
+    table = _bucket_table(limit)
+    assert len(table) == limit
+    assert all(table[v] == bucket_index(v) for v in range(limit))
+
+
+def test_latency_keys_agree_inside_and_outside_the_table() -> None:
+    """Batches below the table limit, above it, and negative or huge (clamped) latencies."""
+    from z6.engine.metrics import _KEY_BITS, _MAX_NS, _latency_keys
+
+    lats = [0, 999, 1_000, 2_047_999, 2_048_000, 262_142_999, 262_144_000, 3_600_000_000_000]
+    reqs = [i % 3 for i in range(len(lats))]
+    fast = _latency_keys(reqs[:6], lats[:6])
+    slow = _latency_keys(reqs, lats)
+    assert fast == slow[:6]
+    assert [k >> _KEY_BITS for k in slow] == reqs
+    assert [k & ((1 << _KEY_BITS) - 1) for k in slow] == [bucket_index(x // 1000) for x in lats]
+    clamped = _latency_keys([0, 0], [-5, _MAX_NS * 2])
+    assert clamped == _latency_keys([0, 0], [0, _MAX_NS])
+
+
 def test_bucket_index_matches_the_hdr_package() -> None:
     hist = new_histogram()
     rng = random.Random(7)
