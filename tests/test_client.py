@@ -322,6 +322,17 @@ def test_tls_with_ca_bundle(
     ]
 
 
+def test_tls_timeout_then_reconnect(tls_server: HostileServer, engine: str) -> None:
+    """Over TLS too, a server that never answers is TIMEOUT, and the next request reconnects."""
+    ctx = make_ssl_context(verify=False)
+    reqs = [get("/silent", timeout_s=0.3), get("/ok")]
+    got = run_sequence(tls_server.port, reqs, engine, tls=ctx)
+    assert [(e, s, n) for e, s, n, _ in got] == [
+        (ErrorKind.TIMEOUT, 0, True),
+        (ErrorKind.NONE, 200, True),
+    ]
+
+
 def test_tls_wrong_host_name(tls_server: HostileServer, self_signed: tuple[str, str]) -> None:
     """A trusted certificate for another name still fails verification."""
     ctx = make_ssl_context(verify=True, ca_bundle=self_signed[0])

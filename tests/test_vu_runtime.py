@@ -12,7 +12,7 @@ from z6.engine.error_kinds import ErrorKind
 from z6.engine.loader import load_scenario_text
 from z6.engine.reactor import TimeoutGuard, checkpoint
 from z6.engine.requests import PreparedRequest
-from z6.engine.vu import VuRuntime, WorkPlan
+from z6.engine.vu import BATCH_MAX, VuRuntime, WorkPlan
 from z6.ipc.events import Event, RequestEvent, VuStarted, VuStopped, WorkerFinished
 
 SCENARIO = """
@@ -156,3 +156,37 @@ def test_concurrent_flushes_keep_order_and_lose_nothing() -> None:
 
     trio.run(main)
     assert written == [[1], [2]]
+
+
+def test_connects_that_fail_at_once_still_let_the_worker_run() -> None:
+    """A connect failing without ever waiting (a host name that does not resolve) must not
+    keep one VU running until the end of the run: every request is a checkpoint, so the
+    reactor keeps flushing at BATCH_MAX events instead of piling up one huge batch."""
+    text = SCENARIO.replace("http://127.0.0.1:9", "http://bad..name:80").replace(
+        "duration_ms = 30", "duration_ms = 0"
+    )
+    plan = WorkPlan(
+        scenario=load_scenario_text(text, "vu-test.toml"),
+        seed=1,
+        procs=1,
+        worker_index=0,
+        run_start_ns=time.perf_counter_ns(),
+        duration_s=0.3,
+        iterations=None,
+        vus=2,
+    )
+    sizes: list[int] = []
+    events: list[Event] = []
+
+    async def write_batch(batch: list[Event]) -> None:
+        sizes.append(len(batch))
+        events.extend(batch)
+        await trio.lowlevel.checkpoint()
+
+    trio.run(VuRuntime(plan, write_batch).run)
+    reqs = [e for e in events if type(e) is RequestEvent]
+    assert reqs
+    assert all(e.error == int(ErrorKind.DNS_ERROR) for e in reqs)
+    assert max(sizes) <= BATCH_MAX + 2
+    finished = [e for e in events if type(e) is WorkerFinished]
+    assert finished[0].requests_started == len(reqs)
