@@ -257,6 +257,7 @@ class HttptoolsEngine:
         "_parser",
         "_req_close",
         "_trailing",
+        "_version",
         "bytes_received",
         "keep_alive",
         "status",
@@ -290,6 +291,7 @@ class HttptoolsEngine:
         self._begin_message()
 
     def _begin_message(self) -> None:
+        self._version = ""
         self._headers_done = False
         self._head_size = 0
         self._length = False
@@ -373,21 +375,22 @@ class HttptoolsEngine:
     def on_status(self, reason: bytes) -> None:
         """httptools callback: (part of) the reason phrase."""
         self._head_size += len(reason)
-        if _find_ctl(reason) is not None:
+        # "OK" and other all-letter reasons cannot hold a control character: skip the regex.
+        if not reason.isalpha() and _find_ctl(reason) is not None:
             raise ProtocolViolation("control character in the reason phrase")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """httptools callback: one header field."""
         if self._done:
             return
-        size = self._head_size + len(name) + len(value) + 4
+        n = len(name)
+        size = self._head_size + n + len(value) + 4
         self._head_size = size
         if size > MAX_HEAD_BYTES:
             raise ProtocolViolation("response head larger than 64 KiB")
         # No control-character check on the value here: llhttp (strict, as we run it) already
         # rejects every CTL but tab in header values. Only three names matter below; their
         # lengths (14, 17, 10) spare a lower() for every other header.
-        n = len(name)
         if n != 14 and n != 17 and n != 10:
             return
         lname = name.lower()
@@ -422,7 +425,9 @@ class HttptoolsEngine:
             raise ProtocolViolation("response head larger than 64 KiB")
         if status < 100 or status == 101:
             raise ProtocolViolation(f"unexpected status {status}")
-        if parser.get_http_version() not in ("1.1", "1.0"):
+        # httptools formats the version as a new string on every call: once per message.
+        version = self._version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
             raise ProtocolViolation("unsupported HTTP version")
         if self._coding_bad or (self._chunked and self._length):
             raise ProtocolViolation("unsupported or ambiguous Transfer-Encoding")
@@ -456,7 +461,7 @@ class HttptoolsEngine:
         # Decided like h11 rather than by llhttp's should_keep_alive(), so that both engines
         # agree (llhttp honours HTTP/1.0 keep-alive and says False for a bodiless HEAD).
         self.keep_alive = (
-            self._parser.get_http_version() == "1.1"
+            self._version == "1.1"
             and not self._conn_close
             and not self._req_close
             and not self._trailing

@@ -328,6 +328,14 @@ class Reactor:
             if self._error is None:
                 self._error = ReactorMisuse(f"a reactor task awaited a foreign operation: {op!r}")
             return
+        if op[0] == _READ and not op[2] and task.pending is None:
+            # The hot path (a VU waiting for its response), inlined from _park_on.
+            fd = op[1]
+            if self._masks.get(fd) == _EPOLLIN:
+                task.parked = True
+                self._waiting[fd] = task
+                task.fd = fd
+                return
         self._park_on(task, op)
 
     def _finish(self, task: Task) -> None:
@@ -390,11 +398,14 @@ class Reactor:
         watch = self._watch
         step = self._step
         epfd = self._ep.fileno()
+        on_full = self._on_full
+        watch_max = self._watch_max if on_full is not None else _NEVER
         while self._live:
             for _ in range(len(ready)):
                 step(ready.popleft())
-                if len(watch) >= self._watch_max and self._on_full is not None:
-                    await self._on_full()
+                if len(watch) >= watch_max:
+                    assert on_full is not None
+                    await on_full()
             if self._error is not None:
                 self.interrupt_all()
                 for _ in range(len(ready)):
