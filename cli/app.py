@@ -126,7 +126,8 @@ def run(
     ] = None,
 ) -> None:
     """Run a load test. Exit 0 when every goal passed, 1 when a goal failed."""
-    from z6.cli.run_cmd import RunOptions, parse_percentiles, parse_shard, run_scenario
+    from z6.cli.options import parse_percentiles, parse_shard
+    from z6.cli.run_cmd import RunOptions, run_scenario
 
     def body() -> int:
         opts = RunOptions(
@@ -183,7 +184,7 @@ def analyze(
 ) -> None:
     """Recompute every metric from event logs. Exit 0 when every goal passed, 1 otherwise."""
     from z6.cli.analyze_cmd import run_analyze
-    from z6.cli.run_cmd import parse_percentiles
+    from z6.cli.options import parse_percentiles
 
     def body() -> int:
         pcts = parse_percentiles(percentiles) if percentiles is not None else None

@@ -23,13 +23,12 @@ from z6.engine.overrides import apply_overrides
 from z6.engine.protocol import engine_factory, httptools_available
 from z6.engine.scenario import Scenario
 from z6.engine.schedule import peak_vus
-from z6.engine.summary import RunMeta, build_summary, timeseries_rows
+from z6.engine.summary import DEFAULT_PERCENTILES, RunMeta, build_summary, timeseries_rows
 from z6.engine.version import __version__
 from z6.engine.vu import WorkPlan
 from z6.ipc.eventlog import LogHeader
 from z6.ipc.supervisor import RunSetup, run_workers
 
-DEFAULT_PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 EXIT_OK, EXIT_GOALS, EXIT_RUNTIME, EXIT_INTERRUPTED = 0, 1, 3, 130
 _START_DELAY_S = 0.25  # time for the workers to fork and connect before the common start
 
@@ -50,39 +49,6 @@ class RunOptions:
     engine: str = "auto"
     shard: tuple[int, int] = (0, 1)
     base_url: str | None = None  # used by `z6 demo` to aim the quickstart at its own server
-
-
-def parse_percentiles(text: str | None) -> tuple[float, ...]:
-    """Parse ``--percentiles 50,90,99.9``; raise ConfigError on anything else."""
-    if text is None:
-        return DEFAULT_PERCENTILES
-    values: list[float] = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            v = float(part)
-        except ValueError:
-            raise ConfigError(f"--percentiles: '{part}' is not a number") from None
-        if not 0 < v <= 100:
-            raise ConfigError(f"--percentiles: {part} is not in (0, 100]")
-        values.append(v)
-    if not values:
-        raise ConfigError("--percentiles: give at least one value, e.g. 50,90,99")
-    return tuple(values)
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """Parse ``--shard I/N`` (0-based I); raise ConfigError when malformed."""
-    if text is None:
-        return (0, 1)
-    try:
-        i_s, n_s = text.split("/")
-        i, n = int(i_s), int(n_s)
-    except ValueError:
-        raise ConfigError(f"--shard: expected I/N like 0/4, got '{text}'") from None
-    if n < 1 or not 0 <= i < n:
-        raise ConfigError(f"--shard: need 0 <= I < N, got '{text}'")
-    return (i, n)
 
 
 def _default_out_dir() -> Path:

@@ -48,6 +48,7 @@ __all__ = [
     "bucket_index",
     "bucket_value",
     "error_label",
+    "histogram_mean",
     "histogram_of",
     "new_histogram",
     "sparse_percentiles",
@@ -160,6 +161,23 @@ def histogram_of(buckets: Mapping[int, int]) -> HdrHistogram:
         if n > 0:
             hist.record_value(_bucket_low(idx), n)
     return hist
+
+
+def histogram_mean(hist: HdrHistogram) -> float:
+    """``hist.get_mean_value()`` (each recorded bucket at its median equivalent value), without
+    the package's Python iterator, which steps through every bucket up to the maximum and took
+    a third of a second per summary of five histograms."""
+    total: int = hist.get_total_count()
+    if not total:
+        return 0.0
+    weighted: int = 0
+    for idx, n in enumerate(hist.counts):
+        if n:
+            value = hist.get_value_from_index(idx)
+            low = hist.get_lowest_equivalent_value(value)
+            high = hist.get_highest_equivalent_value(value)
+            weighted += n * (low + ((high - low + 1) >> 1))
+    return float(weighted) / total
 
 
 def _bucket_low(index: int) -> int:

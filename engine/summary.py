@@ -17,7 +17,7 @@ import msgspec
 from hdrh.histogram import HdrHistogram
 
 from z6.engine.goals import GOAL_PERCENTILES, evaluate_goals
-from z6.engine.metrics import Reducer, error_label, histogram_of
+from z6.engine.metrics import Reducer, error_label, histogram_mean, histogram_of
 from z6.engine.scenario import Assertions
 
 __all__ = [
@@ -128,7 +128,7 @@ def latency_stats(hist: HdrHistogram, percentiles: Sequence[float]) -> dict[str,
     values = hist.get_percentile_to_value_dict(ps)
     out: dict[str, float | None] = {
         "min": _ms(hist.get_min_value()),
-        "mean": _ms(hist.get_mean_value()),
+        "mean": _ms(histogram_mean(hist)),
         "max": _ms(hist.get_max_value()),
     }
     for p in ps:

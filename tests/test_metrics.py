@@ -6,6 +6,7 @@ import random
 from collections import Counter
 
 import pytest
+from conftest import fuzz_examples
 from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -97,6 +98,18 @@ def _buckets_equal(a: Reducer, b: Reducer) -> None:
 
 
 # ---------------------------------------------------------------- HDR layout
+
+
+@settings(max_examples=fuzz_examples(50), deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=3_600_000_000), min_size=0, max_size=300))
+def test_histogram_mean_equals_the_package(values: list[int]) -> None:
+    """Our mean of a histogram is the package's ``get_mean_value()``, to the last bit."""
+    from z6.engine.metrics import histogram_mean
+
+    hist = new_histogram()
+    for v in values:
+        hist.record_value(v)
+    assert histogram_mean(hist) == hist.get_mean_value()
 
 
 def test_bucket_table_matches_bucket_index() -> None:
