@@ -14,7 +14,9 @@ differ are normalized here (the fuzz tests in ``tests/test_protocol_fuzz.py`` ho
 - Only HTTP/1.0 and HTTP/1.1 responses are accepted; bare LF line ends are accepted in the
   head (not in chunked framing); control characters in the reason phrase or header values
   are a violation.
-- 1xx interim responses are skipped; ``101`` is a violation (z6 never asks for an upgrade).
+- 1xx interim responses are skipped; ``101`` is a violation (z6 never asks for an upgrade),
+  and so is a 1xx in HTTP/1.0 (RFC 9110 forbids sending one to an HTTP/1.0 client; h11 would
+  skip it, llhttp would refuse the next message).
 - A response head (status line plus headers of one message) over 64 KiB is a violation.
   Both engines add up the parsed parts, and also stop buffering an unfinished head past
   64 KiB; near the limit the two checks can disagree by the few bytes of line syntax.
@@ -193,6 +195,8 @@ class H11Engine:
                     self.status = event.status_code
                 elif isinstance(event, h11.InformationalResponse):
                     _check_h11_head(event)
+                    if event.http_version != b"1.1":
+                        raise ProtocolViolation("interim (1xx) response in HTTP/1.0")
                 elif kind is h11.EndOfMessage:
                     self._done = True
                     self.keep_alive = (
@@ -429,6 +433,8 @@ class HttptoolsEngine:
         version = self._version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise ProtocolViolation("unsupported HTTP version")
+        if status < 200 and version != "1.1":
+            raise ProtocolViolation("interim (1xx) response in HTTP/1.0")
         if self._coding_bad or (self._chunked and self._length):
             raise ProtocolViolation("unsupported or ambiguous Transfer-Encoding")
         if status >= 200 and self._is_head:

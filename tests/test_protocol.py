@@ -115,6 +115,11 @@ CASES = [
         b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nhi",
         ok(201),
     ),
+    Case(
+        "interim-in-http10",
+        b"HTTP/1.0 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+        Outcome("violation"),
+    ),
     Case("server-error", b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", ok(503)),
     Case(
         "connection-close",
