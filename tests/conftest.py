@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -11,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from hostile_server import HostileServer, running_hostile_server
 
 REPO = Path(__file__).resolve().parent.parent
 # Scales the example counts of the fuzz tests of the parsers and codecs (loader, event codec,
@@ -100,3 +103,50 @@ def no_ring_segments_left() -> Iterator[None]:
             break
         time.sleep(0.05)
     assert not left, f"shared memory left behind: {sorted(left)}"
+
+
+# -- TLS: one self-signed certificate and one TLS hostile server for the whole session ----
+
+
+@pytest.fixture(scope="session")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1/localhost: (cert path, key path)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed; cannot make a test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return str(cert), str(key)
+
+
+@pytest.fixture(scope="session")
+def tls_server(self_signed: tuple[str, str]) -> Iterator[HostileServer]:
+    """The hostile server (tests/hostile_server.py) behind TLS with the self-signed
+    certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*self_signed)
+    with running_hostile_server(ctx) as srv:
+        yield srv

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import errno
-import shutil
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,6 +192,7 @@ def test_interrupt_closes_the_socket_and_propagates(server: HostileServer) -> No
     )
     out = Outcome()
     finished: list[str] = []
+    stop_at: list[int] = []
 
     async def one() -> None:
         try:
@@ -207,13 +206,15 @@ def test_interrupt_closes_the_socket_and_propagates(server: HostileServer) -> No
         reactor = Reactor()
         reactor.spawn(one())
         reactor.hard_stop_ns = time.perf_counter_ns() + 200_000_000
+        stop_at.append(reactor.hard_stop_ns)
         await reactor.run()
 
     trio.run(main)
     assert finished == ["interrupted"]
     assert conn.is_open is False
     assert out.start_ns > 0
-    assert out.end_ns - out.start_ns >= 150_000_000
+    # The request was cut at the hard stop, not before.
+    assert out.end_ns >= stop_at[0]
 
 
 def test_timeout_then_reconnect(server: HostileServer) -> None:
@@ -250,49 +251,6 @@ def test_bad_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
 
 
 # -- TLS -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1/localhost: (cert path, key path)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed; cannot make a test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return str(cert), str(key)
-
-
-@pytest.fixture(scope="module")
-def tls_server(self_signed: tuple[str, str]) -> Iterator[HostileServer]:
-    """The hostile server behind TLS with the self-signed certificate."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(*self_signed)
-    with running_hostile_server(ctx) as srv:
-        yield srv
 
 
 def test_tls_verification_rejects_self_signed(tls_server: HostileServer, engine: str) -> None:

@@ -4,62 +4,21 @@ server on 127.0.0.1 with a self-signed certificate; counts checked against the s
 from __future__ import annotations
 
 import json
-import shutil
-import ssl
-import subprocess
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import run_z6
-from hostile_server import HostileServer, running_hostile_server
+from hostile_server import HostileServer
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostileServer, str]]:
-    """The hostile server behind TLS: (server, path of its self-signed certificate)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed; cannot make a test certificate")
-    d = tmp_path_factory.mktemp("tls-e2e")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(cert), str(key))
-    with running_hostile_server(ctx) as srv:
-        yield srv, str(cert)
-
-
 @pytest.mark.parametrize("engine", ["h11", "httptools"])
 def test_https_run_counts_match_the_server(
-    tls_server: tuple[HostileServer, str], tmp_path: Path, engine: str
+    tls_server: HostileServer, self_signed: tuple[str, str], tmp_path: Path, engine: str
 ) -> None:
-    server, cert = tls_server
+    server, cert = tls_server, self_signed[0]
     scenario = tmp_path / "tls.toml"
     scenario.write_text(
         textwrap.dedent(
