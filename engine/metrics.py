@@ -72,6 +72,7 @@ EXCLUDED_FROM_LATENCY: frozenset[int] = frozenset(
 """Error kinds whose request has no meaningful latency: no request was sent, or z6 cut it."""
 
 _NS = 1_000_000_000
+_add = operator.add
 
 
 def new_histogram() -> HdrHistogram:
@@ -273,11 +274,11 @@ class WorkerAccount:
     requests_started: int | None
 
 
+_CODE = operator.attrgetter("request", "status", "error")
 _REQUEST = operator.attrgetter("request")
 _STEP = operator.attrgetter("step")
 _START = operator.attrgetter("start_ns")
 _LATENCY = operator.attrgetter("latency_ns")
-_STATUS = operator.attrgetter("status")
 _ERROR = operator.attrgetter("error")
 _BYTES = operator.attrgetter("bytes_received")
 _NEW_CONNECTION = operator.attrgetter("new_connection")
@@ -285,7 +286,8 @@ _SCHEDULED = operator.attrgetter("scheduled_ns")
 
 
 class _Second:
-    """Mutable per-second state; ``hist`` is dropped (set to None) once finalized."""
+    """Mutable per-second state; ``hist`` is folded into the run's counts and dropped (set to
+    None) once finalized."""
 
     __slots__ = ("dropped", "errors", "hist", "n_lat", "p50", "p99", "requests", "started")
 
@@ -299,10 +301,12 @@ class _Second:
         self.p50: int | None = None
         self.p99: int | None = None
 
-    def finalize(self) -> None:
+    def finalize(self, into: Counter[int]) -> None:
+        """Compute p50/p99, add the histogram's counts to ``into`` and drop it."""
         hist = self.hist
         if hist is None:
             return
+        into.update(hist)
         self.n_lat = sum(hist.values())
         pct = sparse_percentiles(_strip_request(hist), (50.0, 99.0))
         self.p50 = pct.get(50.0)
@@ -333,7 +337,9 @@ class Reducer:
         self.open_model = open_model
         # (request, status, error) -> count: gives totals, per name, per status, per kind.
         self._codes: Counter[tuple[int, int, int]] = Counter()
-        self._lat: Counter[int] = Counter()  # (request << _KEY_BITS) | bucket -> count
+        # (request << _KEY_BITS) | bucket -> count, of finalized seconds; the rest is in the
+        # histograms of the live seconds (see _latency_counts).
+        self._lat: Counter[int] = Counter()
         self._corr: Counter[int] = Counter()  # same, corrected latency (open model)
         self.bytes_received = 0
         self.new_connections = 0
@@ -376,7 +382,14 @@ class Reducer:
         """
         if not events:
             return
-        reqs = [e for e in events if type(e) is RequestEvent]
+        try:
+            # Most batches hold requests only: the latency pass doubles as the type check
+            # (lifecycle events have no ``latency_ns``), which spares a filtering pass.
+            lat = list(map(_LATENCY, events))
+            reqs: Sequence[RequestEvent] = events  # type: ignore[assignment]
+        except AttributeError:
+            reqs = [e for e in events if type(e) is RequestEvent]
+            lat = list(map(_LATENCY, reqs))
         n_finished = 0
         if len(reqs) != len(events):
             others = [e for e in events if type(e) is not RequestEvent]
@@ -389,20 +402,14 @@ class Reducer:
             self._req_recorded[key] += len(reqs)
             self._workers_seen.add(key)
         if reqs:
-            self._add_requests(reqs)
+            self._add_requests(reqs, lat)
 
-    def _add_requests(self, reqs: list[RequestEvent]) -> None:
+    def _add_requests(self, reqs: Sequence[RequestEvent], lat: list[int]) -> None:
         n = len(reqs)
         # One C-level pass per field needed (cheaper than transposing 10-field tuples); the
-        # connect times and the open-model fields are only read when they matter.
-        req = list(map(_REQUEST, reqs))
-        start = list(map(_START, reqs))
-        lat = list(map(_LATENCY, reqs))
-        status = list(map(_STATUS, reqs))
-        err = list(map(_ERROR, reqs))
-        nbytes = list(map(_BYTES, reqs))
-        newconn = list(map(_NEW_CONNECTION, reqs))
-        codes = Counter(zip(req, status, err, strict=True))
+        # error list, the connect times and the open-model fields are only read when they
+        # matter.
+        codes = Counter(map(_CODE, reqs))
         self._codes.update(codes)
         failed = 0
         excluded = False
@@ -411,27 +418,31 @@ class Reducer:
                 failed += c
                 if e in EXCLUDED_FROM_LATENCY:
                     excluded = True
-        b = sum(nbytes)
+        b = sum(map(_BYTES, reqs))
         self.bytes_received += b
         self._iv_bytes += b
         self._iv_requests += n
         self._iv_failed += failed
-        nc = sum(newconn)
+        nc = sum(map(_NEW_CONNECTION, reqs))
         if nc:
             self.new_connections += nc
-            cts = [r.connect_ns for r, flag in zip(reqs, newconn, strict=True) if flag]
+            cts = [r.connect_ns for r in reqs if r.new_connection]
             self._connect_sum_ns += sum(cts)
             m = max(cts)
             if m > self._connect_max_ns:
                 self._connect_max_ns = m
 
-        ends = [s + x for s, x in zip(start, lat, strict=True)]
+        req = list(map(_REQUEST, reqs))
+        start = list(map(_START, reqs))
+        ends = list(map(_add, start, lat))
         hi = max(ends)
         if hi > self._max_end_ns:
             self._max_end_ns = hi
 
         # Latency keys of the requests that have one.
+        err: list[int] | None = None
         if excluded:
+            err = list(map(_ERROR, reqs))
             keep = [e not in EXCLUDED_FROM_LATENCY for e in err]
             lreq = [r for r, k in zip(req, keep, strict=True) if k]
             llat = [x for x, k in zip(lat, keep, strict=True) if k]
@@ -440,20 +451,22 @@ class Reducer:
             keep = None
             lreq, llat, lend = req, lat, ends
         keys = _latency_keys(lreq, llat)
-        self._lat.update(keys)
         if self._track_interval:
             self._iv_lat.update(keys)
 
-        # Per-second rows, by end second.
+        # Per-second rows, by end second. The run's latency counts are not updated here:
+        # they stay in the second's histogram and join ``_lat`` when it is finalized (one
+        # count per event instead of two).
         lo_s = min(ends) // _NS
         hi_s = hi // _NS
         if lo_s == hi_s:
             sec = self._second(hi_s)
             sec.requests += n
             sec.errors += failed
-            if sec.hist is not None:
-                sec.hist.update(keys)
+            (self._lat if sec.hist is None else sec.hist).update(keys)
         else:
+            if err is None:
+                err = list(map(_ERROR, reqs))
             self._spread_seconds(ends, err, lend, keys)
         if self.open_model:
             step = list(map(_STEP, reqs))
@@ -480,8 +493,7 @@ class Reducer:
             by_sec.setdefault(x // _NS, []).append(k)
         for s, ks in by_sec.items():
             hist = self._second(s).hist
-            if hist is not None:
-                hist.update(ks)
+            (self._lat if hist is None else hist).update(ks)
 
     def _add_open(
         self,
@@ -508,7 +520,7 @@ class Reducer:
         if sec is None:
             sec = self._seconds[s] = _Second()
             if s < self._newest_sec - WINDOW_SECONDS:
-                sec.finalize()  # already outside the window: never keep a histogram for it
+                sec.finalize(self._lat)  # outside the window: never keep a histogram for it
             else:
                 self._live[s] = sec
         return sec
@@ -517,7 +529,7 @@ class Reducer:
         cutoff = self._newest_sec - WINDOW_SECONDS
         old = [s for s in self._live if s < cutoff]
         for s in old:
-            self._live.pop(s).finalize()
+            self._live.pop(s).finalize(self._lat)
 
     def _add_lifecycle(self, events: list[Event], worker: int) -> None:
         for ev in events:
@@ -589,7 +601,7 @@ class Reducer:
             self.request_names.extend(other.request_names[len(self.request_names) :])
         self.open_model = self.open_model or other.open_model
         self._codes.update(other._codes)
-        self._lat.update(other._lat)
+        self._lat.update(other._lat)  # finalized seconds; the live ones merge below
         self._corr.update(other._corr)
         self.bytes_received += other.bytes_received
         self.new_connections += other.new_connections
@@ -645,12 +657,12 @@ class Reducer:
             if osec.hist is not None:
                 tmp = _Second()
                 tmp.hist = Counter(osec.hist)
-                tmp.finalize()
+                tmp.finalize(self._lat)
                 theirs = (tmp.n_lat, tmp.p50, tmp.p99)
             else:
                 theirs = (osec.n_lat, osec.p50, osec.p99)
             self._live.pop(s, None)
-            mine.finalize()
+            mine.finalize(self._lat)
             mine.n_lat, mine.p50, mine.p99 = _combine_pcts((mine.n_lat, mine.p50, mine.p99), theirs)
         mine.requests += osec.requests
         mine.errors += osec.errors
@@ -716,11 +728,23 @@ class Reducer:
                 out[e] += c
         return dict(sorted(out.items()))
 
+    def _latency_counts(self, corrected: bool) -> Counter[int]:
+        """All latency counts so far: finalized seconds plus the live seconds' histograms."""
+        if corrected:
+            return self._corr
+        live = [sec.hist for sec in self._live.values() if sec.hist]
+        if not live:
+            return self._lat
+        out = Counter(self._lat)
+        for hist in live:
+            out.update(hist)
+        return out
+
     def latency_buckets(
         self, request: int | None = None, *, corrected: bool = False
     ) -> Counter[int]:
         """Sparse ``{bucket index: count}`` of one request (or all when ``None``)."""
-        src = self._corr if corrected else self._lat
+        src = self._latency_counts(corrected)
         if request is None:
             return _strip_request(src)
         out: Counter[int] = Counter()
@@ -732,7 +756,7 @@ class Reducer:
     def buckets_by_request(self, *, corrected: bool = False) -> dict[int, Counter[int]]:
         """``{request index: {bucket index: count}}`` in one pass over the latency counts."""
         out: dict[int, Counter[int]] = {}
-        for key, n in (self._corr if corrected else self._lat).items():
+        for key, n in self._latency_counts(corrected).items():
             r = key >> _KEY_BITS
             c = out.get(r)
             if c is None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.metrics import (
+    EXCLUDED_FROM_LATENCY,
     WINDOW_SECONDS,
     Reducer,
     bucket_index,
@@ -500,6 +501,39 @@ def test_results_do_not_depend_on_how_events_are_batched(seed: int, cuts: list[i
     assert one.timeseries() == many.timeseries()
     assert one.by_status() == many.by_status()
     assert one.duration_ns == many.duration_ns
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=10_000),
+    st.lists(st.integers(1, 80), max_size=12),
+    st.integers(0, 240),
+)
+def test_run_latency_counts_equal_a_direct_count(seed: int, cuts: list[int], split: int) -> None:
+    """The run's latency counts live in the per-second histograms until a second is finalized
+    (then they join the run's counts); whatever the batching, the window, late events and
+    merges, they equal a direct count of the events."""
+    events = _random_events(seed, 240, seconds=3.0 * WINDOW_SECONDS)  # unsorted: late events
+    expected: Counter[int] = Counter()
+    for e in events:
+        assert isinstance(e, RequestEvent)
+        if e.error not in EXCLUDED_FROM_LATENCY:
+            expected[bucket_index(e.latency_ns // 1000)] += 1
+    r = Reducer(["a", "b", "c"])
+    i = 0
+    for c in [*cuts, len(events)]:
+        r.add(events[i : i + c])
+        i += c
+        seen = sum(1 for e in events[:i] if e.error not in EXCLUDED_FROM_LATENCY)
+        assert r.latency_buckets().total() == seen  # reading does not disturb the counts
+    assert r.latency_buckets() == expected
+    assert sum(c.total() for c in r.buckets_by_request().values()) == expected.total()
+    a = Reducer(["a", "b", "c"])
+    a.add(events[:split])
+    b = Reducer(["a", "b", "c"])
+    b.add(events[split:])
+    a.merge(b)
+    assert a.latency_buckets() == expected
 
 
 def test_histogram_is_a_real_hdr_histogram() -> None:
