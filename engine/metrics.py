@@ -124,6 +124,36 @@ _TABLE_LIMIT_US = 1 << 18
 _TABLE_LIMIT_NS = _TABLE_LIMIT_US * 1000
 _BUCKET_OF_US: list[int] = []
 
+# Below 2**16 us (65 ms) the first 64 request indices go one step further: a table per request
+# holds the finished key objects, one object per bucket. No int is allocated per event, and
+# the Counter lookups that follow match keys by identity instead of comparing values (together
+# about 50 ns of the reducer's ~800 per event). 0.7 MB per request index actually seen.
+_KEYTAB_LIMIT_US = 1 << 16
+_KEYTAB_LIMIT_NS = _KEYTAB_LIMIT_US * 1000
+_KEYTAB_REQUESTS = 64
+_KEYTABS: dict[int, list[int]] = {}
+
+
+def _bucket_of_us() -> list[int]:
+    table = _BUCKET_OF_US
+    if not table:
+        table.extend(_bucket_table(_TABLE_LIMIT_US))
+    return table
+
+
+def _add_keytabs(reqs: Iterable[int]) -> bool:
+    """Build the key tables of the request indices in ``reqs``; False (nothing built) when one
+    of them is outside ``0 .. _KEYTAB_REQUESTS - 1``."""
+    missing = set(reqs).difference(_KEYTABS)
+    if not all(0 <= r < _KEYTAB_REQUESTS for r in missing):
+        return False
+    buckets = _bucket_of_us()[:_KEYTAB_LIMIT_US]
+    for r in missing:
+        base = r << _KEY_BITS
+        objs = [base + b for b in range(buckets[-1] + 1)]
+        _KEYTABS[r] = [objs[b] for b in buckets]
+    return True
+
 
 def _latency_keys(reqs: Sequence[int], lats: Sequence[int]) -> list[int]:
     """The histogram keys ``(request << _KEY_BITS) + bucket`` of latencies in ns (clamped to
@@ -133,9 +163,14 @@ def _latency_keys(reqs: Sequence[int], lats: Sequence[int]) -> list[int]:
     lo = min(lats)
     hi = max(lats)
     if lo >= 0 and hi < _TABLE_LIMIT_NS:
-        table = _BUCKET_OF_US
-        if not table:
-            table.extend(_bucket_table(_TABLE_LIMIT_US))
+        if hi < _KEYTAB_LIMIT_NS:
+            tabs = _KEYTABS
+            try:
+                return [tabs[r][x // 1000] for r, x in zip(reqs, lats, strict=True)]
+            except KeyError:
+                if _add_keytabs(reqs):
+                    return [tabs[r][x // 1000] for r, x in zip(reqs, lats, strict=True)]
+        table = _bucket_of_us()
         return [(r << _KEY_BITS) + table[x // 1000] for r, x in zip(reqs, lats, strict=True)]
     if lo < 0 or hi > _MAX_NS:
         lats = [min(max(x, 0), _MAX_NS) for x in lats]

@@ -138,6 +138,31 @@ def test_latency_keys_agree_inside_and_outside_the_table() -> None:
     assert clamped == _latency_keys([0, 0], [0, _MAX_NS])
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=-3, max_value=70),
+            st.one_of(
+                st.integers(min_value=0, max_value=65_536_000),  # per-request key tables
+                st.integers(min_value=-10, max_value=270_000_000),  # bucket table, clamping
+                st.integers(min_value=0, max_value=2 * 3_600_000_000_000),
+            ),
+        ),
+        max_size=40,
+    )
+)
+def test_latency_keys_equal_the_arithmetic(pairs: list[tuple[int, int]]) -> None:
+    """Whichever table serves a batch (per-request key objects, the bucket table, none), the
+    keys are ``(request << bits) + bucket`` of the clamped latency, for any request index."""
+    from z6.engine.metrics import _KEY_BITS, _MAX_NS, _latency_keys
+
+    reqs = [r for r, _ in pairs]
+    lats = [x for _, x in pairs]
+    expected = [(r << _KEY_BITS) + bucket_index(min(max(x, 0), _MAX_NS) // 1000) for r, x in pairs]
+    assert _latency_keys(reqs, lats) == expected
+
+
 def test_bucket_index_matches_the_hdr_package() -> None:
     hist = new_histogram()
     rng = random.Random(7)
