@@ -90,6 +90,7 @@ _OBS_FOLD = re.compile(rb"\n[ \t]")
 _ODD_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _CHUNK_EXT_LINE = re.compile(rb"\n[0-9A-Fa-f]+[ \t]*;([^\n]*)")
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_CONTENT_LENGTH_FIELD = re.compile(rb"(?im)^content-length:([^\r\n]*)")
 _VALID_EXTS = re.compile(
     rb"[ \t]*(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb'|"[^"\r\n]*"))?)*'
     rb"[ \t]*\r?"
@@ -109,8 +110,13 @@ def known_difference(data: bytes) -> bool:
       chunk-size line, llhttp checks the ``name[=value]`` syntax.
     - Obsolete line folding (a header line starting with space or tab): h11 unfolds it,
       llhttp rejects it. RFC 9112 allows either.
+    - Repeated identical ``Content-Length`` values (two fields, or ``2, 2``): h11 keeps one,
+      llhttp rejects the response. RFC 9110 (8.6) allows either.
     """
     if _INTERIM.search(data) is not None and _EXTRA_BLANK.search(data) is not None:
+        return True
+    lengths = _CONTENT_LENGTH_FIELD.findall(data)
+    if len(lengths) > 1 or any(b"," in v for v in lengths):
         return True
     if _OBS_FOLD.search(data) is not None:
         return True
@@ -219,3 +225,181 @@ def test_valid_responses_any_split(
     if len(chunks) == 1:
         # Trailing bytes all visible at once: the reuse decision must match too.
         assert a.keep_alive == b.keep_alive, (data, a, b)
+
+
+# ---------------------------------------------------------------- the httptools fast path
+
+
+class _LlhttpOnly(HttptoolsEngine):
+    """The httptools engine with its fast path for common responses turned off."""
+
+    def _simple(self, data: bytes) -> bool:
+        return False
+
+
+_printable = st.binary(max_size=12).map(lambda v: bytes(32 + b % 95 for b in v))
+_plain_field = st.tuples(
+    st.sampled_from([b"Server", b"Date", b"Content-Type", b"X-A", b"etag", b"Keep-Alive"]),
+    _printable,
+)
+_odd_field = st.tuples(
+    st.sampled_from(
+        [
+            b"Content-Length",
+            b"CONTENT-LENGTH",
+            b"Content-Length ",
+            b"Transfer-Encoding",
+            b"Connection",
+            b"X-Closet",
+            b"Bad Name",
+            b"",
+            b"X\x80",
+        ]
+    ),
+    st.one_of(
+        st.sampled_from(
+            [
+                *(b"0", b"2", b" 2 ", b"+2", b"1_0", b"2, 2", b"", b"keep-alive", b"close"),
+                *(b"Keep-Alive, Close", b"chunked", b"\x80", b"a\x7fb", b"\t"),
+            ]
+        ),
+        st.binary(max_size=6).filter(lambda v: b"\r" not in v and b"\n" not in v),
+    ),
+)
+
+
+@st.composite
+def _near_simple_response(draw: st.DrawFn) -> tuple[bytes, bool]:
+    """Responses around the fast path's edge: about half exactly what it takes, the rest with
+    one or two things off; and whether CR/LF may follow the response (llhttp skips those
+    bytes: see the module doc)."""
+    odd = draw(st.integers(0, 3)) if draw(st.booleans()) else 0
+    version = b"HTTP/1.1"
+    status = draw(st.sampled_from([b"200", b"404", b"503"]))
+    reason = draw(st.sampled_from([b"OK", b"", b"Not Found"]))
+    eol = b"\r\n"
+    body = draw(_printable)
+    length_delta = 0
+    fields = draw(st.lists(_plain_field, max_size=5))
+    extra = b""
+    for _ in range(odd):
+        what = draw(st.integers(0, 7))
+        if what == 0:
+            version = draw(st.sampled_from([b"HTTP/1.0", b"HTTP/2.0", b"http/1.1"]))
+        elif what == 1:
+            status = draw(st.sampled_from([b"204", b"304", b"100", b"101", b"600", b"20"]))
+        elif what == 2:
+            reason = draw(st.sampled_from([b"Close", b"\x01", b"\x80", b"O\tK"]))
+        elif what == 3:
+            eol = b"\n"
+        elif what == 4:
+            length_delta = draw(st.sampled_from([-1, 1, None]))  # None: no Content-Length
+        elif what == 5:
+            fields.insert(draw(st.integers(0, len(fields))), draw(_odd_field))
+        elif what == 6:
+            extra = draw(
+                st.sampled_from([b"x", b"\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+            )
+        else:
+            body = draw(st.binary(max_size=8))
+    if length_delta is not None:
+        cl = (b"Content-Length", b"%d" % (len(body) + length_delta))
+        fields.insert(draw(st.integers(0, len(fields))), cl)
+    head = version + b" " + status + b" " + reason + eol
+    head += b"".join(
+        n + b":" + draw(st.sampled_from([b" ", b"", b"\t"])) + v + eol for n, v in fields
+    )
+    # Conservative: any CR/LF at the very end may be bytes after the response.
+    return head + eol + body + extra, (body + extra).endswith((b"\r", b"\n"))
+
+
+@settings(max_examples=fuzz_examples(600), deadline=None)
+@given(case=_near_simple_response(), cuts=cuts_st, req=req_st)
+def test_fast_path_agrees_with_llhttp_and_h11(
+    case: tuple[bytes, bool], cuts: list[int], req: PreparedRequest
+) -> None:
+    """Fed whole (where the fast path applies) or split, the httptools engine gives exactly
+    the verdict of llhttp alone, and agrees with h11 on completion, status and reuse."""
+    data, crlf_after = case
+    for chunks in ([data], split(data, cuts)):
+        fast = run(HttptoolsEngine, req, chunks, True)
+        slow = run(_LlhttpOnly, req, chunks, True)
+        assert fast == slow, (data, chunks, fast, slow)
+        if known_difference(data) or chunks != [data]:
+            continue
+        h11_result = run(H11Engine, req, chunks, True)
+        if fast.kind == "complete" or h11_result.kind == "complete":
+            assert (fast.kind, fast.status) == (h11_result.kind, h11_result.status), data
+            if not crlf_after:
+                assert fast.keep_alive == h11_result.keep_alive, (data, fast, h11_result)
+
+
+def test_fast_path_takes_the_common_response_and_nothing_else() -> None:
+    """nginx's answer is recognized without llhttp; near misses are left to llhttp."""
+    nginx = (
+        b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 10:50:57 GMT\r\n"
+        b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+    )
+    p = HttptoolsEngine()
+    p.start(GET)
+    assert p._simple(nginx)
+    assert (p.status, p.keep_alive, p.bytes_received) == (200, True, len(nginx))
+    misses = [
+        nginx + b"x",  # bytes after the response
+        nginx[:-1],  # body not complete yet
+        nginx.replace(b"keep-alive", b"close"),
+        nginx.replace(b"Content-Length: 2", b"Transfer-Encoding: chunked"),
+        nginx.replace(b"Content-Length: 2\r\n", b""),
+        nginx.replace(b"Content-Length: 2", b"Content-Length: 2\r\nContent-Length: 2"),
+        nginx.replace(b"Content-Length: 2", b"Content-Length: +2"),
+        nginx.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        nginx.replace(b"200 OK", b"204 No Content"),
+        nginx.replace(b"\r\nServer", b"\nServer"),
+        nginx.replace(b"nginx/", b"nginx\x80"),
+        nginx.replace(b"Server", b"Ser ver"),
+    ]
+    for data in misses:
+        p = HttptoolsEngine()
+        p.start(GET)
+        assert not p._simple(data), data
+        assert (p.status, p.bytes_received, p.keep_alive) == (0, 0, False)
+    p = HttptoolsEngine()
+    p.start(HEAD)
+    assert not p._simple(nginx)
+
+
+def test_fast_path_verdicts_are_cached_per_head_only() -> None:
+    """A head seen before is judged from the cache; the body length is checked every time."""
+    from z6.engine.protocol import _SIMPLE_HEADS
+
+    head = b"HTTP/1.1 404 Not Found\r\nX-Seen: twice\r\nContent-Length: 3\r\n\r\n"
+    _SIMPLE_HEADS.pop(head, None)
+    for data, simple in [(head + b"abc", True), (head + b"abc", True), (head + b"ab", False)]:
+        p = HttptoolsEngine()
+        p.start(GET)
+        assert p._simple(data) is simple
+        assert _SIMPLE_HEADS[head] == (404, 3)
+    bad = b"HTTP/1.1 200 OK\r\nX-Seen: \x80\r\nContent-Length: 0\r\n\r\n"
+    for _ in range(2):
+        p = HttptoolsEngine()
+        p.start(GET)
+        assert not p._simple(bad)
+        assert _SIMPLE_HEADS[bad] is None
+
+
+@settings(max_examples=fuzz_examples(200), deadline=None)
+@given(st.lists(st.sampled_from(VALID[:4] + VALID[7:] + [VALID[0]] * 3), min_size=2, max_size=5))
+def test_fast_path_and_llhttp_take_turns_on_one_connection(responses: list[bytes]) -> None:
+    """Responses with and without the fast path, one after another on one parser, give the
+    same results as h11 (llhttp's state is untouched by a message it never saw)."""
+    fast = HttptoolsEngine()
+    ref = H11Engine()
+    for data in responses:
+        results = []
+        for p in (fast, ref):
+            p.start(GET)
+            done = p.feed(data) or p.feed_eof()
+            results.append((done, p.status, p.keep_alive, p.bytes_received))
+        assert results[0] == results[1], (data, results)
+        if not results[0][2]:
+            break
