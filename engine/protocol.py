@@ -291,6 +291,7 @@ class HttptoolsEngine:
         "_msg_status",
         "_parser",
         "_req_close",
+        "_stale",
         "_trailing",
         "_version",
         "bytes_received",
@@ -317,6 +318,7 @@ class HttptoolsEngine:
         return parser
 
     def _reset_response(self, is_head: bool, req_close: bool) -> None:
+        self._stale = False
         self._is_head = is_head
         self._req_close = req_close
         self._done = False
@@ -351,13 +353,20 @@ class HttptoolsEngine:
         self.status = 0
         self.bytes_received = 0
         self.keep_alive = False
-        self._reset_response(req.is_head, req.connection_close)
+        self._is_head = req.is_head
+        self._req_close = req.connection_close
+        self._done = False
+        # The rest of the per-response state only matters to llhttp: reset when it is used
+        # (most responses take the fast path and never need it).
+        self._stale = True
         return req.raw
 
     def feed(self, data: bytes) -> bool:
         """Parse received bytes; True once the final response is complete."""
         if not self.bytes_received and self._simple(data):
             return True
+        if self._stale:
+            self._reset_response(self._is_head, self._req_close)
         self.bytes_received += len(data)
         try:
             self._parser.feed_data(data)
@@ -383,6 +392,8 @@ class HttptoolsEngine:
         """EOF: True if it completes a close-delimited body, else raise ``ClosedEarly``."""
         if self._done:
             return True
+        if self._stale:
+            self._reset_response(self._is_head, self._req_close)
         if (
             self._headers_done
             and not self._length

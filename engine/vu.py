@@ -64,6 +64,7 @@ from z6.ipc.events import (
 BATCH_MAX = 512  # events per ring record; large enough to amortize encoding, small for latency
 FLUSH_INTERVAL_S = 0.05
 CONNECTS_IN_FLIGHT = 256  # per worker; see Connection.connect_limiter
+_NO_LIMIT = 1 << 62  # iterations of a VU without an iteration limit
 _INTERRUPTED = int(ErrorKind.INTERRUPTED)
 _NS = 1_000_000_000
 
@@ -274,14 +275,8 @@ class VuRuntime:
                 )
                 self._emit(VuStarted(vu, self._rel(time.perf_counter_ns())))
                 try:
-                    # _end_ns moves earlier on a stop request: read it on every pass.
-                    while (limit is None or slot.iteration < limit) and (
-                        time.perf_counter_ns() < min(stop_ns, self._end_ns)
-                    ):
-                        it = slot.iteration
-                        if not await self._iteration(slot, it, -1, it, vu):
-                            break  # the run ended inside the iteration
-                        slot.iteration += 1
+                    last = limit if limit is not None else _NO_LIMIT
+                    await self._iterations(slot, slot.iteration, last, stop_ns, -1, vu)
                 finally:
                     self._emit(VuStopped(vu, self._rel(time.perf_counter_ns()), slot.iteration))
                 if limit is not None:
@@ -289,18 +284,25 @@ class VuRuntime:
         finally:
             slot.conn.close()
 
-    async def _iteration(
+    async def _iterations(
         self,
         slot: _Slot,
-        iteration: int,
+        first: int,
+        last: int,
+        stop_ns: float,
         scheduled_ns: int,
-        decision_iteration: int,
         dvu: int,
     ) -> bool:
-        """One pass: the planned requests in order, each followed by its think time. ``dvu``
-        is the VU id of the decision key (``ARRIVAL_VU_KEY`` in the open model). Returns True
-        when every step ran, False when the run ended before."""
-        steps = self._planner.plan(dvu, decision_iteration)
+        """Iterations ``first .. last - 1``, each started only before ``stop_ns`` and the end
+        of the run: the planned requests in order, each followed by its think time. ``dvu``
+        is the VU id of the decision key (``ARRIVAL_VU_KEY`` in the open model, which runs
+        one iteration per call; a closed VU counts its finished iterations in ``slot``).
+        Returns True when every iteration ran, False when the window or the run ended first.
+
+        One call runs a closed VU's whole window, so the set-up below is paid once per window
+        rather than once per iteration (a coroutine and a dozen lookups per request).
+        """
+        plan = self._planner.plan
         requests = self._requests
         c = self._c
         seed = self.plan.seed
@@ -311,14 +313,42 @@ class VuRuntime:
         guard = slot.guard
         start_ns = self._start_ns
         batch = c.batch
-        for step in range(len(steps)):
-            if time.perf_counter_ns() >= self._end_ns:
+        closed = dvu != ARRIVAL_VU_KEY
+        iteration = first
+        while iteration < last:
+            # _end_ns moves earlier on a stop request: read it on every pass.
+            if time.perf_counter_ns() >= min(stop_ns, self._end_ns):
                 return False
-            req_index = steps[step]
-            c.requests_started += 1
-            try:
-                await conn.request(requests[req_index], out, guard)
-            except Interrupted:
+            steps = plan(dvu, iteration)
+            for step in range(len(steps)):
+                if time.perf_counter_ns() >= self._end_ns:
+                    return False
+                req_index = steps[step]
+                c.requests_started += 1
+                try:
+                    await conn.request(requests[req_index], out, guard)
+                except Interrupted:
+                    batch.append(
+                        RequestEvent(
+                            vu,
+                            iteration,
+                            req_index,
+                            step,
+                            out.start_ns - start_ns,
+                            out.end_ns - out.start_ns,
+                            0,
+                            _INTERRUPTED,
+                            out.bytes_received,
+                            out.new_connection,
+                            out.connect_ns,
+                            scheduled_ns,
+                            0,
+                        )
+                    )
+                    c.events += 1
+                    raise
+                t_ns = think_ns(think, seed, dvu, iteration, step) if think else 0
+                # Inlined _emit: this runs once per request.
                 batch.append(
                     RequestEvent(
                         vu,
@@ -327,39 +357,21 @@ class VuRuntime:
                         step,
                         out.start_ns - start_ns,
                         out.end_ns - out.start_ns,
-                        0,
-                        _INTERRUPTED,
+                        out.status,
+                        int(out.error),
                         out.bytes_received,
                         out.new_connection,
                         out.connect_ns,
                         scheduled_ns,
-                        0,
+                        t_ns,
                     )
                 )
                 c.events += 1
-                raise
-            t_ns = think_ns(think, seed, dvu, decision_iteration, step) if think else 0
-            # Inlined _emit: this runs once per request.
-            batch.append(
-                RequestEvent(
-                    vu,
-                    iteration,
-                    req_index,
-                    step,
-                    out.start_ns - start_ns,
-                    out.end_ns - out.start_ns,
-                    out.status,
-                    int(out.error),
-                    out.bytes_received,
-                    out.new_connection,
-                    out.connect_ns,
-                    scheduled_ns,
-                    t_ns,
-                )
-            )
-            c.events += 1
-            if t_ns and not await self._sleep_until(time.perf_counter_ns() + t_ns):
-                return False
+                if t_ns and not await self._sleep_until(time.perf_counter_ns() + t_ns):
+                    return False
+            iteration += 1
+            if closed:
+                slot.iteration = iteration
         return True
 
     async def _open_model(self, my_vus: list[int]) -> None:
@@ -395,7 +407,9 @@ class VuRuntime:
         try:
             # Decisions of open-model iteration n depend on (seed, n) only: which VU runs it
             # depends on timing, so the decision key uses the reserved ARRIVAL_VU_KEY.
-            await self._iteration(slot, n, due_ns - self._start_ns, n, ARRIVAL_VU_KEY)
+            await self._iterations(
+                slot, n, n + 1, self._end_ns, due_ns - self._start_ns, ARRIVAL_VU_KEY
+            )
         finally:
             self._emit(VuStopped(vu, self._rel(time.perf_counter_ns()), 1))
             idle.append(slot)
