@@ -286,6 +286,8 @@ class HttptoolsEngine:
         "_headers_done",
         "_httptools",
         "_is_head",
+        "_last_head",
+        "_last_verdict",
         "_length",
         "_msg_lenient_off",
         "_msg_status",
@@ -306,6 +308,8 @@ class HttptoolsEngine:
         self._parser: Any = self._new_parser()
         self._fresh = True
         self._msg_lenient_off = False
+        self._last_head = b"\r\n\r\n"  # never the start of a response
+        self._last_verdict: tuple[int, int] | None = None
         self.status = 0
         self.bytes_received = 0
         self.keep_alive = False
@@ -411,17 +415,28 @@ class HttptoolsEngine:
     def _simple(self, data: bytes) -> bool:
         """Complete the response at once if ``data``, the first bytes of this response, is
         exactly one common response (see the class docstring); else change nothing."""
-        end = data.find(b"\r\n\r\n") + 4
-        if end == 3 or end > _SIMPLE_HEAD_MAX or self._is_head:
+        if self._is_head:
             return False
-        head = data[:end]
-        try:
-            verdict = _SIMPLE_HEADS[head]
-        except KeyError:  # a new head: about once per second (the Date header)
-            verdict = _simple_verdict(head)
-            if len(_SIMPLE_HEADS) >= _SIMPLE_HEADS_MAX:
-                _SIMPLE_HEADS.clear()
-            _SIMPLE_HEADS[head] = verdict
+        last = self._last_head
+        if data.startswith(last):
+            # The same head as this connection's previous response (``last`` holds one blank
+            # line, at its end, so the head of ``data`` is exactly ``last``).
+            end = len(last)
+            verdict = self._last_verdict
+        else:
+            end = data.find(b"\r\n\r\n") + 4
+            if end == 3 or end > _SIMPLE_HEAD_MAX:
+                return False
+            head = data[:end]
+            try:
+                verdict = _SIMPLE_HEADS[head]
+            except KeyError:  # a new head: about once per second (the Date header)
+                verdict = _simple_verdict(head)
+                if len(_SIMPLE_HEADS) >= _SIMPLE_HEADS_MAX:
+                    _SIMPLE_HEADS.clear()
+                _SIMPLE_HEADS[head] = verdict
+            self._last_head = head
+            self._last_verdict = verdict
         if verdict is None or end + verdict[1] != len(data):
             return False  # not simple, or a body still to come, or bytes after the response
         # llhttp never saw this message and still waits for the next one, as after a parse.
