@@ -309,14 +309,13 @@ class WorkerAccount:
     requests_started: int | None
 
 
-_CODE = operator.attrgetter("request", "status", "error")
+_CODE = operator.attrgetter("request", "status", "error", "new_connection")
 _REQUEST = operator.attrgetter("request")
 _STEP = operator.attrgetter("step")
 _START = operator.attrgetter("start_ns")
 _LATENCY = operator.attrgetter("latency_ns")
 _ERROR = operator.attrgetter("error")
 _BYTES = operator.attrgetter("bytes_received")
-_NEW_CONNECTION = operator.attrgetter("new_connection")
 _SCHEDULED = operator.attrgetter("scheduled_ns")
 
 
@@ -444,11 +443,15 @@ class Reducer:
         # One C-level pass per field needed (cheaper than transposing 10-field tuples); the
         # error list, the connect times and the open-model fields are only read when they
         # matter.
-        codes = Counter(map(_CODE, reqs))
-        self._codes.update(codes)
+        # (request, status, error, new connection) -> count: a handful of keys per batch.
+        all_codes = self._codes
         failed = 0
+        nc = 0
         excluded = False
-        for (_r, _s, e), c in codes.items():
+        for (r, s, e, new), c in Counter(map(_CODE, reqs)).items():
+            all_codes[(r, s, e)] += c
+            if new:
+                nc += c
             if e:
                 failed += c
                 if e in EXCLUDED_FROM_LATENCY:
@@ -458,7 +461,6 @@ class Reducer:
         self._iv_bytes += b
         self._iv_requests += n
         self._iv_failed += failed
-        nc = sum(map(_NEW_CONNECTION, reqs))
         if nc:
             self.new_connections += nc
             cts = [r.connect_ns for r in reqs if r.new_connection]
