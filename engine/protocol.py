@@ -35,7 +35,8 @@ header line folding (h11 unfolds, llhttp rejects), irregular line ends inside ch
 malformed chunk extensions (h11 ignores what follows the ``;``, llhttp checks its syntax),
 blank lines between an interim response and the next one (llhttp skips, h11 rejects), and
 repeated identical ``Content-Length`` values (h11 keeps one, llhttp rejects; RFC 9110 allows
-both).
+both), and bytes that look like chunk framing right after a HEAD response declaring chunked
+framing (llhttp reads them as framing, so only h11 calls the connection not reusable).
 Without EOF, llhttp may report a malformed head before h11, which waits for the blank line.
 """
 
@@ -52,6 +53,8 @@ from z6.engine.requests import PreparedRequest
 
 MAX_HEAD_BYTES = 64 * 1024
 """Largest accepted response head (status line and headers of one message)."""
+
+_MAX_LENGTH_DIGITS = 20  # h11 refuses a longer Content-Length value
 
 ENGINE_NAMES = ("auto", "h11", "httptools")
 
@@ -318,8 +321,10 @@ class HttptoolsEngine:
 
     def _new_parser(self) -> Any:
         parser = self._httptools.HttpResponseParser(self)
-        # h11 accepts a bare LF as line end; llhttp only when told to.
-        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+        # h11 accepts a bare LF as line end; llhttp only when told to. Reuse is decided by our
+        # rules alone (_finish): llhttp would also honour ``Proxy-Connection: close``, then
+        # refuse the next response while we call the connection reusable.
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True, lenient_keep_alive=True)
         return parser
 
     def _reset_response(self, is_head: bool, req_close: bool) -> None:
@@ -483,6 +488,8 @@ class HttptoolsEngine:
             return
         lname = name.lower()
         if lname == b"content-length":
+            if len(value.strip(b" \t")) > _MAX_LENGTH_DIGITS:
+                raise ProtocolViolation("bad Content-Length")  # as h11 (llhttp takes any)
             self._length = True
         elif lname == b"transfer-encoding":
             if self._chunked or value.strip().lower() != b"chunked":
@@ -576,7 +583,7 @@ def _simple_verdict(head: bytes) -> tuple[int, int] | None:
     if i == 16 or lower.find(_CONTENT_LENGTH, i) >= 0:
         return None  # none, or several
     value = lower[i : lower.index(b"\r\n", i)].strip(b" \t")
-    if not value.isdigit():
+    if not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
         return None
     return status, int(value)
 

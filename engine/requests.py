@@ -80,8 +80,10 @@ class PreparedRequest:
         self.timeout_ns = round(timeout_s * 1_000_000_000)
         self.expect_status = expect_status
         self.is_head = method == "HEAD"
+        # The token rule h11 uses: "close" as one element of the comma-separated list.
         self.connection_close = any(
-            n.lower() == b"connection" and b"close" in v.lower() for n, v in headers
+            n.lower() == b"connection" and b"close" in (t.strip() for t in v.lower().split(b","))
+            for n, v in headers
         )
         self.raw = _serialize(method, target, headers, body)
 

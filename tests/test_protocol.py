@@ -446,3 +446,13 @@ def test_connection_close_header_is_noticed() -> None:
     """A user 'Connection: close' marks the request so engines never reuse the socket."""
     (req,) = prepare_requests(_scenario("http://h", headers={"Connection": "Close"}))
     assert req.connection_close is True
+
+
+@pytest.mark.parametrize(
+    ("value", "close"),
+    [("keep-alive, close", True), (" close ", True), ("closed", False), ("x-close", False)],
+)
+def test_connection_close_is_a_token_not_a_substring(value: str, close: bool) -> None:
+    """The same rule as h11's: 'close' must be one element of the comma-separated list."""
+    (req,) = prepare_requests(_scenario("http://h", headers={"Connection": value}))
+    assert req.connection_close is close

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytest
 from conftest import fuzz_examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -403,3 +404,30 @@ def test_fast_path_and_llhttp_take_turns_on_one_connection(responses: list[bytes
         assert results[0] == results[1], (data, results)
         if not results[0][2]:
             break
+
+
+def test_proxy_connection_close_does_not_poison_the_next_response() -> None:
+    """llhttp treats ``Proxy-Connection: close`` like ``Connection: close`` and would refuse
+    the next response; reuse is decided by z6's rules alone (as h11 does), however the next
+    response arrives (found by review: the fast path made it depend on the chunking)."""
+    pc = b"HTTP/1.1 200 OK\r\nProxy-Connection: close\r\nContent-Length: 2\r\n\r\nhi"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+    for make in (HttptoolsEngine, _LlhttpOnly, H11Engine):
+        p = make()
+        for chunks in ([pc], [ok[:5], ok[5:]], [ok]):
+            p.start(GET)
+            assert any(p.feed(c) for c in chunks)
+            assert (p.status, p.keep_alive) == (200, True), make
+
+
+@pytest.mark.parametrize(
+    ("digits", "kind"), [(b"0" * 19 + b"2", "complete"), (b"0" * 20 + b"2", "violation")]
+)
+def test_content_length_of_more_than_20_digits_is_refused_by_every_engine(
+    digits: bytes, kind: str
+) -> None:
+    """h11 refuses a Content-Length value longer than 20 digits; so do the other paths."""
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: " + digits + b"\r\n\r\nhi"
+    for make in (HttptoolsEngine, _LlhttpOnly, H11Engine):
+        for chunks in ([data], [data[:20], data[20:]]):
+            assert run(make, GET, chunks, True).kind == kind, (make, chunks)
