@@ -65,7 +65,6 @@ BATCH_MAX = 512  # events per ring record; large enough to amortize encoding, sm
 FLUSH_INTERVAL_S = 0.05
 CONNECTS_IN_FLIGHT = 256  # per worker; see Connection.connect_limiter
 _NO_LIMIT = 1 << 62  # iterations of a VU without an iteration limit
-_INTERRUPTED = int(ErrorKind.INTERRUPTED)
 _NS = 1_000_000_000
 
 
@@ -325,29 +324,15 @@ class VuRuntime:
                     return False
                 req_index = steps[step]
                 c.requests_started += 1
+                stopped: Interrupted | None = None
                 try:
                     await conn.request(requests[req_index], out, guard)
-                except Interrupted:
-                    batch.append(
-                        RequestEvent(
-                            vu,
-                            iteration,
-                            req_index,
-                            step,
-                            out.start_ns - start_ns,
-                            out.end_ns - out.start_ns,
-                            0,
-                            _INTERRUPTED,
-                            out.bytes_received,
-                            out.new_connection,
-                            out.connect_ns,
-                            scheduled_ns,
-                            0,
-                        )
-                    )
-                    c.events += 1
-                    raise
-                t_ns = think_ns(think, seed, dvu, iteration, step) if think else 0
+                except Interrupted as exc:
+                    # The hard stop cut the request: record it as interrupted, then end.
+                    stopped = exc
+                    out.status = 0
+                    out.error = ErrorKind.INTERRUPTED
+                t_ns = think_ns(think, seed, dvu, iteration, step) if think and not stopped else 0
                 # Inlined _emit: this runs once per request.
                 batch.append(
                     RequestEvent(
@@ -367,6 +352,8 @@ class VuRuntime:
                     )
                 )
                 c.events += 1
+                if stopped is not None:
+                    raise stopped
                 if t_ns and not await self._sleep_until(time.perf_counter_ns() + t_ns):
                     return False
             iteration += 1
