@@ -291,12 +291,12 @@ class VuRuntime:
         stop_ns: float,
         scheduled_ns: int,
         dvu: int,
-    ) -> bool:
+    ) -> None:
         """Iterations ``first .. last - 1``, each started only before ``stop_ns`` and the end
         of the run: the planned requests in order, each followed by its think time. ``dvu``
         is the VU id of the decision key (``ARRIVAL_VU_KEY`` in the open model, which runs
         one iteration per call; a closed VU counts its finished iterations in ``slot``).
-        Returns True when every iteration ran, False when the window or the run ended first.
+        Returns early when the window or the run ends.
 
         One call runs a closed VU's whole window, so the set-up below is paid once per window
         rather than once per iteration (a coroutine and a dozen lookups per request).
@@ -317,11 +317,11 @@ class VuRuntime:
         while iteration < last:
             # _end_ns moves earlier on a stop request: read it on every pass.
             if time.perf_counter_ns() >= min(stop_ns, self._end_ns):
-                return False
+                return
             steps = plan(dvu, iteration)
             for step in range(len(steps)):
                 if time.perf_counter_ns() >= self._end_ns:
-                    return False
+                    return
                 req_index = steps[step]
                 c.requests_started += 1
                 stopped: Interrupted | None = None
@@ -355,11 +355,10 @@ class VuRuntime:
                 if stopped is not None:
                     raise stopped
                 if t_ns and not await self._sleep_until(time.perf_counter_ns() + t_ns):
-                    return False
+                    return
             iteration += 1
             if closed:
                 slot.iteration = iteration
-        return True
 
     async def _open_model(self, my_vus: list[int]) -> None:
         """Open model: start iterations at the declared rate from a pool of idle VUs."""
