@@ -37,6 +37,7 @@ from z6.engine.reactor import (
     TimeoutGuard,
     checkpoint,
     current_reactor,
+    send_then_wait_readable,
     wait_readable,
     wait_writable,
 )
@@ -200,8 +201,12 @@ class Connection:
     __slots__ = (
         "_fd",
         "_guard",
+        "_out",
         "_parser",
         "_raw",
+        "_send_error",
+        "_sent",
+        "_sent_ns",
         "_tls_in",
         "_tls_obj",
         "_tls_out",
@@ -241,6 +246,12 @@ class Connection:
         self._tls_out: ssl.MemoryBIO | None = None
         self._parser: ResponseParser | None = None
         self._guard: TimeoutGuard | None = None
+        # The request handed to the reactor by ``send_then_wait_readable``, and what
+        # ``flush_send`` made of it.
+        self._out = b""
+        self._sent = 0
+        self._sent_ns = 0
+        self._send_error: OSError | None = None
 
     @property
     def is_open(self) -> bool:
@@ -299,24 +310,32 @@ class Connection:
                 error = _NONE
                 try:
                     data = parser.start(req)
-                    out.start_ns = perf_counter_ns()
                     raw = self._raw
                     if self._tls_obj is None and raw is not None:
                         # The plain exchange, inlined: one coroutine frame less to resume on
                         # every wake-up of the hot path.
                         fd = self._fd
+                        self._out = data
+                        self._sent_ns = 0
+                        # The reactor sends it at the end of its round (``flush_send``).
                         try:
-                            sent = raw.send(data)
-                        except BlockingIOError:
-                            sent = 0
-                        if sent < len(data):
-                            await self._send_rest(raw, fd, memoryview(data), sent)
+                            readable = await send_then_wait_readable(fd, self)
+                        finally:  # a timeout or the hard stop may end the wait
+                            out.start_ns = self._sent_ns
+                        if not readable:
+                            exc = self._send_error
+                            if exc is not None:
+                                self._send_error = None
+                                raise exc
+                            await self._send_rest(raw, fd, memoryview(data), self._sent)
                         while True:
                             # Park before every read: right after a send the answer is
                             # practically never there yet (a recv would fail with EAGAIN), and
                             # a long body read chunk after chunk must not keep the other VUs,
                             # the timers and the flusher waiting.
-                            await wait_readable(fd)
+                            if not readable:
+                                await wait_readable(fd)
+                            readable = False
                             try:
                                 chunk = raw.recv(RECV_SIZE)
                             except BlockingIOError:
@@ -327,6 +346,7 @@ class Connection:
                             if parser.feed(chunk):
                                 break
                     else:
+                        out.start_ns = perf_counter_ns()
                         await self._exchange_tls(data, parser)
                 except _TRANSPORT_ERRORS as exc:
                     error = classify_exception(exc)
@@ -368,6 +388,27 @@ class Connection:
             guard.disarm()  # never leave this request's deadline armed for the next one
             self.close()
             raise
+
+    def flush_send(self) -> bool:
+        """Send the request handed over by ``send_then_wait_readable`` (the reactor calls it
+        at the end of the round); True when the sending VU must wake: short send or error.
+
+        The send time is taken here, so a request's latency starts when its bytes leave.
+        """
+        self._sent_ns = perf_counter_ns()
+        raw = self._raw
+        assert raw is not None
+        data = self._out
+        self._out = b""
+        try:
+            sent = raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._send_error = exc
+            return True
+        self._sent = sent
+        return sent < len(data)
 
     @staticmethod
     async def _send_rest(raw: socket.socket, fd: int, view: memoryview, sent: int) -> None:

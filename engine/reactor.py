@@ -12,8 +12,12 @@ engine (``perf/`` and py-spy; a minimal loop did 55k req/s with a task per conne
   bounded by the next timer). trio stays the worker's event loop: other trio tasks (the
   flusher, the stop watcher, the ring writer) run at the checkpoint between two rounds.
 - a coroutine run by the reactor awaits only the operations of this module:
-  ``wait_readable``, ``wait_writable``, ``sleep_until``, ``checkpoint``, ``Semaphore``, never
-  trio's (trio's traps would reach the reactor, which raises ``ReactorMisuse``).
+  ``wait_readable``, ``wait_writable``, ``send_then_wait_readable``, ``sleep_until``,
+  ``checkpoint``, ``Semaphore``, never trio's (trio's traps would reach the reactor, which
+  raises ``ReactorMisuse``).
+- requests leave together: ``send_then_wait_readable`` parks the VU at once and the reactor
+  sends the bytes of every such VU at the end of the round, after all the round's responses
+  were parsed (see that function for why).
 - request timeouts: a ``TimeoutGuard`` per VU, armed with the deadline of the request in
   flight; when it passes while the VU is parked, the reactor throws ``DeadlineExceeded`` into
   it (the connection turns that into a ``TIMEOUT`` outcome). One heap entry per guard, not
@@ -31,7 +35,7 @@ import types
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -40,14 +44,23 @@ _WRITE = 1
 _SLEEP = 2
 _YIELD = 3
 _PARK = 4
+_SEND = 5
 
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
 _IDLE = 0
 _NEVER = 1 << 62
 
-Op = tuple[int, int, int]
+Op = tuple[int, int, Any]
 TaskCoro = Coroutine[Op, Any, None]
+
+
+class Sender(Protocol):
+    """What ``send_then_wait_readable`` hands to the reactor: a connection with bytes to send."""
+
+    def flush_send(self) -> bool:
+        """Send the pending bytes now; True when its task must wake (short send or error)."""
+        ...
 
 
 class Interrupted(BaseException):
@@ -95,6 +108,21 @@ def wait_readable(fd: int, deadline_ns: int = 0) -> Generator[Op, Any, bool]:
 def wait_writable(fd: int, deadline_ns: int = 0) -> Generator[Op, Any, bool]:
     """Park until ``fd`` is writable (True) or ``deadline_ns`` passed (False; 0: no limit)."""
     woke: bool = yield (_WRITE, fd, deadline_ns)
+    return woke
+
+
+@types.coroutine
+def send_then_wait_readable(fd: int, sender: Sender) -> Generator[Op, Any, bool]:
+    """Have the reactor call ``sender.flush_send()`` at the end of this round, then park
+    until ``fd`` is readable (True), or False at once when ``flush_send`` returned True.
+
+    Why: the requests of one round then leave together, after all the responses of the
+    round were parsed, instead of one between each two parses. A server that handled each
+    request before the next arrived would go to sleep and be woken up once per request; in
+    a run limited by the client's CPU (the h11 engine), those wake-ups cost the sender more
+    kernel time than the request itself (``perf/README.md``).
+    """
+    woke: bool = yield (_SEND, fd, sender)
     return woke
 
 
@@ -147,6 +175,7 @@ class Reactor:
         self._waiting: dict[int, Task] = {}  # fd -> task parked on it
         self._ready: deque[Task] = deque()
         self._yielded: list[Task] = []
+        self._outbox: list[tuple[Task, int, Sender]] = []  # sends due at the end of the round
         self._timers: list[tuple[int, int, Task]] = []
         self._guards: list[tuple[int, int, TimeoutGuard]] = []
         self._seq = 0
@@ -260,6 +289,10 @@ class Reactor:
             self._ready.append(task)
             return
         task.parked = True
+        if kind == _SEND:
+            self._outbox.append((task, fd, deadline))
+            kind = _READ
+            deadline = 0
         if kind <= _WRITE:
             mask = _EPOLLIN if kind == _READ else _EPOLLOUT
             masks = self._masks
@@ -328,15 +361,27 @@ class Reactor:
             if self._error is None:
                 self._error = ReactorMisuse(f"a reactor task awaited a foreign operation: {op!r}")
             return
-        if op[0] == _READ and not op[2] and task.pending is None:
-            # The hot path (a VU waiting for its response), inlined from _park_on.
+        kind = op[0]
+        if (kind == _SEND or (kind == _READ and not op[2])) and task.pending is None:
+            # The hot path (a VU sending a request then waiting for its response, or waiting
+            # for more of it), inlined from _park_on.
             fd = op[1]
             if self._masks.get(fd) == _EPOLLIN:
+                if kind == _SEND:
+                    self._outbox.append((task, fd, op[2]))
                 task.parked = True
                 self._waiting[fd] = task
                 task.fd = fd
                 return
         self._park_on(task, op)
+
+    def _flush_outbox(self) -> None:
+        outbox = self._outbox
+        for task, fd, sender in outbox:
+            # Still parked on that socket: not interrupted (by ``on_full``'s trio turn) since.
+            if task.fd == fd and sender.flush_send():
+                self._wake(task, False)
+        outbox.clear()
 
     def _finish(self, task: Task) -> None:
         self._live.discard(task)
@@ -399,6 +444,7 @@ class Reactor:
         step = self._step
         epfd = self._ep.fileno()
         on_full = self._on_full
+        outbox = self._outbox
         watch_max = self._watch_max if on_full is not None else _NEVER
         while self._live:
             for _ in range(len(ready)):
@@ -406,6 +452,8 @@ class Reactor:
                 if len(watch) >= watch_max:
                     assert on_full is not None
                     await on_full()
+            if outbox:
+                self._flush_outbox()
             if self._error is not None:
                 self.interrupt_all()
                 for _ in range(len(ready)):

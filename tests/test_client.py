@@ -299,6 +299,70 @@ def test_tls_wrong_host_name(tls_server: HostileServer, self_signed: tuple[str, 
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_send_that_fails_is_classified_and_retried_like_any_failure(
+    engine: str, method: str
+) -> None:
+    """The reactor sends a request at the end of its round (``flush_send``): when that send
+    fails (the server reset the kept-alive connection), the VU still gets the error. A GET
+    is retried once on a fresh connection; a POST is recorded as RESET, never sent twice."""
+    import struct
+    import threading
+
+    from z6.engine.reactor import sleep_until
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(2.0)
+    port = listener.getsockname()[1]
+    accepted = 0
+
+    def serve() -> None:
+        nonlocal accepted
+        for _ in range(2 if method == "GET" else 1):  # a POST is not retried
+            conn, _addr = listener.accept()
+            accepted += 1
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            # Reset (RST) instead of a quiet close: the client's next send fails at once.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    results: list[tuple[ErrorKind, int, bool]] = []
+
+    async def main() -> None:
+        conn = Connection(
+            "127.0.0.1",
+            port,
+            tls=None,
+            server_hostname=None,
+            connect_timeout_s=2.0,
+            parser_factory=engine_factory(engine),
+        )
+        out = Outcome()
+        req = get("/a", method=method, body=b"x" if method == "POST" else b"")
+        for _ in range(2):
+            await conn.request(req, out)
+            results.append((out.error, out.status, out.new_connection))
+            await sleep_until(time.perf_counter_ns() + 200_000_000)  # the RST arrives
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        trio.run(run_tasks, main())
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+    if method == "GET":
+        assert results == [(ErrorKind.NONE, 200, True), (ErrorKind.NONE, 200, True)]
+        assert accepted == 2
+    else:
+        assert results == [(ErrorKind.NONE, 200, True), (ErrorKind.RESET, 0, False)]
+        assert accepted == 1
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
 def test_stale_keep_alive_connection_is_retried_once(engine: str, method: str) -> None:
     """A server that closes an idle kept-alive connection (without saying so) must not turn
     the next idempotent request into an error: it is retried once on a fresh connection. A

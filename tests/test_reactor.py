@@ -19,6 +19,7 @@ from z6.engine.reactor import (
     TimeoutGuard,
     checkpoint,
     run_tasks,
+    send_then_wait_readable,
     sleep_until,
     wait_readable,
 )
@@ -92,6 +93,94 @@ def test_checkpoint_lets_other_tasks_run() -> None:
 
     trio.run(run_tasks, a(), b())
     assert order == ["a1", "b1", "a2"]
+
+
+class _LoggingSender:
+    """A ``Sender`` that logs its flush and writes to the peer socket (or fails on demand)."""
+
+    def __init__(self, log: list[str], name: str, peer: socket.socket, fail: bool = False) -> None:
+        self.log = log
+        self.name = name
+        self.peer = peer
+        self.fail = fail
+
+    def flush_send(self) -> bool:
+        self.log.append(f"send {self.name}")
+        if self.fail:
+            return True
+        self.peer.send(b"x")
+        return False
+
+
+def test_sends_of_one_round_leave_after_every_step() -> None:
+    pairs = [socket.socketpair() for _ in range(3)]
+    log: list[str] = []
+    woke: list[object] = []
+
+    async def vu(i: int) -> None:
+        a, b = pairs[i]
+        log.append(f"step {i}")
+        woke.append(await send_then_wait_readable(a.fileno(), _LoggingSender(log, str(i), b)))
+        assert a.recv(10) == b"x"
+
+    try:
+        trio.run(run_tasks, vu(0), vu(1), vu(2))
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+    assert log == ["step 0", "step 1", "step 2", "send 0", "send 1", "send 2"]
+    assert woke == [True, True, True]
+
+
+def test_a_send_that_needs_its_task_wakes_it_at_once(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    log: list[str] = []
+    woke: list[object] = []
+
+    async def vu() -> None:
+        # Nothing ever arrives on ``a``: only the sender's verdict can end this wait.
+        woke.append(await send_then_wait_readable(a.fileno(), _LoggingSender(log, "a", b, True)))
+
+    async def main() -> None:
+        reactor = Reactor()
+        reactor.spawn(vu())
+        reactor.hard_stop_ns = perf_counter_ns() + 5_000 * MS  # bounds the test if it fails
+        await reactor.run()
+
+    trio.run(main)
+    assert log == ["send a"]
+    assert woke == [False]
+
+
+def test_a_task_interrupted_before_the_end_of_its_round_sends_nothing(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    log: list[str] = []
+    watch: list[int] = []
+
+    async def vu() -> None:
+        watch.append(1)
+        try:
+            await send_then_wait_readable(a.fileno(), _LoggingSender(log, "a", b))
+        except Interrupted:
+            log.append("interrupted")
+            raise
+
+    async def main() -> None:
+        async def on_full() -> None:
+            # Runs between the step and the end of the round, like the ring hand-off.
+            reactor.interrupt_all()
+
+        reactor = Reactor(watch=watch, watch_max=1, on_full=on_full)
+        reactor.spawn(vu())
+        await reactor.run()
+
+    trio.run(main)
+    assert log == ["interrupted"]
 
 
 def test_guard_throws_into_a_parked_task(pair: tuple[socket.socket, socket.socket]) -> None:
