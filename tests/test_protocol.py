@@ -257,6 +257,31 @@ def test_keep_alive_reuse(engine: Callable[[], ResponseParser]) -> None:
         )
 
 
+def test_a_repeated_head_is_checked_again_once_it_changes(
+    engine: Callable[[], ResponseParser],
+) -> None:
+    """Both engines remember heads already judged (httptools: its fast path; h11: the last
+    head that passed the shared rules). A head that differs from a remembered one by one
+    control character, or by a second framing header, is still refused on a kept-alive
+    parser, and an identical head still passes."""
+    good = b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\nok"
+    bad_heads = [
+        b"HTTP/1.1 200 OK\r\nServer: \x01\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 O\x01K\r\nServer: x\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ]
+    for bad in bad_heads:
+        parser = engine()
+        for _ in range(2):
+            parser.start(GET)
+            assert parser.feed(good) is True
+            assert (parser.status, parser.keep_alive) == (200, True)
+        parser.start(GET)
+        with pytest.raises(ProtocolViolation):
+            parser.feed(bad)
+
+
 def test_request_connection_close_is_not_reused(engine: Callable[[], ResponseParser]) -> None:
     """A request that says Connection: close is never followed by another on that socket."""
     req = make_request("GET", "/", headers=[(b"Connection", b"close")])
