@@ -50,6 +50,7 @@ _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
 _IDLE = 0
 _NEVER = 1 << 62
+_GUARDS_COMPACT_MIN = 1024
 
 Op = tuple[int, int, Any]
 TaskCoro = Coroutine[Op, Any, None]
@@ -178,6 +179,7 @@ class Reactor:
         self._outbox: list[tuple[Task, int, Sender]] = []  # sends due at the end of the round
         self._timers: list[tuple[int, int, Task]] = []
         self._guards: list[tuple[int, int, TimeoutGuard]] = []
+        self._guards_compact_at = _GUARDS_COMPACT_MIN
         self._seq = 0
         self._live: set[Task] = set()
         self._sleepers: set[Task] = set()
@@ -255,8 +257,16 @@ class Reactor:
 
     def _push_guard(self, guard: TimeoutGuard, at_ns: int) -> None:
         self._seq += 1
-        heapq.heappush(self._guards, (at_ns, self._seq, guard))
+        heap = self._guards
+        heapq.heappush(heap, (at_ns, self._seq, guard))
         guard.queued_at = at_ns
+        if len(heap) > self._guards_compact_at:
+            # A guard armed earlier than its queued entry gets a new entry and leaves the old
+            # one to pop in its time; with timeouts that alternate between short and long, such
+            # stale entries would pile up for the length of the long one. Drop them.
+            heap[:] = [entry for entry in heap if entry[0] == entry[2].queued_at]
+            heapq.heapify(heap)
+            self._guards_compact_at = max(_GUARDS_COMPACT_MIN, 2 * len(heap))
 
     def _fire_guards(self, now_ns: int) -> None:
         heap = self._guards

@@ -257,6 +257,38 @@ def test_guard_heap_stays_bounded_by_guards_not_requests() -> None:
     assert max(sizes) <= 20
 
 
+def test_guard_heap_drops_stale_entries_when_timeouts_alternate() -> None:
+    """A long-timeout request followed by a short one leaves the long entry behind (it pops
+    in its time); the reactor compacts its heap instead of keeping one per request."""
+    sizes: list[int] = []
+    fired: list[int] = []
+
+    async def vu(reactor: Reactor) -> None:
+        guard = TimeoutGuard()
+        for _ in range(200):
+            guard.arm(perf_counter_ns() + 60_000 * MS)  # a slow endpoint's timeout
+            guard.arm(perf_counter_ns() + 1 * MS)  # then a fast one's
+            guard.disarm()
+            await sleep_until(perf_counter_ns() + 2 * MS)  # the short entry pops meanwhile
+            sizes.append(len(reactor._guards))
+        # Guards still work after compactions.
+        guard.arm(perf_counter_ns() + 1 * MS)
+        try:
+            await sleep_until(perf_counter_ns() + 60_000 * MS)
+        except DeadlineExceeded:
+            fired.append(1)
+
+    async def main() -> None:
+        reactor = Reactor()
+        for _ in range(10):
+            reactor.spawn(vu(reactor))
+        await reactor.run()
+
+    trio.run(main)
+    assert len(fired) == 10
+    assert max(sizes) <= 1024 + 10  # 2,000 stale entries without compaction
+
+
 def test_hard_stop_interrupts_parked_and_running_tasks(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
