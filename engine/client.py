@@ -200,6 +200,8 @@ class Connection:
 
     __slots__ = (
         "_fd",
+        "_flush_guard",
+        "_flush_timeout_ns",
         "_guard",
         "_out",
         "_parser",
@@ -252,6 +254,8 @@ class Connection:
         self._sent = 0
         self._sent_ns = 0
         self._send_error: OSError | None = None
+        self._flush_guard: TimeoutGuard | None = None
+        self._flush_timeout_ns = 0
 
     @property
     def is_open(self) -> bool:
@@ -317,6 +321,8 @@ class Connection:
                         fd = self._fd
                         self._out = data
                         self._sent_ns = 0
+                        self._flush_guard = guard
+                        self._flush_timeout_ns = req.timeout_ns
                         # The reactor sends it at the end of its round (``flush_send``).
                         try:
                             readable = await send_then_wait_readable(fd, self)
@@ -395,7 +401,12 @@ class Connection:
 
         The send time is taken here, so a request's latency starts when its bytes leave.
         """
-        self._sent_ns = perf_counter_ns()
+        self._sent_ns = now = perf_counter_ns()
+        guard = self._flush_guard
+        if guard is not None and guard.deadline_ns:
+            # The timeout runs from the send, like the latency (a later deadline is re-queued
+            # lazily by the reactor's guard heap).
+            guard.deadline_ns = now + self._flush_timeout_ns
         raw = self._raw
         assert raw is not None
         data = self._out

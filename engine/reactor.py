@@ -462,16 +462,17 @@ class Reactor:
                 if len(watch) >= watch_max:
                     assert on_full is not None
                     await on_full()
-            if outbox:
-                self._flush_outbox()
             if self._error is not None:
-                self.interrupt_all()
+                self.interrupt_all()  # before the flush: the parked requests stay unsent
+                outbox.clear()
                 for _ in range(len(ready)):
                     step(ready.popleft())
                 raise self._error
             now = perf_counter_ns()
             if now >= self.hard_stop_ns and not self._interrupted:
-                self.interrupt_all()
+                self.interrupt_all()  # before the flush: nothing leaves after the hard stop
+            if outbox:
+                self._flush_outbox()
             if self._timers and self._timers[0][0] <= now:
                 self._fire_timers(now)
             if self._guards and self._guards[0][0] <= now:

@@ -298,6 +298,110 @@ def test_tls_wrong_host_name(tls_server: HostileServer, self_signed: tuple[str, 
     assert got == [(ErrorKind.TLS_ERROR, 0, True, 0)]
 
 
+def test_the_timeout_runs_from_the_send_not_from_the_wait_for_the_round(
+    server: HostileServer, engine: str
+) -> None:
+    """A request leaves at the end of its reactor round, and the round may wait on a full
+    ring (``on_full``). Like its latency, its timeout starts when its bytes are sent: a
+    100 ms request held back 300 ms still completes."""
+    from z6.engine.reactor import checkpoint
+
+    watch: list[int] = []
+    ready: list[int] = []
+    got: list[tuple[ErrorKind, int]] = []
+    held: list[int] = []
+
+    async def vu() -> None:
+        conn = Connection(
+            "127.0.0.1",
+            server.port,
+            tls=None,
+            server_hostname=None,
+            connect_timeout_s=2.0,
+            parser_factory=engine_factory(engine),
+        )
+        out = Outcome()
+        await conn.request(get("/ok"), out)  # connect first
+        await checkpoint()
+        ready.append(1)
+        t0 = time.perf_counter_ns()
+        await conn.request(get("/ok", timeout_s=0.1), out)
+        got.append((out.error, out.status))
+        held.append(out.start_ns - t0)
+        conn.close()
+
+    async def filler() -> None:
+        while not ready:
+            await checkpoint()
+        watch.append(1)  # in the same round as the request: on_full runs before the flush
+
+    async def main() -> None:
+        async def on_full() -> None:
+            watch.clear()
+            await trio.sleep(0.3)  # the ring is full for 300 ms
+
+        reactor = Reactor(watch=watch, watch_max=1, on_full=on_full)
+        reactor.spawn(vu())
+        reactor.spawn(filler())
+        await reactor.run()
+
+    trio.run(main)
+    assert got == [(ErrorKind.NONE, 200)]
+    assert held[0] >= 300_000_000  # it did wait for the ring before leaving
+
+
+def test_nothing_is_sent_after_the_hard_stop(engine: str) -> None:
+    """When the hard stop passes during a round, the requests parked in that round are not
+    sent: their VUs are interrupted first."""
+    from z6.engine.reactor import checkpoint
+
+    ready: list[int] = []
+    seen: list[str] = []
+
+    with running_hostile_server() as srv:
+
+        async def vu() -> None:
+            conn = Connection(
+                "127.0.0.1",
+                srv.port,
+                tls=None,
+                server_hostname=None,
+                connect_timeout_s=2.0,
+                parser_factory=engine_factory(engine),
+            )
+            out = Outcome()
+            await conn.request(get("/ok"), out)
+            await checkpoint()
+            ready.append(1)
+            try:
+                await conn.request(get("/ok"), out)
+            except Interrupted:
+                seen.append("interrupted")
+                assert out.start_ns == out.end_ns  # never started
+                raise
+            finally:
+                conn.close()
+
+        async def busy(reactor: Reactor) -> None:
+            while not ready:
+                await checkpoint()
+            reactor.hard_stop_ns = time.perf_counter_ns() + 5_000_000
+            busy_until = time.perf_counter_ns() + 50_000_000
+            while time.perf_counter_ns() < busy_until:
+                pass  # a long step (parsing, 50 ms): the hard stop passes in this round
+
+        async def main() -> None:
+            reactor = Reactor()
+            reactor.spawn(vu())
+            reactor.spawn(busy(reactor))
+            await reactor.run()
+
+        trio.run(main)
+        time.sleep(0.2)  # a request sent by mistake would have reached the server by now
+        assert seen == ["interrupted"]
+        assert srv.requests == 1
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_send_that_fails_is_classified_and_retried_like_any_failure(
     engine: str, method: str
