@@ -40,6 +40,9 @@ import struct
 import threading
 from collections.abc import Iterator
 
+from z6.engine.client import Connection
+from z6.engine.protocol import engine_factory
+
 _HEAD_END = b"\r\n\r\n"
 _MAX_HEAD = 1 << 20
 # Canned responses; bodies are short so tests can count bytes exactly.
@@ -319,3 +322,15 @@ def connect_hangs(port: int, timeout: float = 0.2) -> bool:
         except OSError:
             return False
         return False
+
+
+def plain_connection(port: int, engine: str) -> Connection:
+    """A plain (no TLS) z6 client connection to 127.0.0.1:``port`` with the given engine."""
+    return Connection(
+        "127.0.0.1",
+        port,
+        tls=None,
+        server_hostname=None,
+        connect_timeout_s=2.0,
+        parser_factory=engine_factory(engine),
+    )

@@ -15,6 +15,7 @@ from hostile_server import (
     HostileServer,
     backlog_full_port,
     connect_hangs,
+    plain_connection,
     refused_port,
     running_hostile_server,
 )
@@ -312,14 +313,7 @@ def test_the_timeout_runs_from_the_send_not_from_the_wait_for_the_round(
     held: list[int] = []
 
     async def vu() -> None:
-        conn = Connection(
-            "127.0.0.1",
-            server.port,
-            tls=None,
-            server_hostname=None,
-            connect_timeout_s=2.0,
-            parser_factory=engine_factory(engine),
-        )
+        conn = plain_connection(server.port, engine)
         out = Outcome()
         await conn.request(get("/ok"), out)  # connect first
         await checkpoint()
@@ -361,14 +355,7 @@ def test_nothing_is_sent_after_the_hard_stop(engine: str) -> None:
     with running_hostile_server() as srv:
 
         async def vu() -> None:
-            conn = Connection(
-                "127.0.0.1",
-                srv.port,
-                tls=None,
-                server_hostname=None,
-                connect_timeout_s=2.0,
-                parser_factory=engine_factory(engine),
-            )
+            conn = plain_connection(srv.port, engine)
             out = Outcome()
             await conn.request(get("/ok"), out)
             await checkpoint()
@@ -435,14 +422,7 @@ def test_a_send_that_fails_is_classified_and_retried_like_any_failure(
     results: list[tuple[ErrorKind, int, bool]] = []
 
     async def main() -> None:
-        conn = Connection(
-            "127.0.0.1",
-            port,
-            tls=None,
-            server_hostname=None,
-            connect_timeout_s=2.0,
-            parser_factory=engine_factory(engine),
-        )
+        conn = plain_connection(port, engine)
         out = Outcome()
         req = get("/a", method=method, body=b"x" if method == "POST" else b"")
         for _ in range(2):

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 import trio
-from hostile_server import start_hostile_server
+from hostile_server import plain_connection, start_hostile_server
 
-from z6.engine.client import Connection, Outcome
+from z6.engine.client import Outcome
 from z6.engine.error_kinds import ErrorKind
-from z6.engine.protocol import engine_factory
 from z6.engine.reactor import run_tasks
 from z6.engine.requests import make_request
 
@@ -40,14 +39,7 @@ def fetch(port: int, engine: str, method: str, path: str) -> Outcome:
     req = make_request(method, path, host=f"127.0.0.1:{port}", timeout_s=TIMEOUT_S)
 
     async def main() -> None:
-        conn = Connection(
-            "127.0.0.1",
-            port,
-            tls=None,
-            server_hostname=None,
-            connect_timeout_s=2.0,
-            parser_factory=engine_factory(engine),
-        )
+        conn = plain_connection(port, engine)
         await conn.request(req, out)
         conn.close()
 
