@@ -289,7 +289,16 @@ class Connection:
                 if self._raw is None:
                     limiter = self.connect_limiter
                     if limiter is not None:
-                        await limiter.acquire()
+                        # Waiting for a connect slot counts as connecting: it is bounded by
+                        # the connect timeout too (then CONNECT_TIMEOUT, nothing was sent).
+                        w0 = perf_counter_ns()
+                        if not await limiter.acquire(w0 + self.connect_timeout_ns):
+                            out.new_connection = True
+                            out.error = ErrorKind.CONNECT_TIMEOUT
+                            out.end_ns = perf_counter_ns()
+                            out.connect_ns = out.end_ns - w0
+                            out.start_ns = out.end_ns
+                            return
                     try:
                         t0 = perf_counter_ns()  # after the wait for a connect slot
                         error = await self._connect(t0 + self.connect_timeout_ns)

@@ -141,8 +141,9 @@ def checkpoint() -> Generator[Op, Any, None]:
 
 
 @types.coroutine
-def _park() -> Generator[Op, Any, Any]:
-    return (yield (_PARK, 0, 0))
+def _park(deadline_ns: int = 0) -> Generator[Op, Any, Any]:
+    """Park until ``Reactor.unpark`` (its value) or ``deadline_ns`` (False; 0: no limit)."""
+    return (yield (_PARK, 0, deadline_ns))
 
 
 # -- the reactor -----------------------------------------------------------------------------
@@ -325,7 +326,10 @@ class Reactor:
             task.parked = False
             task.value = None
             self._yielded.append(task)
-        elif kind != _PARK:
+        elif kind == _PARK:
+            if deadline:
+                self._add_timer(task, deadline)
+        else:
             raise ReactorMisuse(f"a reactor task awaited an unknown operation {op!r}")
 
     def _add_timer(self, task: Task, at_ns: int) -> None:
@@ -410,8 +414,9 @@ class Reactor:
         while timers and timers[0][0] <= now_ns:
             _at, seq, task = heapq.heappop(timers)
             if task.timer_seq == seq and task.parked:
-                # A sleep ran its course (True); a wait on a socket timed out (False).
-                self._wake(task, task.fd < 0)
+                # A sleep ran its course (True); a wait on a socket or a park timed out
+                # (False).
+                self._wake(task, task.sleeping)
 
     def _poll(self) -> None:
         waiting = self._waiting
@@ -541,17 +546,18 @@ class Semaphore:
         self._waiters: deque[Task] = deque()
         self._handed: set[Task] = set()  # woken waiters that own a unit, until they run
 
-    async def acquire(self) -> None:
-        """Take one unit, parking (FIFO) until one is free."""
+    async def acquire(self, deadline_ns: int = 0) -> bool:
+        """Take one unit, parking (FIFO) until one is free: True; False when ``deadline_ns``
+        (0: no limit) passed first, without a unit."""
         if self.value > 0 and not self._waiters:
             self.value -= 1
-            return
+            return True
         reactor = current_reactor()
         task = reactor.current
         assert task is not None
         self._waiters.append(task)
         try:
-            await _park()
+            handed = await _park(deadline_ns)
         except BaseException:
             if task in self._handed:
                 self._handed.discard(task)
@@ -559,7 +565,12 @@ class Semaphore:
             elif task in self._waiters:
                 self._waiters.remove(task)
             raise
+        if handed is False:  # the deadline: ``release`` skips a waiter no longer parked
+            if task in self._waiters:
+                self._waiters.remove(task)
+            return False
         self._handed.discard(task)
+        return True
 
     def release(self) -> None:
         """Give one unit back, to the first waiter if any."""

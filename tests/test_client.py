@@ -344,6 +344,45 @@ def test_the_timeout_runs_from_the_send_not_from_the_wait_for_the_round(
     assert held[0] >= 300_000_000  # it did wait for the ring before leaving
 
 
+def test_the_wait_for_a_connect_slot_is_bounded_by_the_connect_timeout(
+    server: HostileServer, engine: str
+) -> None:
+    """Connects in flight are capped per worker; a VU that cannot get a slot within the
+    connect timeout records CONNECT_TIMEOUT (nothing sent) instead of waiting on."""
+    from z6.engine.reactor import Semaphore
+
+    got: list[Snapshot] = []
+    waited: list[int] = []
+
+    async def main() -> None:
+        conn = Connection(
+            "127.0.0.1",
+            server.port,
+            tls=None,
+            server_hostname=None,
+            connect_timeout_s=0.2,
+            parser_factory=engine_factory(engine),
+            connect_limiter=Semaphore(0),  # every slot taken by others
+        )
+        out = Outcome()
+        await conn.request(get("/ok"), out)
+        got.append((out.error, out.status, out.new_connection, out.bytes_received))
+        waited.append(out.connect_ns)
+        assert not conn.is_open
+
+    async def bounded() -> None:
+        reactor = Reactor()
+        reactor.spawn(main())
+        reactor.hard_stop_ns = time.perf_counter_ns() + 5_000_000_000  # ends it if it hangs
+        await reactor.run()
+
+    before = server.requests
+    trio.run(bounded)
+    assert got == [(ErrorKind.CONNECT_TIMEOUT, 0, True, 0)]
+    assert waited[0] >= 200_000_000  # measured, not a limit: it did wait the timeout
+    assert server.requests == before
+
+
 def test_nothing_is_sent_after_the_hard_stop(engine: str) -> None:
     """When the hard stop passes during a round, the requests parked in that round are not
     sent: their VUs are interrupted first."""

@@ -361,6 +361,31 @@ def test_semaphore_is_fifo_and_bounded() -> None:
     assert sem.value == 2
 
 
+def test_semaphore_wait_can_time_out_without_losing_a_unit() -> None:
+    """``acquire(deadline)`` gives up at the deadline (False); the unit released later goes
+    to the next waiter, and the count ends where it started."""
+    sem = Semaphore(1)
+    got: dict[str, object] = {}
+
+    async def holder() -> None:
+        assert await sem.acquire()
+        await sleep_until(perf_counter_ns() + 40 * MS)
+        sem.release()
+
+    async def impatient() -> None:
+        t0 = perf_counter_ns()
+        got["impatient"] = await sem.acquire(t0 + 10 * MS)
+        got["waited_enough"] = perf_counter_ns() - t0 >= 10 * MS
+
+    async def patient() -> None:
+        got["patient"] = await sem.acquire(perf_counter_ns() + 5_000 * MS)
+        sem.release()
+
+    trio.run(run_tasks, holder(), impatient(), patient())
+    assert got == {"impatient": False, "waited_enough": True, "patient": True}
+    assert sem.value == 1
+
+
 def test_interrupted_waiter_does_not_leak_a_unit() -> None:
     sem = Semaphore(1)
 
