@@ -17,8 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import creator_gone, run_z6
 from conftest import ring_segments as _segments
-from conftest import run_z6
 from servers import z6_server
 
 from z6.engine.metrics import WorkerAccount
@@ -164,7 +164,8 @@ def test_unwritable_log_exits_3_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, lines
     assert lines[0].startswith("z6: cannot write event log")
     assert "No space left on device" in lines[0]
-    assert _segments() - before == set()
+    # Only segments whose creator is gone: another z6 on the machine may hold live ones.
+    assert {n for n in _segments() - before if creator_gone(n)} == set()
 
 
 # Runs the real CLI with a small ring (so that shared memory fits under the file-size limit)
