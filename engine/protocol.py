@@ -49,7 +49,7 @@ from typing import Any, Protocol
 import h11
 
 from z6.engine.errors import ConfigError
-from z6.engine.requests import PreparedRequest
+from z6.engine.requests import PreparedRequest, has_close_token
 
 MAX_HEAD_BYTES = 64 * 1024
 """Largest accepted response head (status line and headers of one message)."""
@@ -510,14 +510,8 @@ class HttptoolsEngine:
             if self._chunked or value.strip().lower() != b"chunked":
                 self._coding_bad = True
             self._chunked = True
-        elif lname == b"connection":
-            lvalue = value.lower()
-            # The same token rule as h11 (comma list, exact "close"); most responses say
-            # "keep-alive", which the substring test settles without splitting.
-            if lvalue.find(b"close") >= 0 and any(
-                t.strip() == b"close" for t in lvalue.split(b",")
-            ):
-                self._conn_close = True
+        elif lname == b"connection" and has_close_token(value):
+            self._conn_close = True
 
     def on_headers_complete(self) -> None:
         """httptools callback: the head of a message is complete."""

@@ -80,10 +80,8 @@ class PreparedRequest:
         self.timeout_ns = round(timeout_s * 1_000_000_000)
         self.expect_status = expect_status
         self.is_head = method == "HEAD"
-        # The token rule h11 uses: "close" as one element of the comma-separated list.
         self.connection_close = any(
-            n.lower() == b"connection" and b"close" in (t.strip() for t in v.lower().split(b","))
-            for n, v in headers
+            n.lower() == b"connection" and has_close_token(v) for n, v in headers
         )
         self.raw = _serialize(method, target, headers, body)
 
@@ -95,6 +93,14 @@ class PreparedRequest:
 
     def __repr__(self) -> str:
         return f"PreparedRequest({self.index}, {self.name!r}, {self.method} {self.target})"
+
+
+def has_close_token(value: bytes) -> bool:
+    """True when a ``Connection`` header value lists ``close``: the token rule h11 uses
+    (one element of the comma-separated list, any case; ``closed`` does not count)."""
+    lvalue = value.lower()
+    # Most values say "keep-alive": the substring test settles them without splitting.
+    return lvalue.find(b"close") >= 0 and any(t.strip() == b"close" for t in lvalue.split(b","))
 
 
 def _serialize(method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:

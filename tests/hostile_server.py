@@ -42,6 +42,7 @@ from collections.abc import Iterator
 
 from z6.engine.client import Connection
 from z6.engine.protocol import engine_factory
+from z6.engine.reactor import Semaphore
 
 _HEAD_END = b"\r\n\r\n"
 _MAX_HEAD = 1 << 20
@@ -324,13 +325,20 @@ def connect_hangs(port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-def plain_connection(port: int, engine: str) -> Connection:
+def plain_connection(
+    port: int,
+    engine: str,
+    *,
+    connect_timeout_s: float = 2.0,
+    connect_limiter: Semaphore | None = None,
+) -> Connection:
     """A plain (no TLS) z6 client connection to 127.0.0.1:``port`` with the given engine."""
     return Connection(
         "127.0.0.1",
         port,
         tls=None,
         server_hostname=None,
-        connect_timeout_s=2.0,
+        connect_timeout_s=connect_timeout_s,
         parser_factory=engine_factory(engine),
+        connect_limiter=connect_limiter,
     )

@@ -355,13 +355,10 @@ def test_the_wait_for_a_connect_slot_is_bounded_by_the_connect_timeout(
     waited: list[int] = []
 
     async def main() -> None:
-        conn = Connection(
-            "127.0.0.1",
+        conn = plain_connection(
             server.port,
-            tls=None,
-            server_hostname=None,
+            engine,
             connect_timeout_s=0.2,
-            parser_factory=engine_factory(engine),
             connect_limiter=Semaphore(0),  # every slot taken by others
         )
         out = Outcome()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from time import perf_counter_ns
+from typing import Any
 
 import pytest
 import trio
@@ -25,6 +26,21 @@ from z6.engine.reactor import (
 )
 
 MS = 1_000_000
+
+
+def _run_bounded(stop_ms: int, *coros: Coroutine[Any, Any, None]) -> Reactor:
+    """Run ``coros`` on a new reactor whose hard stop is ``stop_ms`` from now (so a test
+    ends by itself even when what it checks is broken); returns the finished reactor."""
+    reactor = Reactor()
+
+    async def main() -> None:
+        for coro in coros:
+            reactor.spawn(coro)
+        reactor.hard_stop_ns = perf_counter_ns() + stop_ms * MS
+        await reactor.run()
+
+    trio.run(main)
+    return reactor
 
 
 @pytest.fixture
@@ -144,13 +160,7 @@ def test_a_send_that_needs_its_task_wakes_it_at_once(
         # Nothing ever arrives on ``a``: only the sender's verdict can end this wait.
         woke.append(await send_then_wait_readable(a.fileno(), _LoggingSender(log, "a", b, True)))
 
-    async def main() -> None:
-        reactor = Reactor()
-        reactor.spawn(vu())
-        reactor.hard_stop_ns = perf_counter_ns() + 5_000 * MS  # bounds the test if it fails
-        await reactor.run()
-
-    trio.run(main)
+    _run_bounded(5_000, vu())
     assert log == ["send a"]
     assert woke == [False]
 
@@ -309,15 +319,7 @@ def test_hard_stop_interrupts_parked_and_running_tasks(
             seen.append("sleeper")
             raise
 
-    async def main() -> None:
-        reactor = Reactor()
-        reactor.spawn(parked())
-        reactor.spawn(sleeper())
-        reactor.hard_stop_ns = perf_counter_ns() + 30 * MS
-        await reactor.run()
-        assert reactor.live == 0
-
-    trio.run(main)
+    assert _run_bounded(30, parked(), sleeper()).live == 0
     assert sorted(seen) == ["parked", "sleeper"]
 
 
@@ -400,14 +402,7 @@ def test_interrupted_waiter_does_not_leak_a_unit() -> None:
         await sem.acquire()  # interrupted while waiting
         sem.release()
 
-    async def main() -> None:
-        reactor = Reactor()
-        reactor.spawn(holder())
-        reactor.spawn(waiter())
-        reactor.hard_stop_ns = perf_counter_ns() + 20 * MS
-        await reactor.run()
-
-    trio.run(main)
+    _run_bounded(20, holder(), waiter())
     assert sem.value == 1
 
 
