@@ -111,6 +111,78 @@ def test_checkpoint_lets_other_tasks_run() -> None:
     assert order == ["a1", "b1", "a2"]
 
 
+def test_trio_gets_turns_while_reactor_tasks_keep_yielding() -> None:
+    """A round always has a ready task here, so trio's turn comes only from the reactor's
+    periodic checkpoint; without it the loop would spin until the hard stop."""
+    flag: list[bool] = []
+    seen: list[str] = []
+
+    async def spinner() -> None:
+        try:
+            while not flag:
+                await checkpoint()
+            seen.append("flag")
+        except Interrupted:
+            seen.append("interrupted")
+
+    async def main() -> None:
+        reactor = Reactor()
+        reactor.spawn(spinner())
+        reactor.hard_stop_ns = perf_counter_ns() + 5_000 * MS
+
+        async def setter() -> None:
+            await trio.sleep(0.02)
+            flag.append(True)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(setter)
+            await reactor.run()
+
+    trio.run(main)
+    assert seen == ["flag"]
+
+
+def test_trio_gets_turns_while_responses_keep_coming(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Sockets ready every 0.2 ms keep the reactor waiting in its own epoll set; trio's
+    tasks must still run meanwhile (here one that counts its turns)."""
+    a, b = pair
+    got: list[bytes] = []
+    turns: list[int] = [0]
+    n = 200
+
+    async def reader() -> None:
+        while len(got) < n:
+            assert await wait_readable(a.fileno())
+            got.append(a.recv(1))
+
+    async def writer() -> None:
+        for _ in range(n):
+            b.send(b"x")
+            await sleep_until(perf_counter_ns() + MS // 5)
+
+    async def main() -> None:
+        reactor = Reactor()
+        reactor.spawn(reader())
+        reactor.spawn(writer())
+        reactor.hard_stop_ns = perf_counter_ns() + 5_000 * MS
+
+        async def counter() -> None:
+            while True:
+                await trio.sleep(0.001)
+                turns[0] += 1
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(counter)
+            await reactor.run()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert len(got) == n
+    assert turns[0] >= 2  # at least 40 ms of traffic, a trio turn every 5 ms
+
+
 class _LoggingSender:
     """A ``Sender`` that logs its flush and writes to the peer socket (or fails on demand)."""
 
