@@ -146,6 +146,27 @@ def test_ratio_and_cpu_per_request() -> None:
     assert perf.cpu_us_per_request(2.0, 0) is None
 
 
+def test_pool_runs_weighs_each_run_by_its_requests() -> None:
+    a = {"window_requests": 300_000, "window_s": 5.0, "cpu_us_per_request": 10.0}
+    b = {"window_requests": 100_000, "window_s": 5.0, "cpu_us_per_request": 20.0}
+    pooled = perf.pool_runs("z6-procs1", [a, b])
+    # (3.0 s + 2.0 s of CPU) / 400,000 requests; 400,000 requests / 10 s
+    assert pooled["cpu_us_per_request"] == 12.5
+    assert pooled["rps"] == 40_000.0
+    assert pooled["window_requests"] == 400_000
+    assert pooled["runs"] == [a, b]
+
+
+def test_pool_runs_passes_on_a_failed_run() -> None:
+    ok = {"window_requests": 10, "window_s": 1.0, "cpu_us_per_request": 1.0}
+    assert perf.pool_runs("x", [ok, {"error": "z6 run exited 3"}])["error"] == "z6 run exited 3"
+    assert perf.pool_runs("x", [{"skipped": "no z6"}, ok])["skipped"] == "no z6"
+    unmeasured = {"window_requests": 0, "window_s": 0.0, "cpu_us_per_request": None}
+    pooled = perf.pool_runs("x", [ok, unmeasured])
+    assert "cpu_us_per_request" not in pooled
+    assert "no steady-window" in pooled["error"]
+
+
 def _result(**cases: Any) -> dict[str, Any]:
     return {"machine": {}, "cases": cases}
 
