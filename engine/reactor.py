@@ -12,10 +12,11 @@ engine (``perf/`` and py-spy; a minimal loop did 55k req/s with a task per conne
   becoming ready (one did in the last ``_BUSY_NS``), else parked in trio
   (``trio.lowlevel.wait_readable`` on the epoll descriptor). trio stays the worker's event
   loop: other trio tasks (the flusher, the stop watcher, the ring writer) run at a checkpoint
-  between two rounds, at most every ``_TRIO_TURN_NS``, and while the reactor is parked in
-  trio. A trio park costs about 60 µs of CPU on the development VM, a checkpoint about 10 µs,
-  and a worker that shares its core finds only 8-10 responses per round
-  (docs/architecture.md).
+  between two rounds, about every ``_TRIO_TURN_NS`` (one round more under load), and while
+  the reactor is parked in trio. A trio park costs about 60 µs of CPU on the development VM,
+  a checkpoint about 10 µs, and a worker that shares its core finds only 8-10 responses per
+  round (docs/architecture.md). So a VU must not depend on a trio task of the same loop
+  (a server, say): while the reactor is busy, that task runs only every few milliseconds.
 - a coroutine run by the reactor awaits only the operations of this module:
   ``wait_readable``, ``wait_writable``, ``send_then_wait_readable``, ``sleep_until``,
   ``checkpoint``, ``Semaphore``, never trio's (trio's traps would reach the reactor, which
@@ -507,6 +508,9 @@ class Reactor:
                 # most every _TRIO_TURN_NS: a trio turn costs about 10 µs of CPU, as much as
                 # a request, and a worker that shares its core finds few requests per round.
                 await trio.lowlevel.checkpoint()
+                # trio runs the tasks this turn woke in one batch with this one, in either
+                # order: yield again so that they run now, not one turn (5 ms) later.
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 trio_due = perf_counter_ns() + _TRIO_TURN_NS
                 continue
             if ready:
