@@ -20,6 +20,7 @@ import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -74,6 +75,7 @@ EXCLUDED_FROM_LATENCY: frozenset[int] = frozenset(
 
 _NS = 1_000_000_000
 _add = operator.add
+_floordiv = operator.floordiv
 
 
 def new_histogram() -> HdrHistogram:
@@ -166,6 +168,11 @@ def _latency_keys(reqs: Sequence[int], lats: Sequence[int]) -> list[int]:
     if lo >= 0 and hi < _TABLE_LIMIT_NS:
         if hi < _KEYTAB_LIMIT_NS:
             tabs = _KEYTABS
+            r0 = reqs[0]
+            if reqs.count(r0) == len(reqs) and (r0 in tabs or _add_keytabs((r0,))):
+                # One request definition in the batch (the common case): all in C, no
+                # per-event tuple or dict lookup.
+                return list(map(tabs[r0].__getitem__, map(_floordiv, lats, repeat(1000))))
             try:
                 return [tabs[r][x // 1000] for r, x in zip(reqs, lats, strict=True)]
             except KeyError:
@@ -465,15 +472,27 @@ class Reducer:
         failed = 0
         nc = 0
         excluded = False
-        codes = Counter(zip(req, cols[_F_STATUS], err, newconn, strict=True))
-        for (r, s, e, new), c in codes.items():
-            all_codes[(r, s, e)] += c
-            if new:
-                nc += c
-            if e:
-                failed += c
-                if e in EXCLUDED_FROM_LATENCY:
-                    excluded = True
+        status = cols[_F_STATUS]
+        s0 = status[0]
+        r0 = req[0]
+        if err.count(0) == n and status.count(s0) == n and not any(newconn):
+            # The common batch: one status, no error, no new connection. Counting tuples
+            # of four per event was a fifth of ``z6 analyze``.
+            if req.count(r0) == n:
+                all_codes[(r0, s0, 0)] += n
+            else:
+                for r, c in Counter(req).items():
+                    all_codes[(r, s0, 0)] += c
+        else:
+            codes = Counter(zip(req, status, err, newconn, strict=True))
+            for (r, s, e, new), c in codes.items():
+                all_codes[(r, s, e)] += c
+                if new:
+                    nc += c
+                if e:
+                    failed += c
+                    if e in EXCLUDED_FROM_LATENCY:
+                        excluded = True
         b = sum(cols[_F_BYTES])
         self.bytes_received += b
         self._iv_bytes += b

@@ -577,3 +577,55 @@ def test_timeseries_of_a_huge_timestamp_stays_small() -> None:
     rows = r.timeseries()
     assert [row.second for row in rows] == [0, 2**62 // 1_000_000_000]
     assert sum(row.requests for row in rows) == 2
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 0, 0, 1, 70]),  # 70: outside the per-request key tables
+            st.sampled_from([200, 200, 200, 404, 0]),
+            st.sampled_from([0, 0, 0, 0, int(ErrorKind.STATUS), int(ErrorKind.INTERRUPTED)]),
+            st.sampled_from([False, False, False, True]),
+            st.integers(min_value=0, max_value=80_000_000),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.lists(st.integers(1, 30), max_size=8),
+)
+def test_uniform_batches_count_like_any_other(
+    rows: list[tuple[int, int, int, bool, int]], cuts: list[int]
+) -> None:
+    """Batches of one request, one status, no error and no new connection take a shortcut in
+    the reducer; counts per (request, status, error), new connections and latency keys must
+    equal a direct count whichever way the events are batched. The small domains above make
+    such batches common."""
+    events = [
+        req(request=r, status=s, error=e, new_connection=nc, latency_ns=lat, start_ns=i * MS)
+        for i, (r, s, e, nc, lat) in enumerate(rows)
+    ]
+    names = [f"r{i}" for i in range(71)]
+    red = Reducer(names)
+    i = 0
+    for c in [*cuts, len(events)]:
+        red.add(events[i : i + c])
+        i += c
+    codes: Counter[tuple[int, int]] = Counter()
+    lat: Counter[int] = Counter()
+    for r, _s, e, _nc, x in rows:
+        codes[(r, e)] += 1
+        if e not in EXCLUDED_FROM_LATENCY:
+            lat[bucket_index(x // 1000)] += 1
+    assert red.total == len(rows)
+    assert red.failed == sum(1 for row in rows if row[2])
+    assert red.new_connections == sum(1 for row in rows if row[3])
+    assert red.by_status() == dict(sorted(Counter(s for _r, s, *_ in rows if s).items()))
+    assert red.counts_by_request() == {
+        r: (
+            sum(c for (r2, _e), c in codes.items() if r2 == r),
+            sum(c for (r2, e), c in codes.items() if r2 == r and e),
+        )
+        for r in {r for r, *_ in rows}
+    }
+    assert red.latency_buckets() == lat
