@@ -32,7 +32,8 @@ differ are normalized here (the fuzz tests in ``tests/test_protocol_fuzz.py`` ho
 
 Known differences left as they are (rare, malformed input; listed in the fuzz test): obsolete
 header line folding (h11 unfolds, llhttp rejects), irregular line ends inside chunked framing,
-malformed chunk extensions (h11 ignores what follows the ``;``, llhttp checks its syntax),
+malformed chunk extensions (h11 ignores what follows the ``;``, llhttp checks its syntax and
+refuses whitespace around ``;`` and ``=``, which RFC 9112 allows),
 blank lines between an interim response and the next one (llhttp skips, h11 rejects), and
 repeated identical ``Content-Length`` values (h11 keeps one, llhttp rejects; RFC 9110 allows
 both), and bytes that look like chunk framing right after a HEAD response declaring chunked
