@@ -143,11 +143,15 @@ def pool_runs(label: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
             if key in r:
                 out[key] = r[key]
                 return out
-    requests = sum(int(r.get("window_requests") or 0) for r in runs)
-    seconds = sum(float(r.get("window_s") or 0) for r in runs)
-    if requests <= 0 or seconds <= 0 or any(r.get("cpu_us_per_request") is None for r in runs):
+    if not runs or any(
+        not r.get("window_requests") or not r.get("window_s") or r.get("cpu_us_per_request") is None
+        for r in runs
+    ):
+        # A run measured by its own totals (no steady window) does not pool with the others.
         out["error"] = "no steady-window measurement in some run"
         return out
+    requests = sum(int(r["window_requests"]) for r in runs)
+    seconds = sum(float(r["window_s"]) for r in runs)
     cpu_s = sum(r["cpu_us_per_request"] * r["window_requests"] / 1e6 for r in runs)
     out.update(
         rps=round(requests / seconds, 1),

@@ -162,9 +162,13 @@ def test_pool_runs_passes_on_a_failed_run() -> None:
     assert perf.pool_runs("x", [ok, {"error": "z6 run exited 3"}])["error"] == "z6 run exited 3"
     assert perf.pool_runs("x", [{"skipped": "no z6"}, ok])["skipped"] == "no z6"
     unmeasured = {"window_requests": 0, "window_s": 0.0, "cpu_us_per_request": None}
-    pooled = perf.pool_runs("x", [ok, unmeasured])
-    assert "cpu_us_per_request" not in pooled
-    assert "no steady-window" in pooled["error"]
+    # A run that fell back to the client's own totals has figures but no window.
+    totals_only = {"rps": 5.0, "cpu_us_per_request": 3.0, "measured": "client totals"}
+    for other in (unmeasured, totals_only):
+        pooled = perf.pool_runs("x", [ok, other])
+        assert "cpu_us_per_request" not in pooled
+        assert "no steady-window" in pooled["error"]
+    assert "no steady-window" in perf.pool_runs("x", [])["error"]
 
 
 def _result(**cases: Any) -> dict[str, Any]:
