@@ -847,13 +847,15 @@ def _client(label: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 # Case: throughput
 
 
-def _wrk(cfg: Config, port: int) -> dict[str, Any]:
+def _wrk(
+    cfg: Config, port: int, threads: int = 1, cpu: int | None = CLIENT_CPU, label: str = "wrk"
+) -> dict[str, Any]:
     exe = find_tool("wrk")
     if exe is None:
         raise Skipped("wrk is not installed (run perf/setup.sh)")
     secs = max(1, round(cfg.secs))
     cmd = pinned(
-        [exe, "-t1", f"-c{CONNECTIONS}", f"-d{secs}s", f"http://127.0.0.1:{port}/"], CLIENT_CPU
+        [exe, f"-t{threads}", f"-c{CONNECTIONS}", f"-d{secs}s", f"http://127.0.0.1:{port}/"], cpu
     )
     m = run_measured(cmd, timeout=secs + 30, steady=(NginxStatus(port), secs, CONNECTIONS))
     if m.returncode != 0:
@@ -862,7 +864,7 @@ def _wrk(cfg: Config, port: int) -> dict[str, Any]:
         total, rps = parse_wrk(m.stdout)
     except ValueError as e:
         raise Skipped(str(e)) from None
-    return client_result("wrk", m, total, rps)
+    return client_result(label, m, total, rps)
 
 
 def _locust(cfg: Config, port: int) -> dict[str, Any]:
@@ -1499,15 +1501,19 @@ SCALING_ORDER = (1, 2, 2, 1)  # procs of each run: drift of the machine's speed 
 
 
 def case_scaling(cfg: Config) -> dict[str, Any]:
-    """z6 --procs 1 vs --procs 2 (httptools, 50 VUs, nothing pinned) on one nginx worker.
+    """z6 --procs 1 vs --procs 2 (httptools, 50 VUs, nothing pinned) on one nginx worker, and
+    wrk -t1 vs -t2 in the same setting as the peer's figure.
 
-    Runs in the order ``SCALING_ORDER`` and pools the two runs of each: a shared VM's speed
-    drifts by 10-20 % within a minute, and a single 1-then-2 pair charges that drift to one
-    side.
+    Runs in the order ``SCALING_ORDER`` (each z6 run followed by the wrk run with as many
+    threads) and pools the two runs of each: a shared VM's speed drifts by 10-20 % within a
+    minute, and a single 1-then-2 pair charges that drift to one side. wrk's ratio tells what
+    the machine itself charges for a second busy client process next to the server; a
+    missing wrk leaves it out, never the z6 figures.
     """
     if not cfg.z6_ok:
         return {"error": cfg.z6_error}
     runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    peer: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     with nginx_server(cpu=None, connections=4 * CONNECTIONS) as port:
         for procs in SCALING_ORDER:
             label = f"z6-procs{procs}"
@@ -1520,13 +1526,26 @@ def case_scaling(cfg: Config) -> dict[str, Any]:
                     ),
                 )
             )
+            label = f"wrk-t{procs}"
+            cfg.log(f"  scaling: wrk -t{procs} for {cfg.secs:g} s")
+            peer[procs].append(
+                _client(
+                    label,
+                    lambda t=procs, lb=label: _wrk(  # type: ignore[misc]
+                        cfg, port, threads=t, cpu=None, label=lb
+                    ),
+                )
+            )
     one, two = (pool_runs(f"z6-procs{p}", runs[p]) for p in (1, 2))
+    w1, w2 = (pool_runs(f"wrk-t{t}", peer[t]) for t in (1, 2))
     out: dict[str, Any] = {
-        "results": [one, two],
+        "results": [one, two, w1, w2],
         "rps_ratio_2_vs_1": ratio(two.get("rps"), one.get("rps")),
         "cpu_ratio_2_vs_1": ratio(two.get("cpu_us_per_request"), one.get("cpu_us_per_request")),
+        "wrk_cpu_ratio_2_vs_1": ratio(w2.get("cpu_us_per_request"), w1.get("cpu_us_per_request")),
         "order": list(SCALING_ORDER),
-        "note": "nothing pinned: nginx (1 worker) and z6 share the machine's cores",
+        "note": "nothing pinned: nginx (1 worker) and the client share the machine's cores; "
+        "wrk_cpu_ratio_2_vs_1 is wrk -t2 vs -t1 in the same setting (the peer's figure)",
     }
     for r in (one, two):
         if "error" in r:
