@@ -629,3 +629,55 @@ def test_uniform_batches_count_like_any_other(
         for r in {r for r, *_ in rows}
     }
     assert red.latency_buckets() == lat
+
+
+@settings(max_examples=fuzz_examples(100), deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["start", "start", "stop", "stop", "dropped", "request"]),
+            st.integers(min_value=0, max_value=4_999).map(lambda ms: ms * MS),
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    st.lists(st.integers(1, 30), max_size=8),
+)
+def test_vu_starts_and_stops_count_like_a_direct_tally(
+    rows: list[tuple[str, int]], cuts: list[int]
+) -> None:
+    """The reducer counts VU starts and stops of a batch in bulk; active VUs per second, the
+    final count, the measured time and dropped iterations must equal a direct tally of the
+    events in any batching, mixed with requests and other lifecycle events."""
+    events: list[Event] = [WorkerStarted(0, 1, 0, 1)]
+    for i, (kind, t) in enumerate(rows):
+        if kind == "start":
+            events.append(VuStarted(i, t))
+        elif kind == "stop":
+            events.append(VuStopped(i, t, 1))
+        elif kind == "dropped":
+            events.append(IterationDropped(i, t))
+        else:
+            events.append(req(start_ns=t, latency_ns=MS))
+    red = Reducer(["a"], open_model=True)
+    i = 0
+    for c in [*cuts, len(events)]:
+        red.add(events[i : i + c], 0)
+        i += c
+    delta: Counter[int] = Counter()
+    for kind, t in rows:
+        if kind in ("start", "stop"):
+            delta[t // S] += 1 if kind == "start" else -1
+    ends = [t + MS for kind, t in rows if kind == "request"]
+    vu_times = [t for kind, t in rows if kind in ("start", "stop")]
+    last = max([t // S for kind, t in rows if kind != "request"] + [e // S for e in ends])
+    level = 0
+    expected_active = []
+    for s in range(last + 1):
+        before = level
+        level += delta[s]
+        expected_active.append(max(before, level, 0))
+    assert [row.active_vus for row in red.timeseries()] == expected_active
+    assert red.active_vus == max(level, 0)
+    assert red.duration_ns == max([*ends, *vu_times, 0])
+    assert red.dropped_iterations == sum(1 for kind, _ in rows if kind == "dropped")
