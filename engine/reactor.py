@@ -17,6 +17,9 @@ engine (``perf/`` and py-spy; a minimal loop did 55k req/s with a task per conne
   a checkpoint about 10 µs, and a worker that shares its core finds only 8-10 responses per
   round (docs/architecture.md). So a VU must not depend on a trio task of the same loop
   (a server, say): while the reactor is busy, that task runs only every few milliseconds.
+- timers are kept to the microsecond: epoll's timeout is whole milliseconds rounded up, so
+  the last ``_PRECISE_NS`` before a deadline are waited for with ``select()`` on the epoll
+  descriptor (docs/architecture.md, "Timers to the microsecond").
 - a coroutine run by the reactor awaits only the operations of this module:
   ``wait_readable``, ``wait_writable``, ``send_then_wait_readable``, ``sleep_until``,
   ``checkpoint``, ``Semaphore``, never trio's (trio's traps would reach the reactor, which
@@ -61,6 +64,12 @@ _GUARDS_COMPACT_MIN = 1024
 # turn (a checkpoint) every _TRIO_TURN_NS; after _BUSY_NS without readiness it parks in trio.
 _TRIO_TURN_NS = 5_000_000
 _BUSY_NS = 2_000_000
+# epoll's timeout (the reactor's and trio's) is whole milliseconds rounded up: a timer due in
+# 0.3 ms fired 0.7-1 ms late, and that lateness went into every open-model iteration's
+# corrected latency. The last _PRECISE_NS before a deadline are waited for with select() on
+# the epoll set, whose timeout has microseconds.
+_PRECISE_NS = 2_000_000
+_FD_SETSIZE = 1024  # select() takes no descriptor above this
 
 Op = tuple[int, int, Any]
 TaskCoro = Coroutine[Op, Any, None]
@@ -183,6 +192,9 @@ class Reactor:
         on_full: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self._ep = select.epoll()
+        # The epoll set is created before any socket, so its descriptor is low; else waits
+        # keep epoll's millisecond precision.
+        self._ep_sel = [self._ep.fileno()] if self._ep.fileno() < _FD_SETSIZE else None
         self._masks: dict[int, int] = {}  # fd -> events registered in the epoll set
         self._waiting: dict[int, Task] = {}  # fd -> task parked on it
         self._ready: deque[Task] = deque()
@@ -447,6 +459,16 @@ class Reactor:
                 self.forget(fd)
         return bool(events)
 
+    def _wait_precise(self, timeout_ns: int) -> bool:
+        """``_poll`` waiting up to ``timeout_ns`` to the microsecond rather than the
+        millisecond (select() on the epoll set, then a poll if it is readable)."""
+        sel = self._ep_sel
+        if sel is None:
+            return self._poll(timeout_ns / 1e9)
+        if select.select(sel, (), (), max(timeout_ns, 0) / 1e9)[0]:
+            return self._poll()
+        return False
+
     def _next_deadline(self) -> int:
         at = _NEVER if self._interrupted else self.hard_stop_ns
         if self._timers and self._timers[0][0] < at:
@@ -522,12 +544,24 @@ class Reactor:
                 # next turn. Parking in trio costs a cancel scope, trio's registration of the
                 # set and a pass of its run loop: about 60 µs of CPU per wait on the VM,
                 # against about 20 µs here.
-                if self._poll(max(min(deadline, trio_due, busy_until) - now, 0) / 1e9):
+                until = min(trio_due, busy_until)
+                if deadline <= until:
+                    woke = self._wait_precise(deadline - now)
+                else:
+                    woke = self._poll(max(until - now, 0) / 1e9)
+                if woke:
                     busy_until = perf_counter_ns() + _BUSY_NS
                 continue
-            wait_s = (deadline - now) / 1e9
-            if wait_s <= 0:
+            wait_ns = deadline - now
+            if wait_ns <= 0:
                 continue
+            if wait_ns <= _PRECISE_NS:
+                # The last stretch before a timer: to the microsecond, trio waiting.
+                if self._wait_precise(wait_ns):
+                    busy_until = perf_counter_ns() + _BUSY_NS
+                continue
+            # Parked in trio until the last stretch (trio's wait is late by up to 1 ms).
+            wait_s = (wait_ns - _PRECISE_NS) / 1e9
             with trio.CancelScope(deadline=trio.current_time() + wait_s) as scope:
                 self._wait_scope = scope
                 if self._waiting:

@@ -91,10 +91,31 @@ def _orphaned() -> NoReturn:
     os._exit(_EXIT_ORPHANED)
 
 
+_PR_SET_TIMERSLACK = 29
+_TIMER_SLACK_NS = 1_000
+
+
+def tighten_timer_slack() -> bool:
+    """Let the kernel wake this process's timed waits within 1 µs rather than its default
+    50 µs of slack (Linux ``prctl(PR_SET_TIMERSLACK)``): a timer's lateness lands in the
+    open model's corrected latency. True when set; False where it cannot be (not Linux, no
+    libc), where waits keep the default slack."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_TIMERSLACK, _TIMER_SLACK_NS, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def worker_main(args: WorkerArgs) -> None:
     """Entry point of a worker process (target of ``multiprocessing.Process``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    tighten_timer_slack()
     ring = Ring.attach(args.ring_name)
     code = 0
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 from collections.abc import Coroutine, Iterator
 from time import perf_counter_ns
@@ -94,6 +95,66 @@ def test_sleep_until_orders_wakeups() -> None:
 
     trio.run(run_tasks, sleeper(1, 30), sleeper(2, 10), sleeper(3, 20))
     assert order == [2, 3, 1]
+
+
+def _record_select(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Make ``select.select`` record the timeouts it is called with (and still wait)."""
+    timeouts: list[float] = []
+    real = select.select
+
+    def recording(r: Any, w: Any, x: Any, timeout: float | None = None) -> Any:
+        assert timeout is not None
+        timeouts.append(timeout)
+        return real(r, w, x, timeout)
+
+    monkeypatch.setattr(select, "select", recording)
+    return timeouts
+
+
+def _sleep_steps(late: list[int], step_ns: int, steps: int) -> Coroutine[Any, Any, None]:
+    async def sleeper() -> None:
+        start = perf_counter_ns()
+        for k in range(1, steps + 1):
+            at = start + k * step_ns
+            assert await sleep_until(at)
+            late.append(perf_counter_ns() - at)
+
+    return sleeper()
+
+
+def test_the_last_stretch_before_a_timer_is_waited_to_the_microsecond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """epoll's timeout is whole milliseconds rounded up: a timer 0.3 ms away fired up to 1 ms
+    late. The reactor waits for the last stretch before a timer with select() on its epoll
+    set, asking for the time left to the microsecond, and never wakes a sleep early."""
+    timeouts = _record_select(monkeypatch)
+    late: list[int] = []
+    trio.run(run_tasks, _sleep_steps(late, 900_000, 5))
+    assert len(late) == 5
+    assert min(late) >= 0
+    assert timeouts
+    assert all(0 <= t < 0.001 for t in timeouts), timeouts
+
+
+def test_timers_still_fire_when_the_epoll_set_is_beyond_select(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An epoll descriptor above select()'s limit keeps epoll's millisecond waits."""
+    timeouts = _record_select(monkeypatch)
+    late: list[int] = []
+    reactor = Reactor()
+    reactor._ep_sel = None  # as when the descriptor is >= FD_SETSIZE
+
+    async def main() -> None:
+        reactor.spawn(_sleep_steps(late, 900_000, 3))
+        reactor.hard_stop_ns = perf_counter_ns() + 5_000 * MS
+        await reactor.run()
+
+    trio.run(main)
+    assert len(late) == 3
+    assert min(late) >= 0
+    assert timeouts == []
 
 
 def test_checkpoint_lets_other_tasks_run() -> None:
