@@ -1512,32 +1512,24 @@ def case_scaling(cfg: Config) -> dict[str, Any]:
     """
     if not cfg.z6_ok:
         return {"error": cfg.z6_error}
-    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
-    peer: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    runs: dict[str, list[dict[str, Any]]] = {}
     with nginx_server(cpu=None, connections=4 * CONNECTIONS) as port:
-        for procs in SCALING_ORDER:
-            label = f"z6-procs{procs}"
-            cfg.log(f"  scaling: --procs {procs} for {cfg.secs:g} s")
-            runs[procs].append(
-                _client(
-                    label,
-                    lambda p=procs, lb=label: z6_load(  # type: ignore[misc]
-                        cfg, port, procs=p, engine="httptools", cpu=None, label=lb
-                    ),
+        clients: dict[str, Callable[[int, str], dict[str, Any]]] = {
+            "z6-procs": lambda n, lb: z6_load(
+                cfg, port, procs=n, engine="httptools", cpu=None, label=lb
+            ),
+            "wrk-t": lambda n, lb: _wrk(cfg, port, threads=n, cpu=None, label=lb),
+        }
+        for n in SCALING_ORDER:
+            for prefix, fn in clients.items():
+                label = f"{prefix}{n}"
+                cfg.log(f"  scaling: {label} for {cfg.secs:g} s")
+                runs.setdefault(label, []).append(
+                    _client(label, lambda f=fn, k=n, lb=label: f(k, lb))  # type: ignore[misc]
                 )
-            )
-            label = f"wrk-t{procs}"
-            cfg.log(f"  scaling: wrk -t{procs} for {cfg.secs:g} s")
-            peer[procs].append(
-                _client(
-                    label,
-                    lambda t=procs, lb=label: _wrk(  # type: ignore[misc]
-                        cfg, port, threads=t, cpu=None, label=lb
-                    ),
-                )
-            )
-    one, two = (pool_runs(f"z6-procs{p}", runs[p]) for p in (1, 2))
-    w1, w2 = (pool_runs(f"wrk-t{t}", peer[t]) for t in (1, 2))
+    one, two, w1, w2 = (
+        pool_runs(label, runs[label]) for label in ("z6-procs1", "z6-procs2", "wrk-t1", "wrk-t2")
+    )
     out: dict[str, Any] = {
         "results": [one, two, w1, w2],
         "rps_ratio_2_vs_1": ratio(two.get("rps"), one.get("rps")),
