@@ -69,6 +69,10 @@ _BUSY_NS = 2_000_000
 # corrected latency. The last _PRECISE_NS before a deadline are waited for with select() on
 # the epoll set, whose timeout has microseconds.
 _PRECISE_NS = 2_000_000
+# How late an epoll wait can end: the millisecond rounding, plus the kernel's slack of 0.1 %
+# of the timeout for select/poll/epoll (select_estimate_accuracy) on the reactor's waits of
+# at most _TRIO_TURN_NS.
+_EPOLL_LATE_NS = 1_100_000
 _FD_SETSIZE = 1024  # select() takes no descriptor above this
 
 Op = tuple[int, int, Any]
@@ -464,7 +468,7 @@ class Reactor:
         millisecond (select() on the epoll set, then a poll if it is readable)."""
         sel = self._ep_sel
         if sel is None:
-            return self._poll(timeout_ns / 1e9)
+            return self._poll(max(timeout_ns, 0) / 1e9)
         if select.select(sel, (), (), max(timeout_ns, 0) / 1e9)[0]:
             return self._poll()
         return False
@@ -545,8 +549,8 @@ class Reactor:
                 # set and a pass of its run loop: about 60 µs of CPU per wait on the VM,
                 # against about 20 µs here.
                 until = min(trio_due, busy_until)
-                if deadline <= until:
-                    woke = self._wait_precise(deadline - now)
+                if deadline - until < _EPOLL_LATE_NS:  # epoll could wake after the deadline
+                    woke = self._wait_precise(min(deadline, until) - now)
                 else:
                     woke = self._poll(max(until - now, 0) / 1e9)
                 if woke:
@@ -560,8 +564,9 @@ class Reactor:
                 if self._wait_precise(wait_ns):
                     busy_until = perf_counter_ns() + _BUSY_NS
                 continue
-            # Parked in trio until the last stretch (trio's wait is late by up to 1 ms).
-            wait_s = (wait_ns - _PRECISE_NS) / 1e9
+            # Parked in trio until the last stretch: trio's wait ends up to 1 ms late, plus the
+            # kernel's slack of 0.1 % of the timeout (10 ms on a 10 s think time).
+            wait_s = (wait_ns - _PRECISE_NS - wait_ns // 500) / 1e9
             with trio.CancelScope(deadline=trio.current_time() + wait_s) as scope:
                 self._wait_scope = scope
                 if self._waiting:

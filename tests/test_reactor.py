@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import select
 import socket
+import threading
+import time
 from collections.abc import Coroutine, Iterator
 from time import perf_counter_ns
 from typing import Any
@@ -12,6 +15,7 @@ import pytest
 import trio
 import trio.lowlevel
 
+import z6.engine.reactor as reactor_module
 from z6.engine.reactor import (
     DeadlineExceeded,
     Interrupted,
@@ -155,6 +159,109 @@ def test_timers_still_fire_when_the_epoll_set_is_beyond_select(
     assert len(late) == 3
     assert min(late) >= 0
     assert timeouts == []
+
+
+class _RecordingEpoll:
+    """An epoll set that records, for every wait with a timeout, how long the reactor's next
+    deadline was away from the reactor's own reading of the clock (the ``now`` it computed
+    the timeout from), so that the check does not depend on how fast the machine is."""
+
+    def __init__(self, reactor: Reactor, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._ep = reactor._ep
+        self._reactor = reactor
+        self.waits: list[tuple[float, int]] = []  # (timeout_s, ns to the next deadline)
+        self._now = 0
+
+        def clock() -> int:
+            self._now = perf_counter_ns()
+            return self._now
+
+        monkeypatch.setattr(reactor_module, "perf_counter_ns", clock)
+
+    def poll(self, timeout: float = -1) -> list[tuple[int, int]]:
+        if timeout > 0:
+            self.waits.append((timeout, self._reactor._next_deadline() - self._now))
+        return self._ep.poll(timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ep, name)
+
+
+def test_epoll_rounding_never_carries_a_wait_past_a_timer(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """epoll rounds its timeout up to whole milliseconds: a wait in it is only started when
+    the next deadline is at least that rounded timeout away, also while sockets keep
+    becoming ready (bursts of data from a thread) and timers fall between the bursts."""
+    a, b = pair
+    reactor = Reactor()
+    recorder = _RecordingEpoll(reactor, monkeypatch)
+    reactor._ep = recorder  # type: ignore[assignment]
+    stop = threading.Event()
+
+    def feeder() -> None:
+        while not stop.is_set():
+            for _ in range(5):
+                b.send(b"x")
+                time.sleep(0.0002)
+            time.sleep(0.003)
+
+    async def reader() -> None:
+        while await wait_readable(a.fileno(), perf_counter_ns() + 50 * MS):
+            a.recv(4096)
+            if stop.is_set():
+                return
+
+    late: list[int] = []
+
+    async def sleeper() -> None:
+        # Short and long sleeps: timers fall inside and beyond the busy window.
+        for k in range(120):
+            at = perf_counter_ns() + (700_000 if k % 2 else 4_000_000)
+            assert await sleep_until(at)
+            late.append(perf_counter_ns() - at)
+        stop.set()
+
+    thread = threading.Thread(target=feeder, daemon=True)
+    thread.start()
+
+    async def main() -> None:
+        reactor.spawn(reader())
+        reactor.spawn(sleeper())
+        reactor.hard_stop_ns = perf_counter_ns() + 10_000 * MS
+        await reactor.run()
+
+    try:
+        trio.run(main)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert len(late) == 120
+    assert recorder.waits
+    for timeout, left in recorder.waits:
+        assert math.ceil(timeout * 1000) * MS <= left, (timeout, left)
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_a_wait_for_a_deadline_already_past_returns_at_once(
+    pair: tuple[socket.socket, socket.socket], fallback: bool
+) -> None:
+    """Time passes between reading the next deadline and waiting for it: a negative time left
+    must poll, not block (``epoll.poll`` takes a negative timeout as "forever")."""
+    a, b = pair
+    reactor = Reactor()
+    if fallback:
+        reactor._ep_sel = None
+    reactor._ep.register(a.fileno(), select.EPOLLIN)
+    # Ends a wait that wrongly blocks, so that the test fails rather than hangs.
+    writer = threading.Timer(3.0, b.send, args=(b"x",))
+    writer.start()
+    try:
+        assert reactor._wait_precise(-MS) is False
+    finally:
+        writer.cancel()
+        writer.join()
+        reactor._ep.close()
 
 
 def test_checkpoint_lets_other_tasks_run() -> None:
