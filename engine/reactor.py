@@ -19,7 +19,8 @@ engine (``perf/`` and py-spy; a minimal loop did 55k req/s with a task per conne
   (a server, say): while the reactor is busy, that task runs only every few milliseconds.
 - timers are kept to the microsecond: epoll's timeout is whole milliseconds rounded up, so
   the last ``_PRECISE_NS`` before a deadline are waited for with ``select()`` on the epoll
-  descriptor (docs/architecture.md, "Timers to the microsecond").
+  descriptor, and trio gets a turn every ``_IDLE_TURN_NS`` while timers are too close
+  together for a park (docs/architecture.md, "Timers to the microsecond").
 - a coroutine run by the reactor awaits only the operations of this module:
   ``wait_readable``, ``wait_writable``, ``send_then_wait_readable``, ``sleep_until``,
   ``checkpoint``, ``Semaphore``, never trio's (trio's traps would reach the reactor, which
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import os
 import select
 import types
 from collections import deque
@@ -74,6 +76,9 @@ _PRECISE_NS = 2_000_000
 # at most _TRIO_TURN_NS.
 _EPOLL_LATE_NS = 1_100_000
 _FD_SETSIZE = 1024  # select() takes no descriptor above this
+# While the reactor is idle between timers less than _PRECISE_NS apart, it never parks in trio:
+# it gives trio a turn before a precise wait once _IDLE_TURN_NS passed since the last one.
+_IDLE_TURN_NS = 1_000_000
 
 Op = tuple[int, int, Any]
 TaskCoro = Coroutine[Op, Any, None]
@@ -196,9 +201,10 @@ class Reactor:
         on_full: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self._ep = select.epoll()
-        # The epoll set is created before any socket, so its descriptor is low; else waits
-        # keep epoll's millisecond precision.
-        self._ep_sel = [self._ep.fileno()] if self._ep.fileno() < _FD_SETSIZE else None
+        sel = _selectable(self._ep.fileno())
+        self._sel_dup = sel if sel != self._ep.fileno() else -1  # closed with the set
+        # None (no descriptor below 1024 free): waits keep epoll's millisecond precision.
+        self._ep_sel = [sel] if sel >= 0 else None
         self._masks: dict[int, int] = {}  # fd -> events registered in the epoll set
         self._waiting: dict[int, Task] = {}  # fd -> task parked on it
         self._ready: deque[Task] = deque()
@@ -492,6 +498,9 @@ class Reactor:
         finally:
             _running = None
             self._ep.close()
+            if self._sel_dup >= 0:
+                os.close(self._sel_dup)
+                self._sel_dup = -1
 
     async def _run(self) -> None:
         ready = self._ready
@@ -560,7 +569,12 @@ class Reactor:
             if wait_ns <= 0:
                 continue
             if wait_ns <= _PRECISE_NS:
-                # The last stretch before a timer: to the microsecond, trio waiting.
+                # The last stretch before a timer, to the microsecond (trio waits). With
+                # timers this close together the reactor never parks in trio: give trio a
+                # turn first when it has had none for _IDLE_TURN_NS.
+                if now - (trio_due - _TRIO_TURN_NS) >= _IDLE_TURN_NS:
+                    trio_due = now
+                    continue
                 if self._wait_precise(wait_ns):
                     busy_until = perf_counter_ns() + _BUSY_NS
                 continue
@@ -575,6 +589,22 @@ class Reactor:
                     await trio.sleep_forever()
             self._wait_scope = None
             trio_due = perf_counter_ns() + _TRIO_TURN_NS
+
+
+def _selectable(fd: int) -> int:
+    """``fd``, or when it is too high for select() a duplicate of it on the lowest free
+    descriptor (the same epoll set); -1 when no descriptor below ``_FD_SETSIZE`` is free.
+
+    A worker inherits the supervisor's descriptors (rings, other workers' sentinels), so the
+    epoll set's number grows with ``--procs``; it stays far below 1024 in practice.
+    """
+    if fd < _FD_SETSIZE:
+        return fd
+    low = os.dup(fd)  # the lowest free descriptor, not inheritable
+    if low < _FD_SETSIZE:
+        return low
+    os.close(low)
+    return -1
 
 
 class TimeoutGuard:

@@ -96,10 +96,11 @@ _TIMER_SLACK_NS = 1_000
 
 
 def tighten_timer_slack() -> bool:
-    """Let the kernel wake this process's timed waits within 1 µs rather than its default
-    50 µs of slack (Linux ``prctl(PR_SET_TIMERSLACK)``): a timer's lateness lands in the
-    open model's corrected latency. True when set; False where it cannot be (not Linux, no
-    libc), where waits keep the default slack."""
+    """Let the kernel end this process's short timed waits within 1 µs rather than up to its
+    default 50 µs of slack (Linux ``prctl(PR_SET_TIMERSLACK)``): a timer's lateness lands in
+    the open model's corrected latency. (For select/poll/epoll the kernel's slack is at least
+    0.1 % of the timeout; the reactor allows for that.) True when set; False where it cannot
+    be (not Linux, no libc), where waits keep the default slack."""
     if not sys.platform.startswith("linux"):
         return False
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import resource
 import select
 import socket
 import threading
@@ -31,6 +33,7 @@ from z6.engine.reactor import (
 )
 
 MS = 1_000_000
+real_select = select.select
 
 
 def _run_bounded(stop_ms: int, *coros: Coroutine[Any, Any, None]) -> Reactor:
@@ -117,9 +120,9 @@ def _record_select(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 def _sleep_steps(late: list[int], step_ns: int, steps: int) -> Coroutine[Any, Any, None]:
     async def sleeper() -> None:
-        start = perf_counter_ns()
-        for k in range(1, steps + 1):
-            at = start + k * step_ns
+        for _ in range(steps):
+            # Each deadline from the time of the call: a preempted test machine still waits.
+            at = perf_counter_ns() + step_ns
             assert await sleep_until(at)
             late.append(perf_counter_ns() - at)
 
@@ -134,8 +137,8 @@ def test_the_last_stretch_before_a_timer_is_waited_to_the_microsecond(
     set, asking for the time left to the microsecond, and never wakes a sleep early."""
     timeouts = _record_select(monkeypatch)
     late: list[int] = []
-    trio.run(run_tasks, _sleep_steps(late, 900_000, 5))
-    assert len(late) == 5
+    trio.run(run_tasks, _sleep_steps(late, 900_000, 20))
+    assert len(late) == 20
     assert min(late) >= 0
     assert timeouts
     assert all(0 <= t < 0.001 for t in timeouts), timeouts
@@ -159,6 +162,66 @@ def test_timers_still_fire_when_the_epoll_set_is_beyond_select(
     assert len(late) == 3
     assert min(late) >= 0
     assert timeouts == []
+
+
+def test_trio_gets_turns_while_timers_are_too_close_for_a_park(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Timers 0.5 ms apart are all waited for with select(), never parked in trio: trio
+    still gets a turn once a millisecond has passed since its last one, so at most a few
+    waits (one per timer) come between two runs of a trio task that is always ready."""
+    log: list[str] = []
+    real = select.select
+
+    def recording(r: Any, w: Any, x: Any, timeout: float | None = None) -> Any:
+        log.append("wait")
+        return real(r, w, x, timeout)
+
+    monkeypatch.setattr(select, "select", recording)
+    late: list[int] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def always_ready() -> None:
+                while True:
+                    log.append("turn")
+                    await trio.lowlevel.checkpoint()
+
+            nursery.start_soon(always_ready)
+            await run_tasks(_sleep_steps(late, 500_000, 100))
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert len(late) == 100
+    assert log.count("wait") >= 10
+    runs = "".join("w" if x == "wait" else "t" for x in log).split("t")
+    assert max(len(r) for r in runs) <= 4, runs
+
+
+def test_an_epoll_set_beyond_select_is_duplicated_onto_a_low_descriptor(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A worker inherits the supervisor's descriptors; were its epoll set's number 1024 or
+    more, select() would refuse it: the reactor selects on a low duplicate of the set."""
+    a, b = pair
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft <= 1500:
+        pytest.skip("needs descriptors above 1500")
+    ep = select.epoll()
+    high = os.dup2(ep.fileno(), 1500)
+    try:
+        low = reactor_module._selectable(high)
+        assert 0 <= low < 1024
+        ep.register(a.fileno(), select.EPOLLIN)
+        assert real_select([low], [], [], 0)[0] == []
+        b.send(b"x")
+        assert real_select([low], [], [], 1.0)[0] == [low]
+        os.close(low)
+        assert reactor_module._selectable(ep.fileno()) == ep.fileno()
+    finally:
+        os.close(high)
+        ep.close()
 
 
 class _RecordingEpoll:
