@@ -21,6 +21,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -41,7 +42,7 @@ PERF_DIR = Path(__file__).resolve().parent
 REPO = PERF_DIR.parent
 SCENARIOS = PERF_DIR / "scenarios"
 LOCUST_VENV = PERF_DIR / ".venv-locust"
-CASES = ("throughput", "pipeline", "analyze", "vus", "scaling")
+CASES = ("throughput", "pipeline", "analyze", "vus", "scaling", "arrival")
 CONNECTIONS = 50  # keep-alive connections of every client in throughput and scaling
 CLIENT_CPU = 0  # core of the load generators in `throughput`
 SERVER_CPU = 1  # core of nginx in `throughput`
@@ -160,6 +161,19 @@ def pool_runs(label: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         window_requests=requests,
         window_s=round(seconds, 3),
     )
+    return out
+
+
+def lag_percentiles_us(lags_ns: list[int], percentiles: tuple[float, ...]) -> dict[str, float]:
+    """``{"p50": µs, ...}`` of ``lags_ns`` (nearest rank, rounded to 0.1 µs); ``{}`` when empty."""
+    if not lags_ns:
+        return {}
+    ordered = sorted(lags_ns)
+    n = len(ordered)
+    out: dict[str, float] = {}
+    for p in percentiles:
+        rank = min(n - 1, max(0, math.ceil(p / 100 * n) - 1))
+        out[f"p{p:g}".replace(".", "")] = round(ordered[rank] / 1000, 1)
     return out
 
 
@@ -1546,6 +1560,80 @@ def case_scaling(cfg: Config) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# Case: arrival
+
+ARRIVAL_RATE = 5_000  # iterations/s of perf/scenarios/arrival.toml
+
+
+def schedule_lags_ns(log: Path) -> list[int]:
+    """``start_ns - scheduled_ns`` of every scheduled request in the event log ``log``."""
+    from z6.ipc.eventlog import EventLogReader
+    from z6.ipc.events import RequestEvent
+
+    lags: list[int] = []
+    for _worker, batch in EventLogReader(log).batches():
+        lags.extend(
+            e.start_ns - e.scheduled_ns
+            for e in batch
+            if type(e) is RequestEvent and e.scheduled_ns >= 0
+        )
+    return lags
+
+
+def case_arrival(cfg: Config) -> dict[str, Any]:
+    """The open model at ``ARRIVAL_RATE``: how late z6 sends the requests it schedules (the
+    schedule lag, part of ``latency_corrected_ms``), and its CPU per request; z6 --procs 1
+    (httptools) and nginx pinned as in ``throughput``. No peer: wrk2 is not packaged."""
+    if not cfg.z6_ok:
+        return {"error": cfg.z6_error}
+    cfg.log(f"  arrival: {ARRIVAL_RATE:,}/s for {cfg.secs:g} s")
+    with nginx_server(cpu=SERVER_CPU, connections=4 * CONNECTIONS) as port:
+        scen = _scenario_file(cfg, "arrival.toml", port)
+        out = cfg.tmp / "out-arrival"
+        cmd = pinned(
+            [
+                *z6_command(),
+                "run",
+                str(scen),
+                "--procs",
+                "1",
+                "--duration",
+                str(cfg.secs),
+                "--http",
+                "httptools",
+                "--quiet",
+                "--json",
+                "--out",
+                str(out),
+            ],
+            CLIENT_CPU,
+        )
+        # The open model opens only the connections it needs: start the window at the first.
+        m = run_measured(cmd, timeout=cfg.secs + 60, steady=(NginxStatus(port), cfg.secs, 1))
+    try:
+        if m.returncode not in (0, 1):
+            return {"error": f"z6 run exited {m.returncode}: {_last_line(m.stderr)}"}
+        try:
+            total, failed, rps, _duration = parse_z6_summary(m.stdout)
+            lags = schedule_lags_ns(out / "events.bin")
+        except (ValueError, OSError) as e:
+            return {"error": f"{e} (exit {m.returncode}; {_last_line(m.stderr)})"}
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    res = client_result("z6-arrival", m, total, rps)
+    res["failed"] = failed
+    pct = lag_percentiles_us(lags, (50.0, 90.0, 99.0))
+    return {
+        "results": [res],
+        "rate": ARRIVAL_RATE,
+        "scheduled_requests": len(lags),
+        **{f"lag_{k}_us": v for k, v in pct.items()},
+        "note": "schedule lag = send time - scheduled time of each request, from events.bin; "
+        f"nginx pinned to core {SERVER_CPU}, z6 to core {CLIENT_CPU}",
+    }
+
+
+# --------------------------------------------------------------------------------------------
 # Driver
 
 
@@ -1555,6 +1643,7 @@ CASE_FUNCS: dict[str, Callable[[Config], dict[str, Any]]] = {
     "analyze": case_analyze,
     "vus": case_vus,
     "scaling": case_scaling,
+    "arrival": case_arrival,
 }
 
 
@@ -1628,7 +1717,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--case", action="append", choices=CASES, help="run only this case (repeatable)")
     p.add_argument("--json", type=Path, help="write the result JSON here")
     p.add_argument("--check", type=Path, help="baseline JSON; exit 1 on a regression")
-    p.add_argument("--seconds", type=float, help="load duration of throughput/scaling runs")
+    p.add_argument("--seconds", type=float, help="load duration of throughput/scaling/arrival runs")
     return p.parse_args(argv)
 
 
