@@ -201,8 +201,12 @@ class Reactor:
         on_full: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self._ep = select.epoll()
+        # A low duplicate of the set when its own number is too high for select(); an epoll
+        # object, so that it is closed with the reactor, or when garbage-collected.
+        self._ep_dup: select.epoll | None = None
         sel = _selectable(self._ep.fileno())
-        self._sel_dup = sel if sel != self._ep.fileno() else -1  # closed with the set
+        if sel >= 0 and sel != self._ep.fileno():
+            self._ep_dup = select.epoll.fromfd(sel)
         # None (no descriptor below 1024 free): waits keep epoll's millisecond precision.
         self._ep_sel = [sel] if sel >= 0 else None
         self._masks: dict[int, int] = {}  # fd -> events registered in the epoll set
@@ -498,9 +502,8 @@ class Reactor:
         finally:
             _running = None
             self._ep.close()
-            if self._sel_dup >= 0:
-                os.close(self._sel_dup)
-                self._sel_dup = -1
+            if self._ep_dup is not None:
+                self._ep_dup.close()
 
     async def _run(self) -> None:
         ready = self._ready
@@ -600,7 +603,10 @@ def _selectable(fd: int) -> int:
     """
     if fd < _FD_SETSIZE:
         return fd
-    low = os.dup(fd)  # the lowest free descriptor, not inheritable
+    try:
+        low = os.dup(fd)  # the lowest free descriptor, not inheritable
+    except OSError:  # no descriptor free at all
+        return -1
     if low < _FD_SETSIZE:
         return low
     os.close(low)

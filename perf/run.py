@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,8 @@ def lag_percentiles_us(lags_ns: list[int], percentiles: tuple[float, ...]) -> di
     n = len(ordered)
     out: dict[str, float] = {}
     for p in percentiles:
-        rank = min(n - 1, max(0, math.ceil(p / 100 * n) - 1))
+        # Exact arithmetic: 99.9 / 100 * 1000 in floats is a hair above 999.
+        rank = min(n - 1, max(0, math.ceil(Fraction(str(p)) * n / 100) - 1))
         out[f"p{p:g}".replace(".", "")] = round(ordered[rank] / 1000, 1)
     return out
 
@@ -1566,17 +1568,29 @@ ARRIVAL_RATE = 5_000  # iterations/s of perf/scenarios/arrival.toml
 
 
 def schedule_lags_ns(log: Path) -> list[int]:
-    """``start_ns - scheduled_ns`` of every scheduled request in the event log ``log``."""
+    """``start_ns - scheduled_ns`` of the first request of every scheduled iteration in the
+    event log ``log`` (later steps carry the same scheduled time, so their lag would hold the
+    earlier steps' latency).
+
+    Raises ``ValueError`` when the log cannot be read or is damaged.
+    """
+    from z6.engine.errors import Z6Error
     from z6.ipc.eventlog import EventLogReader
     from z6.ipc.events import RequestEvent
 
     lags: list[int] = []
-    for _worker, batch in EventLogReader(log).batches():
-        lags.extend(
-            e.start_ns - e.scheduled_ns
-            for e in batch
-            if type(e) is RequestEvent and e.scheduled_ns >= 0
-        )
+    try:
+        reader = EventLogReader(log)
+        for _worker, batch in reader.batches():
+            lags.extend(
+                e.start_ns - e.scheduled_ns
+                for e in batch
+                if type(e) is RequestEvent and e.scheduled_ns >= 0 and e.step == 0
+            )
+    except Z6Error as e:
+        raise ValueError(str(e)) from None
+    if reader.damage is not None:
+        raise ValueError(f"{log}: damaged event log ({reader.damage})")
     return lags
 
 
@@ -1620,6 +1634,8 @@ def case_arrival(cfg: Config) -> dict[str, Any]:
             return {"error": f"{e} (exit {m.returncode}; {_last_line(m.stderr)})"}
     finally:
         shutil.rmtree(out, ignore_errors=True)
+    if not lags:
+        return {"error": "no scheduled request in the event log"}
     res = client_result("z6-arrival", m, total, rps)
     res["failed"] = failed
     pct = lag_percentiles_us(lags, (50.0, 90.0, 99.0))

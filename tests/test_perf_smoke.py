@@ -155,6 +155,8 @@ def test_lag_percentiles_use_the_nearest_rank() -> None:
         "p999": 100.0,
     }
     assert perf.lag_percentiles_us([2500], (50.0,)) == {"p50": 2.5}
+    # Rank 999 of 1,000 (floats would make 99.9 % of 1,000 a hair above 999: rank 1,000).
+    assert perf.lag_percentiles_us([i * 1000 for i in range(1, 1001)], (99.9,)) == {"p999": 999.0}
     assert perf.lag_percentiles_us([], (50.0,)) == {}
 
 
@@ -164,15 +166,22 @@ def test_schedule_lags_come_from_scheduled_requests_only(tmp_path: Path) -> None
     from z6.ipc.eventlog import EventLogWriter
     from z6.ipc.events import RequestEvent, VuStarted, encode_batch
 
-    def req(start: int, scheduled: int) -> RequestEvent:
-        return RequestEvent(0, 0, 0, 0, start, 1000, 200, 0, 2, False, 0, scheduled, 0)
+    def req(start: int, scheduled: int, step: int = 0) -> RequestEvent:
+        return RequestEvent(0, 0, 0, step, start, 1000, 200, 0, 2, False, 0, scheduled, 0)
 
     log = tmp_path / "events.bin"
     w = EventLogWriter(log, make_header())
     w.write_batch(0, encode_batch([VuStarted(0, 5), req(1_500, 1_000), req(9_000, -1)]))
-    w.write_batch(1, encode_batch([req(4_000, 3_970)]))
+    # A second step carries its iteration's scheduled time: its "lag" is not a lag.
+    w.write_batch(1, encode_batch([req(4_000, 3_970), req(6_000, 3_970, step=1)]))
     w.close(make_footer())
     assert sorted(perf.schedule_lags_ns(log)) == [30, 500]
+    data = log.read_bytes()
+    log.write_bytes(data[: len(data) - 40])  # cut inside the last frame
+    with pytest.raises(ValueError, match="damaged"):
+        perf.schedule_lags_ns(log)
+    with pytest.raises(ValueError, match="events"):
+        perf.schedule_lags_ns(tmp_path / "missing" / "events.bin")
 
 
 def test_pool_runs_weighs_each_run_by_its_requests() -> None:

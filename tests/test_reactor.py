@@ -224,6 +224,47 @@ def test_an_epoll_set_beyond_select_is_duplicated_onto_a_low_descriptor(
         ep.close()
 
 
+def test_a_reactor_waits_on_its_duplicate_set_and_closes_it(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the set's own number too high (simulated: every set gets a duplicate), precise
+    waits select on the duplicate, wake on readiness through it, and it is closed after
+    the run."""
+    dups: list[int] = []
+
+    def dup(fd: int) -> int:
+        dups.append(os.dup(fd))
+        return dups[-1]
+
+    monkeypatch.setattr(reactor_module, "_selectable", dup)
+    timeouts = _record_select(monkeypatch)
+    a, b = pair
+    reactor = Reactor()
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        assert await wait_readable(a.fileno(), perf_counter_ns() + 5_000 * MS)
+        got.append(a.recv(10))
+
+    async def writer() -> None:
+        for _ in range(3):
+            assert await sleep_until(perf_counter_ns() + MS)
+        b.send(b"x")
+
+    async def main() -> None:
+        reactor.spawn(reader())
+        reactor.spawn(writer())
+        reactor.hard_stop_ns = perf_counter_ns() + 10_000 * MS
+        await reactor.run()
+
+    trio.run(main)
+    assert got == [b"x"]
+    assert timeouts
+    assert len(dups) == 1
+    assert reactor._ep_dup is not None
+    assert reactor._ep_dup.closed
+
+
 class _RecordingEpoll:
     """An epoll set that records, for every wait with a timeout, how long the reactor's next
     deadline was away from the reactor's own reading of the clock (the ``now`` it computed
