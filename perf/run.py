@@ -776,10 +776,21 @@ def _scenario_file(cfg: Config, name: str, port: int) -> Path:
 
 
 def z6_load(
-    cfg: Config, port: int, procs: int, engine: str, cpu: int | None, label: str
+    cfg: Config,
+    port: int,
+    procs: int,
+    engine: str,
+    cpu: int | None,
+    label: str,
+    scenario: str = "throughput.toml",
+    connections: int = CONNECTIONS,
+    read_log: Callable[[Path], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One ``z6 run`` of the 50-VU throughput scenario; returns the client result dict."""
-    scen = _scenario_file(cfg, "throughput.toml", port)
+    """One ``z6 run`` of ``scenario`` (by default the 50-VU throughput one); returns the
+    client result dict. The steady window starts once nginx holds ``connections``;
+    ``read_log`` (``ValueError`` for a bad log) adds its figures from the run's ``events.bin``.
+    """
+    scen = _scenario_file(cfg, scenario, port)
     out = cfg.tmp / f"out-{label}"
     cmd = pinned(
         [
@@ -799,16 +810,20 @@ def z6_load(
         ],
         cpu,
     )
-    m = run_measured(cmd, timeout=cfg.secs + 60, steady=(NginxStatus(port), cfg.secs, CONNECTIONS))
-    if m.returncode not in (0, 1):
-        raise CaseFailed(f"z6 run exited {m.returncode}: {_last_line(m.stderr)}")
+    m = run_measured(cmd, timeout=cfg.secs + 60, steady=(NginxStatus(port), cfg.secs, connections))
     try:
-        total, failed, rps, duration = parse_z6_summary(m.stdout)
-    except ValueError as e:
-        raise CaseFailed(f"{e} (exit {m.returncode}; {_last_line(m.stderr)})") from None
-    shutil.rmtree(out, ignore_errors=True)
+        if m.returncode not in (0, 1):
+            raise CaseFailed(f"z6 run exited {m.returncode}: {_last_line(m.stderr)}")
+        try:
+            total, failed, rps, duration = parse_z6_summary(m.stdout)
+            from_log = read_log(out / "events.bin") if read_log is not None else {}
+        except ValueError as e:
+            raise CaseFailed(f"{e} (exit {m.returncode}; {_last_line(m.stderr)})") from None
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     res = client_result(label, m, total, rps)
     res.update(failed=failed, duration_s=round(duration, 3), procs=procs, engine=engine)
+    res.update(from_log)
     return res
 
 
@@ -1602,51 +1617,43 @@ def case_arrival(cfg: Config) -> dict[str, Any]:
         return {"error": cfg.z6_error}
     cfg.log(f"  arrival: {ARRIVAL_RATE:,}/s for {cfg.secs:g} s")
     with nginx_server(cpu=SERVER_CPU, connections=4 * CONNECTIONS) as port:
-        scen = _scenario_file(cfg, "arrival.toml", port)
-        out = cfg.tmp / "out-arrival"
-        cmd = pinned(
-            [
-                *z6_command(),
-                "run",
-                str(scen),
-                "--procs",
-                "1",
-                "--duration",
-                str(cfg.secs),
-                "--http",
-                "httptools",
-                "--quiet",
-                "--json",
-                "--out",
-                str(out),
-            ],
-            CLIENT_CPU,
+        res = _client(
+            "z6-arrival",
+            lambda: z6_load(
+                cfg,
+                port,
+                procs=1,
+                engine="httptools",
+                cpu=CLIENT_CPU,
+                label="z6-arrival",
+                scenario="arrival.toml",
+                # The open model opens only the connections it needs: the window starts at
+                # the first.
+                connections=1,
+                read_log=_lag_figures,
+            ),
         )
-        # The open model opens only the connections it needs: start the window at the first.
-        m = run_measured(cmd, timeout=cfg.secs + 60, steady=(NginxStatus(port), cfg.secs, 1))
-    try:
-        if m.returncode not in (0, 1):
-            return {"error": f"z6 run exited {m.returncode}: {_last_line(m.stderr)}"}
-        try:
-            total, failed, rps, _duration = parse_z6_summary(m.stdout)
-            lags = schedule_lags_ns(out / "events.bin")
-        except (ValueError, OSError) as e:
-            return {"error": f"{e} (exit {m.returncode}; {_last_line(m.stderr)})"}
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-    if not lags:
-        return {"error": "no scheduled request in the event log"}
-    res = client_result("z6-arrival", m, total, rps)
-    res["failed"] = failed
-    pct = lag_percentiles_us(lags, (50.0, 90.0, 99.0))
-    return {
+    figures = {
+        k: res.pop(k) for k in list(res) if k.startswith("lag_") or k == "scheduled_requests"
+    }
+    out: dict[str, Any] = {
         "results": [res],
         "rate": ARRIVAL_RATE,
-        "scheduled_requests": len(lags),
-        **{f"lag_{k}_us": v for k, v in pct.items()},
-        "note": "schedule lag = send time - scheduled time of each request, from events.bin; "
-        f"nginx pinned to core {SERVER_CPU}, z6 to core {CLIENT_CPU}",
+        **figures,
+        "note": "schedule lag = send time - scheduled time of each iteration's first request, "
+        f"from events.bin; nginx pinned to core {SERVER_CPU}, z6 to core {CLIENT_CPU}",
     }
+    if "error" in res:
+        out["error"] = res["error"]
+    return out
+
+
+def _lag_figures(log: Path) -> dict[str, Any]:
+    lags = schedule_lags_ns(log)
+    if not lags:
+        raise ValueError("no scheduled request in the event log")
+    pct = lag_percentiles_us(lags, (50.0, 90.0, 99.0))
+    return {"scheduled_requests": len(lags), **{f"lag_{k}_us": v for k, v in pct.items()}}
 
 
 # --------------------------------------------------------------------------------------------
