@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 from bisect import bisect_right
+from collections.abc import Iterator
 from collections.abc import Sequence as SequenceABC
 from itertools import accumulate
 
@@ -219,16 +220,35 @@ def worker_slice(
 
 
 def open_model_worker_iterations(
-    n_total: int, procs: int, index: int, shard_index: int = 0, shard_count: int = 1
-) -> range:
-    """Open model: the global iteration numbers worker ``index`` of shard ``shard_index`` schedules.
+    n_total: int,
+    procs: int,
+    index: int,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    pool: int | None = None,
+) -> Iterator[int]:
+    """Open model: the global iteration numbers worker ``index`` of shard ``shard_index``
+    schedules, in increasing order; ``pool`` is the shard's VU count (its share of ``max_vus``).
 
-    Arrivals are split like VU ids: ``n % shard_count == shard_index`` picks the shard, then
-    the position within the shard modulo ``procs`` picks the worker.
+    ``n % shard_count == shard_index`` picks the shard. Within it, arrival ``p`` (its position
+    in the shard) goes to the worker that owns pool slot ``p % pool``, slots being split
+    over workers like VU ids (``slot % procs``): each worker gets arrivals in proportion to
+    its share of the pool. (An even split sent half the arrivals of a 1-VU pool to a worker
+    with no VU, which dropped them all.) ``pool`` None or 0: split evenly by position.
     """
     _check_part(index, procs, "worker")
     _check_part(shard_index, shard_count, "shard")
-    return range(shard_index + index * shard_count, n_total, shard_count * procs)
+    positions = len(range(shard_index, n_total, shard_count))
+    if not pool:
+        yield from range(shard_index + index * shard_count, n_total, shard_count * procs)
+        return
+    mine = range(index, pool, procs)
+    for base in range(0, positions, pool):
+        for slot in mine:
+            p = base + slot
+            if p >= positions:
+                return
+            yield shard_index + p * shard_count
 
 
 def resolve_seed(cli_seed: int | None, scenario_seed: int | None) -> int:

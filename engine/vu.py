@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import trio
@@ -66,6 +66,7 @@ FLUSH_INTERVAL_S = 0.05
 CONNECTS_IN_FLIGHT = 256  # per worker; see Connection.connect_limiter
 _NO_LIMIT = 1 << 62  # iterations of a VU without an iteration limit
 _NS = 1_000_000_000
+_DROP_CHUNK = 1024  # past-due arrivals dropped between two reactor turns
 
 
 @dataclass(frozen=True)
@@ -369,13 +370,17 @@ class VuRuntime:
         total = arrivals_total(rate, duration)
         idle = [self._new_slot(vu) for vu in reversed(my_vus)]
         reactor = self._reactor
-        for n in open_model_worker_iterations(
-            total, plan.procs, plan.worker_index, plan.shard_index, plan.shard_count
-        ):
+        pool = len(range(plan.shard_index, plan.vus, plan.shard_count))
+        arrivals = open_model_worker_iterations(
+            total, plan.procs, plan.worker_index, plan.shard_index, plan.shard_count, pool
+        )
+        for n in arrivals:
             due = self._start_ns + arrival_instant_ns(rate, n)
-            if not await self._sleep_until(due):
-                break
-            if time.perf_counter_ns() >= self._end_ns:
+            if not await self._sleep_until(due) or time.perf_counter_ns() >= self._end_ns:
+                # The run ended (or was stopped). Arrivals that came due before its end but
+                # were not started because this loop fell behind are dropped, never skipped
+                # silently (SPEC section 3).
+                await self._drop_past_due(n, arrivals, rate)
                 break
             if not idle:
                 # Catching up on past-due arrivals never sleeps: give iterations that have
@@ -386,6 +391,27 @@ class VuRuntime:
                 continue
             slot = idle.pop()
             reactor.spawn(self._open_iteration(slot, idle, n, due))
+
+    async def _drop_past_due(self, first: int, rest: Iterator[int], rate: float) -> None:
+        """Record ``first`` and the following arrivals of ``rest`` that were due before the
+        run's end as ``IterationDropped``, with a reactor turn (which hands a full batch to
+        the ring) every ``_DROP_CHUNK``."""
+        start = self._start_ns
+        end = self._end_ns
+        n = first
+        emitted = 0
+        while True:
+            due = start + arrival_instant_ns(rate, n)
+            if due >= end:
+                return
+            self._emit(IterationDropped(n, due - start))
+            emitted += 1
+            if emitted % _DROP_CHUNK == 0:
+                await checkpoint()
+            nxt = next(rest, None)
+            if nxt is None:
+                return
+            n = nxt
 
     async def _open_iteration(self, slot: _Slot, idle: list[_Slot], n: int, due_ns: int) -> None:
         vu = slot.vu

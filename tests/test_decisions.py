@@ -284,6 +284,31 @@ def test_open_model_iterations_partition() -> None:
     assert list(open_model_worker_iterations(10, 3, 1)) == [1, 4, 7]
 
 
+@pytest.mark.parametrize(
+    ("n_total", "procs", "shards", "pool"),
+    [(101, 3, 2, 5), (50, 2, 1, 1), (7, 4, 1, 3), (33, 2, 3, 8)],
+)
+def test_open_model_iterations_follow_the_pool_share(
+    n_total: int, procs: int, shards: int, pool: int
+) -> None:
+    got: list[int] = []
+    for s in range(shards):
+        shard_pool = len(range(s, pool, shards))
+        for w in range(procs):
+            mine = list(open_model_worker_iterations(n_total, procs, w, s, shards, shard_pool))
+            assert mine == sorted(mine)
+            vus = len(range(w, shard_pool, procs))
+            positions = len(range(s, n_total, shards))
+            if shard_pool:
+                # Arrivals in proportion to the worker's VUs: a worker without VUs gets none.
+                full, rest = divmod(positions, shard_pool)
+                assert len(mine) == full * vus + len(range(w, min(rest, shard_pool), procs))
+            got.extend(mine)
+    assert sorted(got) == list(range(n_total))
+    assert list(open_model_worker_iterations(10, 2, 1, pool=1)) == []
+    assert list(open_model_worker_iterations(10, 2, 0, pool=3)) == [0, 2, 3, 5, 6, 8, 9]
+
+
 def test_bad_slice_index_raises() -> None:
     with pytest.raises(SliceError):
         worker_slice(10, 2, 2)

@@ -170,6 +170,45 @@ def test_arrival_rate_drops_are_counted_never_hidden(tmp_path: Path, port: int) 
     assert sum(int(r["dropped"]) for r in rows) == dropped
 
 
+def test_arrival_rate_a_small_pool_serves_every_worker_s_arrivals(
+    tmp_path: Path, port: int
+) -> None:
+    # One VU, 100 fast iterations/s: one VU keeps up. With --procs 2 the second worker owns
+    # no VU; arrivals split evenly sent it half of them, all dropped.
+    scenario = write_scenario(tmp_path, port, ARRIVAL.format(path="/", pool=1))
+    code, summary, err = run_json(scenario, tmp_path / "out", "--procs", "2")
+    assert code == 0, err
+    assert summary["dropped_iterations"] == 0
+    assert summary["requests"]["total"] == 500
+
+
+FLOOD = """
+[runtime]
+duration_seconds = 0.3
+
+[[requests]]
+name = "call"
+method = "GET"
+path = "/"
+
+[schedule]
+type = "arrival_rate"
+rate = 1000000
+max_vus = 1
+"""
+
+
+def test_arrival_rate_arrivals_a_late_loop_never_reached_are_dropped(
+    tmp_path: Path, port: int
+) -> None:
+    # A million arrivals/s: the arrival loop falls far behind. Those still pending at the end
+    # of the run were due: each is run or counted as dropped, none vanishes.
+    scenario = write_scenario(tmp_path, port, FLOOD)
+    code, summary, err = run_json(scenario, tmp_path / "out", "--procs", "1")
+    assert code == 0, err
+    assert summary["requests"]["total"] + summary["dropped_iterations"] == 300_000
+
+
 GRACEFUL = """
 [runtime]
 duration_seconds = 1
