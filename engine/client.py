@@ -54,6 +54,11 @@ _STATUS = ErrorKind.STATUS
 # Only idempotent methods are retried: the request bytes were written, and a POST/PATCH may
 # have been acted on before the server closed.
 _STALE = (ErrorKind.CLOSED_EARLY, ErrorKind.RESET)
+# A kept-alive connection idle longer than this is checked before reuse (one MSG_PEEK recv):
+# a server that closed it meanwhile (its keep-alive timeout) would fail the next request, and
+# a POST is not retried. Back-to-back requests skip the check.
+_IDLE_CHECK_NS = 1_000_000
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 # (host, port) -> (family, type, proto, sockaddr) of the first getaddrinfo answer.
@@ -203,6 +208,7 @@ class Connection:
         "_flush_guard",
         "_flush_timeout_ns",
         "_guard",
+        "_idle_since_ns",
         "_out",
         "_parser",
         "_raw",
@@ -256,6 +262,7 @@ class Connection:
         self._send_error: OSError | None = None
         self._flush_guard: TimeoutGuard | None = None
         self._flush_timeout_ns = 0
+        self._idle_since_ns = 0  # when the last response on this connection was complete
 
     @property
     def is_open(self) -> bool:
@@ -285,6 +292,13 @@ class Connection:
         parser: ResponseParser | None = None
         try:
             reused = self._raw is not None
+            if (
+                reused
+                and perf_counter_ns() - self._idle_since_ns > _IDLE_CHECK_NS
+                and self._peer_gone()
+            ):
+                self.close()  # reopened below, like a first request
+                reused = False
             while True:
                 if self._raw is None:
                     limiter = self.connect_limiter
@@ -387,6 +401,7 @@ class Connection:
                 await checkpoint()  # the failure may have come before any park (see above)
                 return
             out.status = status = parser.status
+            self._idle_since_ns = out.end_ns
             expect = req.expect_status  # inlined req.is_success(): once per request
             if (status not in expect) if expect is not None else status >= 400:
                 out.error = _STATUS
@@ -403,6 +418,21 @@ class Connection:
             guard.disarm()  # never leave this request's deadline armed for the next one
             self.close()
             raise
+
+    def _peer_gone(self) -> bool:
+        """True when the idle kept-alive socket can no longer carry a request: the server
+        closed or reset it, or (plain HTTP) wrote something nobody asked for, which would be
+        taken as the next response. TLS records arriving unasked (session tickets) are normal
+        there, so only a close or an error counts."""
+        raw = self._raw
+        assert raw is not None
+        try:
+            data = raw.recv(1, _PEEK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return not data or self._tls_obj is None
 
     def flush_send(self) -> bool:
         """Send the request handed over by ``send_then_wait_readable`` (the reactor calls it

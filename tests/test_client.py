@@ -20,6 +20,7 @@ from hostile_server import (
     running_hostile_server,
 )
 
+import z6.engine.client as client_module
 from z6.engine.client import Connection, Outcome, classify_exception, make_ssl_context
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.errors import ConfigError
@@ -427,12 +428,15 @@ def test_nothing_is_sent_after_the_hard_stop(engine: str) -> None:
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_send_that_fails_is_classified_and_retried_like_any_failure(
-    engine: str, method: str
+    engine: str, method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The reactor sends a request at the end of its round (``flush_send``): when that send
     fails (the server reset the kept-alive connection), the VU still gets the error. A GET
-    is retried once on a fresh connection; a POST is recorded as RESET, never sent twice."""
+    is retried once on a fresh connection; a POST is recorded as RESET, never sent twice.
+    (The idle check before reuse, which would see the reset first, is turned off.)"""
     import struct
+
+    monkeypatch.setattr(client_module, "_IDLE_CHECK_NS", 1 << 62)
     import threading
 
     from z6.engine.reactor import sleep_until
@@ -483,11 +487,67 @@ def test_a_send_that_fails_is_classified_and_retried_like_any_failure(
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-def test_stale_keep_alive_connection_is_retried_once(engine: str, method: str) -> None:
+@pytest.mark.parametrize("unasked", [b"", b"HTTP/1.1 408 Request Timeout\r\n\r\n"])
+def test_an_idle_connection_the_server_closed_is_reopened_before_reuse(
+    engine: str, method: str, unasked: bytes
+) -> None:
+    """A kept-alive connection idle past ``_IDLE_CHECK_NS`` that the server closed meanwhile
+    (its keep-alive timeout; some servers first write an unasked 408) is not reused: the next
+    request, a POST too, goes out on a fresh connection and succeeds."""
+    import threading
+
+    from z6.engine.reactor import sleep_until
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(5.0)
+    port = listener.getsockname()[1]
+    accepted = 0
+
+    def serve() -> None:
+        nonlocal accepted
+        for _ in range(2):
+            conn, _addr = listener.accept()
+            accepted += 1
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + unasked)
+
+    results: list[tuple[ErrorKind, int, bool]] = []
+
+    async def main() -> None:
+        conn = plain_connection(port, engine)
+        out = Outcome()
+        req = get("/a", method=method, body=b"x" if method == "POST" else b"")
+        for _ in range(2):
+            await conn.request(req, out)
+            results.append((out.error, out.status, out.new_connection))
+            await sleep_until(time.perf_counter_ns() + 100_000_000)  # the server closes
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        trio.run(run_tasks, main())
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+    assert results == [(ErrorKind.NONE, 200, True), (ErrorKind.NONE, 200, True)]
+    assert accepted == 2
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_stale_keep_alive_connection_is_retried_once(
+    engine: str, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A server that closes an idle kept-alive connection (without saying so) must not turn
     the next idempotent request into an error: it is retried once on a fresh connection. A
-    POST is not retried (the server may have acted on it): it is recorded as failed."""
+    POST is not retried (the server may have acted on it): it is recorded as failed. (The
+    close races the next request: the idle check before reuse is turned off.)"""
     import threading
+
+    monkeypatch.setattr(client_module, "_IDLE_CHECK_NS", 1 << 62)
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
