@@ -108,8 +108,13 @@ def _scenario_name(text: str, path: str) -> str:
 
 
 def percentile_key(p: float) -> str:
-    """The summary key of percentile ``p``: 50 -> ``p50``, 99.9 -> ``p999``, 99.99 -> ``p9999``."""
-    return "p" + format(float(p), "g").replace(".", "")
+    """The summary key of percentile ``p``: 50 -> ``p50``, 99.9 -> ``p999``, 99.99 -> ``p9999``,
+    5 -> ``p5``; below 10 with decimals the point is kept as ``_`` (9.9 -> ``p9_9``), since
+    dropping it there would make 9.9 read as 99 and 5.5 as 55."""
+    text = format(float(p), "g")
+    if "." in text and not 10 <= float(p) < 100:
+        return "p" + text.replace(".", "_")
+    return "p" + text.replace(".", "")
 
 
 def _ms(us: float | None) -> float | None:

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.metrics import Reducer, bucket_index, bucket_value
@@ -86,6 +88,16 @@ def test_percentile_keys() -> None:
     assert percentile_key(99.99) == "p9999"
     assert percentile_key(75) == "p75"
     assert percentile_key(100) == "p100"
+    assert percentile_key(9.9) == "p9_9"
+    assert percentile_key(5) == "p5"
+    assert percentile_key(0.5) == "p0_5"
+
+
+@given(st.lists(st.integers(1, 100_000), min_size=2, max_size=6, unique=True))
+def test_distinct_percentiles_never_share_a_key(thousandths: list[int]) -> None:
+    # 9.9 read as p99 and 5.5 as p55 did: `z6 analyze --percentiles 9.9,99` printed one key.
+    keys = {percentile_key(t / 1000) for t in thousandths}
+    assert len(keys) == len(thousandths)
 
 
 def test_summary_has_the_spec_keys_and_values() -> None:
