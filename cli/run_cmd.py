@@ -27,7 +27,7 @@ from z6.engine.summary import DEFAULT_PERCENTILES, RunMeta, build_summary, times
 from z6.engine.version import __version__
 from z6.engine.vu import WorkPlan
 from z6.ipc.eventlog import LogHeader
-from z6.ipc.supervisor import RunSetup, run_workers
+from z6.ipc.supervisor import RunOutcome, RunSetup, run_workers, signals_held
 
 EXIT_OK, EXIT_GOALS, EXIT_RUNTIME, EXIT_INTERRUPTED = 0, 1, 3, 130
 _START_DELAY_S = 0.25  # time for the workers to fork and connect before the common start
@@ -147,19 +147,31 @@ def run_scenario(opts: RunOptions) -> int:
     )
     progress = None if opts.quiet else Progress(scenario.runtime.duration_seconds)
     max_log = scenario.limits.max_event_log_size_mb
-    setup = RunSetup(
-        plan=plan,
-        log_path=log_path,
-        header=header,
-        progress=progress.update if progress is not None else None,
-        max_log_bytes=int(max_log * 1024 * 1024) if max_log is not None else None,
-    )
-    try:
-        outcome = run_workers(setup)
-    finally:
-        if progress is not None:
-            progress.close()
+    # SIGINT/SIGTERM/SIGHUP are counted from here until the outputs are written: the run
+    # itself acts on them; one that arrives after the workers finished changes nothing (the
+    # run is complete) and cannot kill z6 before summary.json is written (docs/reliability.md).
+    with signals_held() as sigs:
+        setup = RunSetup(
+            plan=plan,
+            log_path=log_path,
+            header=header,
+            progress=progress.update if progress is not None else None,
+            max_log_bytes=int(max_log * 1024 * 1024) if max_log is not None else None,
+            signals=sigs,
+        )
+        try:
+            outcome = run_workers(setup)
+        finally:
+            if progress is not None:
+                with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+                    progress.close()
+        return _finish_run(opts, scenario, header, out_dir, outcome)
 
+
+def _finish_run(
+    opts: RunOptions, scenario: Scenario, header: LogHeader, out_dir: Path, outcome: RunOutcome
+) -> int:
+    """Summary, output files, report and exit code of a finished run."""
     meta = RunMeta.from_header(header)
     summary = build_summary(
         outcome.reducer,
@@ -170,16 +182,20 @@ def run_scenario(opts: RunOptions) -> int:
     )
     rows = timeseries_rows(outcome.reducer)
     _write_outputs(out_dir, scenario, summary, rows)
-    if opts.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(render_text(summary))
-        print(f"\nresults: {out_dir}/")
-    for message in outcome.messages:
-        print(f"z6: {message}", file=sys.stderr)
+    # The outputs are on disk; a terminal that was closed (SIGHUP: EIO) must not turn the run
+    # into an error now, so the report is written where it can be and dropped where not.
+    with contextlib.suppress(OSError):
+        if opts.json:
+            print(json.dumps(summary, indent=2), flush=True)
+        else:
+            print(render_text(summary))
+            print(f"\nresults: {out_dir}/", flush=True)
+    with contextlib.suppress(OSError):
+        for message in outcome.messages:
+            print(f"z6: {message}", file=sys.stderr, flush=True)
     if outcome.interrupted:
         return EXIT_INTERRUPTED
-    if outcome.failed_workers:
+    if outcome.failed_workers or outcome.limited:
         return EXIT_RUNTIME
     return EXIT_OK if summary["passed"] else EXIT_GOALS
 

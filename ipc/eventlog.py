@@ -89,7 +89,8 @@ class LogFooter(msgspec.Struct, kw_only=True):
 
     ``worker_events[w]`` counts the events the aggregator received from worker ``w``;
     ``worker_reported[w]`` what the worker said it produced (-1 when it never said).
-    ``outcome`` is ``"complete"``, ``"interrupted"``, ``"worker_failed"`` or ``"aborted"``.
+    ``outcome`` is ``"complete"``, ``"interrupted"``, ``"worker_failed"``, ``"aborted"`` or
+    ``"limit_reached"`` (stopped early by ``limits.max_event_log_size_mb``).
     """
 
     worker_events: list[int]

@@ -33,6 +33,10 @@ _PROGRESS_EVERY_S = 1.0
 _DEATH_GRACE_S = 0.2  # after a worker exits, how long its last records may take to show up
 _STOP_MARGIN_S = 5.0  # past graceful stop + this, a worker that still runs is killed
 _JOIN_S = 5.0
+# A gap this much longer than the loop's own pace means the supervisor was stopped (Ctrl-Z,
+# SIGSTOP of the process group) or starved: the watchdog deadline moves back by the gap.
+_PAUSE_GAP_S = 1.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 RING_CAPACITY = 8 * 1024 * 1024
 
 ProgressFn = Callable[[IntervalStats, float], None]
@@ -47,6 +51,9 @@ class RunSetup:
     header: LogHeader
     progress: ProgressFn | None = None
     max_log_bytes: int | None = None
+    # Handlers the caller already installed (``signals_held``): the run uses their count and
+    # leaves them installed on return, so a signal just after the run is not lost.
+    signals: Signals | None = None
 
 
 @dataclass
@@ -56,12 +63,13 @@ class RunOutcome:
     reducer: Reducer
     footer: LogFooter
     interrupted: bool = False
+    limited: bool = False  # stopped early by limits.max_event_log_size_mb
     failed_workers: list[int] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
 
-class _Signals:
-    """Counts SIGINT/SIGTERM while installed; restores the previous handlers on exit."""
+class Signals:
+    """Counts SIGINT/SIGTERM/SIGHUP while installed; restores the previous handlers on exit."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -70,13 +78,21 @@ class _Signals:
         self.count += 1
 
     @contextlib.contextmanager
-    def installed(self) -> Iterator[_Signals]:
-        old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    def installed(self) -> Iterator[Signals]:
+        old = {s: signal.signal(s, self._handler) for s in STOP_SIGNALS}
         try:
             yield self
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+
+
+def signals_held() -> contextlib.AbstractContextManager[Signals]:
+    """Count SIGINT/SIGTERM/SIGHUP from here on (pass the result as ``RunSetup.signals``).
+
+    ``z6 run`` holds them from before the run until its outputs are written: a signal that
+    arrives after the workers finished neither kills z6 nor loses summary.json."""
+    return Signals().installed()
 
 
 def run_workers(setup: RunSetup) -> RunOutcome:
@@ -85,8 +101,9 @@ def run_workers(setup: RunSetup) -> RunOutcome:
     Raises ``RunError`` when the log cannot be written (then the workers are killed, the rings
     unlinked and the log closed without footer) or the rings or workers cannot be created.
     Worker death and signals are not errors here: they are reported in the returned
-    ``RunOutcome`` and the footer. SIGINT/SIGTERM are handled for the whole call, cleanup
-    included, so an impatient Ctrl-C never leaves a ring or a worker behind.
+    ``RunOutcome`` and the footer. SIGINT/SIGTERM/SIGHUP are handled for the whole call,
+    cleanup included, so an impatient Ctrl-C (or a closed terminal) never leaves a ring or a
+    worker behind.
     """
     plan = setup.plan
     sc = plan.scenario
@@ -97,8 +114,8 @@ def run_workers(setup: RunSetup) -> RunOutcome:
     except OSError as exc:
         raise RunError(f"cannot write the event log {setup.log_path}: {exc.strerror}") from None
 
-    sigs = _Signals()
-    with sigs.installed():
+    held = setup.signals
+    with contextlib.nullcontext(held) if held is not None else Signals().installed() as sigs:
         agg = _Aggregator(setup, reducer, writer, sigs)
         ok = False
         try:
@@ -124,6 +141,7 @@ def run_workers(setup: RunSetup) -> RunOutcome:
         reducer=reducer,
         footer=footer,
         interrupted=agg.interrupted or agg.aborted,
+        limited=agg.limited,
         failed_workers=sorted(agg.failed),
         messages=agg.messages,
     )
@@ -133,7 +151,7 @@ class _Aggregator:
     """State of one run on the supervisor side: workers, rings, counts, how it ended."""
 
     def __init__(
-        self, setup: RunSetup, reducer: Reducer, writer: EventLogWriter, sigs: _Signals
+        self, setup: RunSetup, reducer: Reducer, writer: EventLogWriter, sigs: Signals
     ) -> None:
         self.setup = setup
         self.plan = setup.plan
@@ -154,6 +172,8 @@ class _Aggregator:
         self.stop_flag = self.ctx.Event()
         self.interrupted = False
         self.aborted = False
+        self.limited = False
+        self.progress_off = False
         self.graceful_s = setup.plan.scenario.runtime.graceful_stop_seconds
         # Watchdog: past this perf_counter instant, workers that still run are killed. Set at
         # the planned end (duration runs) and at every stop request.
@@ -168,6 +188,7 @@ class _Aggregator:
     def start(self) -> None:
         """Create one ring per worker and fork the workers."""
         plan = self.plan
+        _start_resource_tracker()
         try:
             for _ in range(plan.procs):
                 self.rings.append(Ring.create(RING_CAPACITY))
@@ -212,7 +233,10 @@ class _Aggregator:
         rings = self.rings
         procs = self.plan.procs
         last_flush = last_progress = time.monotonic()
+        last_round_ns = time.perf_counter_ns()
         while True:
+            self._skip_pause(last_round_ns)
+            last_round_ns = time.perf_counter_ns()
             got = 0
             for w in range(procs):
                 for rec in rings[w].read_all():
@@ -228,14 +252,23 @@ class _Aggregator:
                     and self.writer.bytes_written > setup.max_log_bytes
                     and not self.stop_flag.is_set()
                 ):
+                    self.limited = True
                     self.messages.append(
                         "the event log reached limits.max_event_log_size_mb; run stopped early"
                     )
                     self._request_stop(now_ns)
-            if setup.progress is not None and now - last_progress >= _PROGRESS_EVERY_S:
+            if (
+                setup.progress is not None
+                and not self.progress_off
+                and now - last_progress >= _PROGRESS_EVERY_S
+            ):
                 last_progress = now
                 elapsed = max(0.0, (now_ns - self.plan.run_start_ns) / 1e9)
-                setup.progress(self.reducer.interval(), elapsed)
+                try:
+                    setup.progress(self.reducer.interval(), elapsed)
+                except OSError:
+                    # The terminal is gone (SIGHUP, closed pty: EIO): the run goes on unseen.
+                    self.progress_off = True
             # Signals: first = graceful stop, second = abort now.
             if self.sigs.count >= 1 and not self.interrupted:
                 self.interrupted = True
@@ -249,6 +282,14 @@ class _Aggregator:
                 return
             if got == 0:
                 time.sleep(_IDLE_SLEEP_S)
+
+    def _skip_pause(self, last_round_ns: int) -> None:
+        """After a pause of the supervisor (SIGSTOP/SIGCONT, Ctrl-Z then ``fg``) the workers
+        were paused too, or at least could not be drained: move the watchdog back by the gap
+        so healthy workers are not killed for time nobody could use."""
+        gap_ns = time.perf_counter_ns() - last_round_ns
+        if gap_ns > _PAUSE_GAP_S * 1e9 and self.deadline_ns != math.inf:
+            self.deadline_ns += gap_ns
 
     def _check_workers(self, now: float, now_ns: int) -> bool:
         """Notice dead and stuck workers; True when every worker is accounted for."""
@@ -321,6 +362,8 @@ class _Aggregator:
             outcome = "worker_failed"
         elif self.interrupted:
             outcome = "interrupted"
+        elif self.limited:
+            outcome = "limit_reached"
         else:
             outcome = "complete"
         return LogFooter(
@@ -374,6 +417,20 @@ def accounting_problems(
                 f" {acc.requests_recorded} were recorded"
             )
     return problems
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (it unlinks the rings if the supervisor dies)
+    with SIGHUP blocked, so it inherits the block: it ignores SIGINT/SIGTERM itself, and a
+    SIGHUP to the process group (terminal closed) must not kill it either. A SIGHUP that
+    arrives meanwhile stays pending for the supervisor and is handled once unblocked."""
+    from multiprocessing import resource_tracker
+
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _exit_text(code: int | None) -> str:

@@ -116,6 +116,7 @@ def worker_main(args: WorkerArgs) -> None:
     """Entry point of a worker process (target of ``multiprocessing.Process``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal: the supervisor decides
     tighten_timer_slack()
     ring = Ring.attach(args.ring_name)
     code = 0

@@ -161,8 +161,13 @@ def check_outputs(out: Path, outcome: str) -> tuple[dict[str, Any], EventLogRead
 
 @pytest.mark.parametrize(
     ("sig", "to_group"),
-    [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGTERM, True)],
-    ids=["sigint-group", "sigterm-pid", "sigterm-group"],
+    [
+        (signal.SIGINT, True),
+        (signal.SIGTERM, False),
+        (signal.SIGTERM, True),
+        (signal.SIGHUP, True),
+    ],
+    ids=["sigint-group", "sigterm-pid", "sigterm-group", "sighup-group"],
 )
 def test_signal_stops_gracefully_and_records_in_flight_as_interrupted(
     tmp_path: Path, server_port: int, sig: signal.Signals, to_group: bool
@@ -293,4 +298,113 @@ def test_stuck_worker_is_killed_after_the_graceful_stop(tmp_path: Path, server_p
     # The other worker finished normally and its accounting is whole.
     assert reader.footer.worker_events[1] == reader.footer.worker_reported[1] > 0
     assert z6_processes_of(set(pids.values())) == set()
+    assert segments_of(proc.pid) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_signal_after_the_workers_finished_still_writes_the_outputs(
+    tmp_path: Path, server_port: int, sig: signal.Signals
+) -> None:
+    """A signal between the end of the run (rings unlinked) and the output files: the run is
+    complete, so the outputs are written and the exit code is the run's (docs/reliability.md)."""
+    procs = 2
+    scenario = write_scenario(
+        tmp_path, server_port, path="/delay/20", vus=2, graceful_s=1, duration_s=1.5
+    )
+    out = tmp_path / "out"
+    proc = start_run(scenario, out, procs)
+    wait_until_running(proc, out / "events.bin", procs, after_start_s=0.0)
+    deadline = time.monotonic() + FEW_SECONDS
+    while segments_of(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    proc.send_signal(sig)
+    code, stdout, err, _took = finish(proc, FEW_SECONDS)
+    assert code == 0, err
+    assert "Traceback" not in err
+    summary, _reader, _events = check_outputs(out, "complete")
+    assert json.loads(stdout)["requests"] == summary["requests"]
+    for name in ("summary.txt", "timeseries.csv"):
+        assert (out / name).is_file()
+
+
+def test_pause_of_the_whole_group_does_not_trip_the_watchdog(
+    tmp_path: Path, server_port: int
+) -> None:
+    """Ctrl-Z (SIGSTOP of the group) for longer than duration + graceful stop + 5 s, then
+    SIGCONT: the workers are healthy and must not be killed as hung."""
+    procs = 2
+    scenario = write_scenario(
+        tmp_path, server_port, path="/delay/20", vus=2, graceful_s=1, duration_s=1
+    )
+    out = tmp_path / "out"
+    proc = start_run(scenario, out, procs)
+    pids = wait_until_running(proc, out / "events.bin", procs, after_start_s=0.2)
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(1 + 1 + 5 + 1.5)  # past the watchdog deadline
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+    code, _stdout, err, _took = finish(proc, FEW_SECONDS)
+    assert code == 0, err
+    assert "did not stop within" not in err
+    summary, _reader, _events = check_outputs(out, "complete")
+    assert summary["accounting"]["complete"] is True
+    assert z6_processes_of(set(pids.values())) == set()
+    assert segments_of(proc.pid) == []
+
+
+def test_event_log_size_limit_is_not_reported_as_complete(tmp_path: Path, server_port: int) -> None:
+    """A run stopped early by ``limits.max_event_log_size_mb`` says so: outcome
+    ``limit_reached``, exit 3, the summary still written."""
+    procs = 2
+    scenario = write_scenario(tmp_path, server_port, path="/", vus=4, graceful_s=1, duration_s=30)
+    scenario.write_text(scenario.read_text() + "[limits]\nmax_event_log_size_mb = 0.2\n")
+    out = tmp_path / "out"
+    proc = start_run(scenario, out, procs)
+    code, _stdout, err, _took = finish(proc, FEW_SECONDS + 30)
+    assert code == 3, err
+    assert "Traceback" not in err
+    assert "max_event_log_size_mb" in err
+    summary, reader, _events = check_outputs(out, "limit_reached")
+    assert reader.footer is not None
+    assert "stopped early" in reader.footer.message
+    assert summary["accounting"]["complete"] is True
+    assert segments_of(proc.pid) == []
+
+
+def test_closed_terminal_sighup_still_writes_the_outputs(tmp_path: Path, server_port: int) -> None:
+    """The terminal goes away (its writes fail with EIO) and the group gets SIGHUP: graceful
+    stop, every output file, no ring left, exit 130."""
+    procs = 2
+    scenario = write_scenario(tmp_path, server_port, path="/delay/20", vus=2, graceful_s=1)
+    out = tmp_path / "out"
+    master, slave = os.openpty()
+    env = dict(os.environ)
+    env.pop("COLUMNS", None)
+    try:
+        proc = subprocess.Popen(
+            [*z6_command(), "run", str(scenario), "--procs", str(procs), "--out", str(out)],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
+    finally:
+        os.close(slave)
+    try:
+        wait_until_running(proc, out / "events.bin", procs, after_start_s=1.5)
+    finally:
+        os.close(master)  # the terminal is gone: every write to it fails from now on
+    os.killpg(proc.pid, signal.SIGHUP)
+    try:
+        code = proc.wait(timeout=FEW_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail("z6 did not exit after SIGHUP")
+    assert code == 130
+    check_outputs(out, "interrupted")
+    for name in ("summary.txt", "timeseries.csv"):
+        assert (out / name).is_file()
     assert segments_of(proc.pid) == []
