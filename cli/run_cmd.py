@@ -220,6 +220,10 @@ def run_demo(procs: int | None, quiet: bool, out: Path | None) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # Its own session: a terminal's Ctrl-C (SIGINT to the foreground process group) must
+        # stop the run gracefully, not the server under it (its VUs then recorded hundreds of
+        # connect_refused before they saw the stop). It is stopped below, after the run.
+        start_new_session=True,
     )
     try:
         port = _read_port(server)

@@ -238,6 +238,44 @@ def test_demo_runs_on_its_own(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_demo_ctrl_c_stops_the_run_not_its_server(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C reaches the whole foreground process group: the built-in server must
+    # not die under the VUs still finishing their requests.
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import z6_command
+
+    out = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [*z6_command(), "demo", "--quiet", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "events.bin").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # the run is under way
+        os.killpg(proc.pid, signal.SIGINT)
+        _stdout, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["outcome"] == "interrupted"
+    assert summary["requests"]["total"] > 0
+    kinds = summary["errors"]["by_kind"]
+    assert "connect_refused" not in kinds, kinds
+    assert "reset" not in kinds, kinds
+
+
 TIMEOUT_SEQUENCE = """
 [runtime]
 iterations = 3
