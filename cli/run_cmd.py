@@ -71,6 +71,19 @@ def _prepare_out_dir(path: Path) -> None:
         raise RunError(f"output directory {path} is not writable: {exc.strerror}") from None
 
 
+OUTPUT_FILES = ("summary.json", "summary.txt", "timeseries.csv", "scenario.toml")
+
+
+def _refuse_to_overwrite(scenario: Path, outputs: list[Path]) -> None:
+    """Raise ``ConfigError`` when an output would replace the scenario file itself (an
+    ``event_log_path`` naming it, or ``--out`` its own directory with it called
+    scenario.toml): the run must never destroy its own input."""
+    for path in outputs:
+        with contextlib.suppress(OSError):
+            if path.exists() and path.samefile(scenario):
+                raise ConfigError(f"{path} is the scenario file itself: z6 run would overwrite it")
+
+
 def _raise_nofile_limit(needed: int) -> str | None:
     """Raise the open-files soft limit toward ``needed``; return a note when it changed."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -105,6 +118,7 @@ def run_scenario(opts: RunOptions) -> int:
     if opts.out is None and scenario.runtime.event_log_path:
         log_path = Path(scenario.runtime.event_log_path)
         _prepare_out_dir(log_path.parent)
+    _refuse_to_overwrite(opts.scenario, [log_path, *(out_dir / n for n in OUTPUT_FILES)])
 
     note = _raise_nofile_limit(vus // max(procs, 1) + 256)
     if note and not opts.quiet:
@@ -204,10 +218,14 @@ def _write_outputs(
     out_dir: Path, scenario: Scenario, summary: dict[str, Any], rows: list[dict[str, Any]]
 ) -> None:
     try:
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        (out_dir / "summary.txt").write_text(render_text(summary) + "\n")
-        (out_dir / "timeseries.csv").write_text(render_timeseries_csv(rows))
-        (out_dir / "scenario.toml").write_text(scenario.source_text)
+        texts = (
+            json.dumps(summary, indent=2) + "\n",
+            render_text(summary) + "\n",
+            render_timeseries_csv(rows),
+            scenario.source_text,
+        )
+        for name, text in zip(OUTPUT_FILES, texts, strict=True):
+            (out_dir / name).write_text(text)
     except OSError as exc:
         raise RunError(f"cannot write results to {out_dir}: {exc.strerror}") from None
 

@@ -324,3 +324,29 @@ def test_timeout_mid_sequence_goes_on_with_the_next_step(tmp_path: Path, z6_port
     assert 150 <= by_name["slow"]["latency_ms"]["max"] < 1000
     verify = run_z6(["replay", str(out / "events.bin"), "--verify"])
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+@pytest.mark.parametrize("how", ["event_log_path", "out_dir"])
+def test_a_run_never_overwrites_its_own_scenario(tmp_path: Path, how: str) -> None:
+    body = "[runtime]\nduration_seconds = 1\nvus = 1\n"
+    if how == "event_log_path":
+        path = tmp_path / "s.toml"
+        body = body.replace("vus = 1\n", f"vus = 1\nevent_log_path = '{path}'\n")
+        scenario = write_scenario(
+            tmp_path, 9, body + '[[requests]]\nname = "r"\nmethod = "GET"\npath = "/"\n'
+        )
+        args = ["run", str(scenario), "--procs", "1", "--quiet"]
+    else:
+        scenario = write_scenario(
+            tmp_path,
+            9,
+            body + '[[requests]]\nname = "r"\nmethod = "GET"\npath = "/"\n',
+            name="scenario.toml",
+        )
+        args = ["run", str(scenario), "--procs", "1", "--quiet", "--out", str(tmp_path)]
+    before = scenario.read_bytes()
+    proc = run_z6(args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "is the scenario file itself" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert scenario.read_bytes() == before
