@@ -90,6 +90,7 @@ def reduce_log(path: str | Path) -> LogReduction:
     """
     reader = EventLogReader(path)
     header = reader.header
+    _check_header_percentiles(header, reader.path)
     scenario = scenario_from_header(header, reader.path)
     reducer = Reducer(
         scenario.request_names,
@@ -109,6 +110,16 @@ def reduce_log(path: str | Path) -> LogReduction:
     elif reader.footer is None:
         red.warnings.append(f"{reader.path}: no footer: the run did not finish")
     return red
+
+
+def _check_header_percentiles(header: LogHeader, path: Path) -> None:
+    """Reject header percentiles ``--percentiles`` would have refused (NaN, out of (0, 100]):
+    a header with a valid CRC but such values is damaged like any other undecodable one."""
+    for p in header.percentiles:
+        if not 0 < p <= 100:  # also false for NaN
+            raise LogFormatError(
+                f"{path}: not a readable z6 event log: damaged header (percentile {p})"
+            )
 
 
 @dataclass(frozen=True)
@@ -336,8 +347,25 @@ def run_diff(a: Path, b: Path, fmt: str) -> int:
     _check_format(fmt, DIFF_FORMATS)
     sa = load_run_summary(a)
     sb = load_run_summary(b)
-    if fmt == "json":
-        print(json.dumps(diff_dict(sa, sb), indent=2))
-    else:
-        print(render_diff(sa, sb))
+    try:
+        text = json.dumps(diff_dict(sa, sb), indent=2) if fmt == "json" else render_diff(sa, sb)
+    except (AttributeError, TypeError, KeyError, ValueError, ArithmeticError) as exc:
+        raise _malformed_summary(a, b, sa, sb, exc) from None
+    print(text)
     return EXIT_OK
+
+
+def _malformed_summary(
+    a: Path, b: Path, sa: dict[str, Any], sb: dict[str, Any], exc: Exception
+) -> ConfigError:
+    """The error for summaries whose fields have the wrong types, naming the bad file."""
+    from z6.cli.report import render_diff
+
+    bad = f"{a} or {b}"
+    for path, summary in ((a, sa), (b, sb)):
+        try:
+            render_diff(summary, summary)
+        except (AttributeError, TypeError, KeyError, ValueError, ArithmeticError) as own:
+            bad, exc = str(path), own
+            break
+    return ConfigError(f"{bad}: not a z6 summary (malformed fields: {exc})")

@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from z6.engine.errors import Z6Error
+from z6.engine.errors import Z6Error, sole_error
 from z6.engine.version import __version__
 
 app = typer.Typer(
@@ -43,6 +43,11 @@ def _root(
 
 def _fail(exc: BaseException) -> typer.Exit:
     """Print one line for an error and return the Exit carrying its code."""
+    if isinstance(exc, BaseExceptionGroup):
+        # A trio nursery wraps the real error: report it when it is the only one.
+        sole = sole_error(exc)
+        if isinstance(sole, Z6Error):
+            exc = sole
     if isinstance(exc, Z6Error):
         code = exc.exit_code
         message = str(exc)
@@ -92,20 +97,24 @@ def validate(
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario TOML file to run.")],
     procs: Annotated[
-        int | None, typer.Option("--procs", "-p", help="Worker processes (default: CPU count).")
+        int | None,
+        typer.Option("--procs", "-p", help="Worker processes, 1-1024 (default: CPU count)."),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="PRNG seed (overrides runtime.prng_seed).")
+        int | None,
+        typer.Option(help="PRNG seed, 0 to 2**64-1 (overrides runtime.prng_seed)."),
     ] = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Output directory (default: results/<UTC timestamp>/)."),
     ] = None,
     vus: Annotated[
-        int | None, typer.Option(help="Override the VU count (constant/arrival_rate).")
+        int | None,
+        typer.Option(help="Override the VU count (constant/arrival_rate), 1-1000000."),
     ] = None,
     duration: Annotated[
-        float | None, typer.Option(help="Override the duration in seconds.")
+        float | None,
+        typer.Option(help="Override the duration in seconds (at most 31536000, one year)."),
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the JSON summary instead of the text one.")
@@ -122,18 +131,19 @@ def run(
         ),
     ] = "auto",
     shard: Annotated[
-        str | None, typer.Option(help="Run only shard I of N (0-based), e.g. 0/4.")
+        str | None,
+        typer.Option(help="Run only shard I of N (0-based, N at most 1024), e.g. 0/4."),
     ] = None,
 ) -> None:
     """Run a load test. Exit 0 when every goal passed, 1 when a goal failed."""
-    from z6.cli.options import parse_percentiles, parse_shard
+    from z6.cli.options import check_procs, check_seed, parse_percentiles, parse_shard
     from z6.cli.run_cmd import RunOptions, run_scenario
 
     def body() -> int:
         opts = RunOptions(
             scenario=scenario,
-            procs=procs,
-            seed=seed,
+            procs=check_procs(procs),
+            seed=check_seed(seed),
             out=out,
             vus=vus,
             duration=duration,
@@ -150,21 +160,24 @@ def run(
 
 @app.command()
 def demo(
-    procs: Annotated[int | None, typer.Option("--procs", "-p", help="Worker processes.")] = None,
+    procs: Annotated[
+        int | None, typer.Option("--procs", "-p", help="Worker processes, 1-1024.")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
 ) -> None:
     """Run scenarios/quickstart.toml against a built-in server started for the occasion."""
+    from z6.cli.options import check_procs
     from z6.cli.run_cmd import run_demo
 
-    _exit_with(lambda: run_demo(procs, quiet, out))
+    _exit_with(lambda: run_demo(check_procs(procs), quiet, out))
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0 = any free port).")] = 8080,
-    procs: Annotated[int, typer.Option("--procs", "-p", help="Server processes.")] = 1,
+    port: Annotated[int, typer.Option(help="Port, 0-65535 (0 = any free port).")] = 8080,
+    procs: Annotated[int, typer.Option("--procs", "-p", help="Server processes, 1-1024.")] = 1,
 ) -> None:
     """Run the built-in target server: /, /status/CODE, /delay/MS, /bytes/N, POST /echo."""
     from z6.cli.serve import serve as serve_forever

@@ -6,7 +6,21 @@ from __future__ import annotations
 from z6.engine.errors import ConfigError
 from z6.engine.summary import DEFAULT_PERCENTILES
 
-__all__ = ["parse_percentiles", "parse_shard"]
+__all__ = [
+    "MAX_PROCS",
+    "MAX_SHARDS",
+    "check_port",
+    "check_procs",
+    "check_seed",
+    "parse_percentiles",
+    "parse_shard",
+]
+
+# Sanity bounds of the process-count options: far beyond any machine or cluster, but they turn
+# a typo with extra digits into a usage error instead of an OverflowError deep in the run.
+MAX_PROCS = 1024
+MAX_SHARDS = 1024
+MAX_PORT = 65535
 
 
 def parse_percentiles(text: str | None) -> tuple[float, ...]:
@@ -39,4 +53,29 @@ def parse_shard(text: str | None) -> tuple[int, int]:
         raise ConfigError(f"--shard: expected I/N like 0/4, got '{text}'") from None
     if n < 1 or not 0 <= i < n:
         raise ConfigError(f"--shard: need 0 <= I < N, got '{text}'")
+    if n > MAX_SHARDS:
+        raise ConfigError(f"--shard: N must be at most {MAX_SHARDS}, got '{text}'")
     return (i, n)
+
+
+def check_procs(procs: int | None, option: str = "--procs") -> int | None:
+    """Return ``procs`` (None: the default) when in 1..MAX_PROCS; raise ConfigError otherwise."""
+    if procs is not None and not 1 <= procs <= MAX_PROCS:
+        raise ConfigError(f"{option} must be between 1 and {MAX_PROCS}, got {procs}")
+    return procs
+
+
+def check_seed(seed: int | None) -> int | None:
+    """Return ``seed`` when it fits the range of ``runtime.prng_seed``; raise ConfigError."""
+    from z6.engine.loader import MAX_SEED
+
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be between 0 and {MAX_SEED} (2**64 - 1), got {seed}")
+    return seed
+
+
+def check_port(port: int) -> int:
+    """Return ``port`` when in 0..65535 (0: any free port); raise ConfigError otherwise."""
+    if not 0 <= port <= MAX_PORT:
+        raise ConfigError(f"--port must be between 0 and {MAX_PORT} (0: any free port), got {port}")
+    return port

@@ -35,7 +35,8 @@ from typing import Any
 import h11
 import trio
 
-from z6.engine.errors import ConfigError, RunError
+from z6.cli.options import check_port, check_procs
+from z6.engine.errors import ConfigError, RunError, sole_error
 
 MAX_BYTES = 100_000_000
 MAX_DELAY_MS = 600_000
@@ -381,6 +382,21 @@ def _announce(host: str, port: int, ready: Callable[[int], None] | None) -> None
         ready(port)
 
 
+def _run_server(host: str, port: int, reuse_port: bool, on_ready: Callable[[int], None]) -> None:
+    """``trio.run`` the server; a ``ConfigError`` (cannot bind) comes out bare.
+
+    Trio wraps errors raised inside a nursery in an ``ExceptionGroup``; the one real error
+    ("cannot listen on ...") is unwrapped so that the user gets its message and exit 2.
+    """
+    try:
+        trio.run(_serve_until_signal, host, port, reuse_port, on_ready)
+    except BaseExceptionGroup as group:
+        error = sole_error(group)
+        if isinstance(error, ConfigError):
+            raise error from None
+        raise
+
+
 def _child_main(host: str, port: int, conn: Any) -> None:
     """Entry of one server process of ``serve(procs=N)``: reports readiness over ``conn``."""
 
@@ -388,7 +404,7 @@ def _child_main(host: str, port: int, conn: Any) -> None:
         conn.send("ready")
 
     try:
-        trio.run(_serve_until_signal, host, port, True, ready)
+        _run_server(host, port, True, ready)
     except KeyboardInterrupt:
         pass
     except ConfigError as exc:
@@ -404,17 +420,18 @@ def serve(
 ) -> None:
     """Run the server until SIGINT/SIGTERM, then return (no traceback).
 
-    ``port=0`` picks a free port. Once every process listens, prints
+    ``port=0`` picks a free port; ``port`` must be in 0..65535 and ``procs`` in 1..1024
+    (``MAX_PROCS``). Once every process listens, prints
     ``z6 serve: listening on http://HOST:PORT`` on stderr and calls ``ready(port)``.
     Raises ``ConfigError`` when the address cannot be bound, ``RunError`` when a server
     process dies.
     """
-    if procs < 1:
-        raise ConfigError(f"--procs must be at least 1, got {procs}")
+    check_port(port)
+    check_procs(procs)
     if procs == 1:
         # Ctrl-C normally arrives through the signal receiver; this covers the instants before.
         with contextlib.suppress(KeyboardInterrupt):
-            trio.run(_serve_until_signal, host, port, False, lambda p: _announce(host, p, ready))
+            _run_server(host, port, False, lambda p: _announce(host, p, ready))
         return
     _serve_multi(host, port, procs, ready)
 

@@ -82,3 +82,16 @@ class LogFormatError(Z6Error):
     """
 
     exit_code = 2
+
+
+def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The single leaf exception of a (possibly nested) group, or None when there are more."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None

@@ -56,6 +56,7 @@ __all__ = [
     "MAX_ITERATIONS",
     "MAX_MS",
     "MAX_RATE",
+    "MAX_SEED",
     "MAX_VUS",
     "load_scenario",
     "load_scenario_text",
@@ -75,7 +76,7 @@ MAX_RATE = 1_000_000.0
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _MAX_REPEAT = 1_000_000
 _MAX_WEIGHT = 1e12
-_MAX_SEED = 2**64 - 1
+MAX_SEED = 2**64 - 1
 
 _TABLES: dict[str, type[msgspec.Struct]] = {
     "metadata": Metadata,
@@ -509,6 +510,12 @@ def _build(ctx: _Context) -> Scenario:
                 line, col = int(at.group(1)), int(at.group(2))
         where = f" (column {col})" if col is not None else ""
         raise ScenarioError(f"TOML syntax error: {msg}{where}", file=ctx.file, line=line) from None
+    except RecursionError:
+        # tomli parses nested arrays and inline tables recursively: thousands of '[' exhaust
+        # the stack. No real scenario nests that deep.
+        raise ScenarioError(
+            "TOML syntax error: arrays or tables nested too deeply", file=ctx.file
+        ) from None
 
     # ---- pass 1: shape
     for key in raw:
@@ -662,7 +669,7 @@ def _check_runtime(ctx: _Context, rt: Runtime) -> None:
     )
     _num(ctx, "runtime.iterations", rt.iterations, low=1, high=MAX_ITERATIONS)
     _num(ctx, "runtime.vus", rt.vus, low=1, high=MAX_VUS)
-    _num(ctx, "runtime.prng_seed", rt.prng_seed, low=0, high=_MAX_SEED)
+    _num(ctx, "runtime.prng_seed", rt.prng_seed, low=0, high=MAX_SEED)
     _num(
         ctx,
         "runtime.graceful_stop_seconds",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from z6.engine.errors import ConfigError
+from z6.engine.loader import MAX_DURATION_SECONDS, MAX_VUS
 from z6.engine.scenario import Scenario
 
 
@@ -26,12 +27,16 @@ def apply_overrides(
     schedule = sc.schedule
     target = sc.target
     if duration is not None:
-        if not duration > 0:
-            raise ConfigError("--duration must be a positive number of seconds")
+        # ``not 0 < d <= max`` also rejects NaN and infinity.
+        if not 0 < duration <= MAX_DURATION_SECONDS:
+            raise ConfigError(
+                f"--duration must be a positive number of seconds up to "
+                f"{int(MAX_DURATION_SECONDS)}, got {duration}"
+            )
         runtime = msgspec.structs.replace(runtime, duration_seconds=duration, iterations=None)
     if vus is not None:
-        if vus < 1:
-            raise ConfigError("--vus must be at least 1")
+        if not 1 <= vus <= MAX_VUS:
+            raise ConfigError(f"--vus must be between 1 and {MAX_VUS}, got {vus}")
         if schedule.type == "constant":
             schedule = msgspec.structs.replace(schedule, vus=vus)
         elif schedule.type == "arrival_rate":

@@ -376,3 +376,35 @@ def test_damaged_real_logs(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
         assert f"frame {reader.damage.frame_index} at byte {reader.damage.offset}" in proc.stderr
         total = json.loads(proc.stdout)["requests"]["total"]
         assert 0 < total < 600
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_nan_header_percentiles_are_header_damage(tmp_path: Path) -> None:
+    header = msgspec.structs.replace(header_of(WEIGHTED, 11, 1), percentiles=[float("nan")])
+    sc = scenario_of(WEIGHTED)
+    path = tmp_path / "events.bin"
+    write_frames(path, header, frames_of([closed_worker_events(sc, 11, 1, 0)]))
+    with pytest.raises(LogFormatError, match="damaged header"):
+        analyze_logs([path])
+    proc = run_z6(["analyze", str(path)])
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("z6: ")
+    assert proc.stderr.count("\n") == 1
+    assert "damaged header" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "bad", ['{"requests":"x","latency_ms":5}', '{"requests":{"total":"many"}}']
+)
+@pytest.mark.parametrize("fmt", ["summary", "json"])
+def test_diff_malformed_summary_exit_2(tmp_path: Path, bad: str, fmt: str) -> None:
+    good = synth_log(tmp_path / "events.bin")
+    broken = tmp_path / "summary.json"
+    broken.write_text(bad)
+    for a, b in ((good, broken), (broken, good)):
+        proc = run_z6(["diff", str(a), str(b), "--format", fmt])
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"z6: {broken}: not a z6 summary")
+        assert proc.stderr.count("\n") == 1

@@ -1186,3 +1186,28 @@ def test_describe_profile_in_iterations_mode_covers_the_ramp() -> None:
     assert len(rows) == 9
     assert rows[0].rstrip().endswith(" 0")
     assert rows[-1].rstrip().endswith(" 8")
+
+
+@pytest.mark.parametrize("opener", ["[", "{a = "])
+def test_deeply_nested_toml_is_a_scenario_error(opener: str) -> None:
+    with pytest.raises(ScenarioError, match="nested too deeply"):
+        load_scenario_text("x = " + opener * 5000 + "\n", "deep.toml")
+
+
+def test_overrides_apply_the_loader_bounds() -> None:
+    from z6.engine.errors import ConfigError
+    from z6.engine.loader import MAX_DURATION_SECONDS, MAX_VUS
+    from z6.engine.overrides import apply_overrides
+
+    sc = load_scenario_text(
+        '[target]\nbase_url = "http://127.0.0.1:1"\n[runtime]\nvus = 1\nduration_seconds = 1\n'
+        '[[requests]]\nname = "a"\nmethod = "GET"\npath = "/"\n',
+        "s.toml",
+    )
+    for bad in (float("inf"), float("nan"), 1e18, MAX_DURATION_SECONDS * 2, 0.0):
+        with pytest.raises(ConfigError, match="--duration"):
+            apply_overrides(sc, duration=bad)
+    with pytest.raises(ConfigError, match="--vus"):
+        apply_overrides(sc, vus=MAX_VUS + 1)
+    ok = apply_overrides(sc, duration=MAX_DURATION_SECONDS, vus=MAX_VUS)
+    assert ok.runtime.duration_seconds == MAX_DURATION_SECONDS

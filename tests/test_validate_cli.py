@@ -95,3 +95,38 @@ def test_run_validate_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[s
     p.write_text(GOOD.replace("vus = 5", "vus = 0"))
     with pytest.raises(ScenarioError, match=r"runtime\.vus"):
         run_validate(p)
+
+
+def test_validate_deeply_nested_exit_2_one_line(tmp_path: Path) -> None:
+    p = tmp_path / "deep.toml"
+    p.write_text("x = " + "[" * 5000 + "\n")
+    proc = run_z6(["validate", str(p)])
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("z6: ")
+    assert proc.stderr.count("\n") == 1
+    assert "nested too deeply" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--duration", "inf"], "--duration"),
+        (["--duration", "nan"], "--duration"),
+        (["--duration", "1e18"], "--duration"),
+        (["--vus", "2000000"], "--vus"),
+        (["--procs", "99999999999999999999"], "--procs"),
+        (["--procs", "1025"], "--procs"),
+        (["--shard", "0/99999999999999999999"], "--shard"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", str(10**24)], "--seed"),
+    ],
+)
+def test_run_rejects_out_of_range_overrides(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = run_z6(
+        ["run", str(SCENARIOS / "quickstart.toml"), "-q", "--out", str(tmp_path / "o"), *args],
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"z6: {message}")
+    assert proc.stderr.count("\n") == 1
+    assert "internal error" not in proc.stderr
