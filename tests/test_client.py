@@ -6,7 +6,7 @@ import errno
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -426,6 +426,42 @@ def test_nothing_is_sent_after_the_hard_stop(engine: str) -> None:
         assert srv.requests == 1
 
 
+def _two_requests_apart(
+    port: int,
+    engine: str,
+    method: str,
+    serve: Callable[[], None],
+    listener: socket.socket,
+    pause_ns: int,
+) -> list[tuple[ErrorKind, int, bool]]:
+    """Two requests on one ``Connection``, ``pause_ns`` apart, against ``serve`` (run in a
+    thread; ``listener`` is closed after); (error, status, new_connection) of each."""
+    import threading
+
+    from z6.engine.reactor import sleep_until
+
+    results: list[tuple[ErrorKind, int, bool]] = []
+
+    async def main() -> None:
+        conn = plain_connection(port, engine)
+        out = Outcome()
+        req = get("/a", method=method, body=b"x" if method == "POST" else b"")
+        for _ in range(2):
+            await conn.request(req, out)
+            results.append((out.error, out.status, out.new_connection))
+            await sleep_until(time.perf_counter_ns() + pause_ns)
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        trio.run(run_tasks, main())
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+    return results
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_send_that_fails_is_classified_and_retried_like_any_failure(
     engine: str, method: str, monkeypatch: pytest.MonkeyPatch
@@ -437,9 +473,6 @@ def test_a_send_that_fails_is_classified_and_retried_like_any_failure(
     import struct
 
     monkeypatch.setattr(client_module, "_IDLE_CHECK_NS", 1 << 62)
-    import threading
-
-    from z6.engine.reactor import sleep_until
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -459,25 +492,8 @@ def test_a_send_that_fails_is_classified_and_retried_like_any_failure(
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
 
-    results: list[tuple[ErrorKind, int, bool]] = []
-
-    async def main() -> None:
-        conn = plain_connection(port, engine)
-        out = Outcome()
-        req = get("/a", method=method, body=b"x" if method == "POST" else b"")
-        for _ in range(2):
-            await conn.request(req, out)
-            results.append((out.error, out.status, out.new_connection))
-            await sleep_until(time.perf_counter_ns() + 200_000_000)  # the RST arrives
-        conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        trio.run(run_tasks, main())
-    finally:
-        listener.close()
-        thread.join(timeout=5)
+    # 200 ms between the two requests: the RST arrives.
+    results = _two_requests_apart(port, engine, method, serve, listener, 200_000_000)
     if method == "GET":
         assert results == [(ErrorKind.NONE, 200, True), (ErrorKind.NONE, 200, True)]
         assert accepted == 2
@@ -494,9 +510,6 @@ def test_an_idle_connection_the_server_closed_is_reopened_before_reuse(
     """A kept-alive connection idle past ``_IDLE_CHECK_NS`` that the server closed meanwhile
     (its keep-alive timeout; some servers first write an unasked 408) is not reused: the next
     request, a POST too, goes out on a fresh connection and succeeds."""
-    import threading
-
-    from z6.engine.reactor import sleep_until
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -514,25 +527,8 @@ def test_an_idle_connection_the_server_closed_is_reopened_before_reuse(
                 conn.recv(65536)
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + unasked)
 
-    results: list[tuple[ErrorKind, int, bool]] = []
-
-    async def main() -> None:
-        conn = plain_connection(port, engine)
-        out = Outcome()
-        req = get("/a", method=method, body=b"x" if method == "POST" else b"")
-        for _ in range(2):
-            await conn.request(req, out)
-            results.append((out.error, out.status, out.new_connection))
-            await sleep_until(time.perf_counter_ns() + 100_000_000)  # the server closes
-        conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        trio.run(run_tasks, main())
-    finally:
-        listener.close()
-        thread.join(timeout=5)
+    # 100 ms between the two requests: the server closes.
+    results = _two_requests_apart(port, engine, method, serve, listener, 100_000_000)
     assert results == [(ErrorKind.NONE, 200, True), (ErrorKind.NONE, 200, True)]
     assert accepted == 2
 
