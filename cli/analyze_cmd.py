@@ -88,7 +88,10 @@ def reduce_log(path: str | Path) -> LogReduction:
     header is not an error: the frames before it are reduced and a warning names the file, the
     frame and its byte offset.
     """
-    reader = EventLogReader(path)
+    return _reduce(EventLogReader(path))
+
+
+def _reduce(reader: EventLogReader) -> LogReduction:
     header = reader.header
     _check_header_percentiles(header, reader.path)
     scenario = scenario_from_header(header, reader.path)
@@ -176,9 +179,11 @@ def analyze_logs(
     """
     if not paths:
         raise ConfigError("give at least one event log")
+    readers = [EventLogReader(path) for path in paths]
+    _refuse_duplicates(readers)
     parts: list[LogReduction] = []
-    for path in paths:
-        part = reduce_log(path)
+    for reader in readers:
+        part = _reduce(reader)
         if parts and part.scenario.request_names != parts[0].scenario.request_names:
             raise ConfigError(
                 f"cannot merge {part.path} with {parts[0].path}: their scenarios have different "
@@ -217,6 +222,30 @@ def analyze_logs(
     if damaged:
         summary["damaged_logs"] = damaged
     return AnalyzeResult(summary, warnings, reducer)
+
+
+def _refuse_duplicates(readers: Sequence[EventLogReader]) -> None:
+    """Raise ConfigError when two of the logs are one run's same shard (the same file given
+    twice, or a copy of it): merging them would count every request twice."""
+    seen: dict[tuple[int, int, int, int, str], Path] = {}
+    for r in readers:
+        h = r.header
+        # A run is its start instant (ns) and seed; a shard its index within that run.
+        key = (h.wall_start_ns, h.seed, h.shard_index, h.shard_count, h.scenario_sha256)
+        if key in seen:
+            same = "the same file as" if _same_file(seen[key], r.path) else "a copy of"
+            raise ConfigError(
+                f"{r.path} is {same} {seen[key]} (one run's shard {h.shard_index}/"
+                f"{h.shard_count}): merging it would count every request twice"
+            )
+        seen[key] = r.path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def _merge_shards(meta: RunMeta, parts: Sequence[LogReduction], warnings: list[str]) -> None:

@@ -86,7 +86,7 @@ def test_open_model_log(tmp_path: Path) -> None:
 
 def test_two_logs_merge(tmp_path: Path) -> None:
     a = synth_log(tmp_path / "a.bin")
-    b = synth_log(tmp_path / "b.bin", outcome="interrupted")
+    b = synth_log(tmp_path / "b.bin", outcome="interrupted", wall_start_ns=1_800_000_000 * 10**9)
     s = analyze_logs([a, b]).summary
     names = expected_names(WEIGHTED)
     assert s["requests"]["total"] == 40
@@ -200,6 +200,27 @@ def test_goals_decide_the_exit_code(tmp_path: Path) -> None:
     proc = run_z6(["analyze", str(synth_log(tmp_path / "p.bin", passing)), "-f", "json"])
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["passed"] is True
+
+
+def test_one_run_s_log_given_twice_is_refused(tmp_path: Path) -> None:
+    """The same file twice, or a copy of it, would count every request twice."""
+    a = synth_log(tmp_path / "a.bin")
+    copy = tmp_path / "copy.bin"
+    copy.write_bytes(a.read_bytes())
+    for second, same in ((a, "the same file as"), (copy, "a copy of")):
+        with pytest.raises(ConfigError, match="would count every request twice"):
+            analyze_logs([a, second])
+        proc = run_z6(["analyze", str(a), str(second)])
+        assert proc.returncode == 2
+        assert proc.stdout == ""
+        assert proc.stderr == (
+            f"z6: {second} is {same} {a} (one run's shard 0/1): merging it would count every "
+            "request twice\n"
+        )
+    # Another shard of the same run is not a copy: shards merge.
+    s1 = shard_log(tmp_path / "s1.bin", WEIGHTED, (1, 2))
+    s0 = shard_log(tmp_path / "s0.bin", WEIGHTED, (0, 2))
+    assert analyze_logs([s0, s1]).summary["logs"] == 2
 
 
 def test_not_a_log_and_missing_file(tmp_path: Path) -> None:

@@ -212,7 +212,12 @@ def frames_of(per_worker: list[list[Event]], batch: int = 7) -> list[tuple[int, 
 
 
 def header_of(
-    text: str, seed: int, procs: int, *, options: dict[str, str] | None = None
+    text: str,
+    seed: int,
+    procs: int,
+    *,
+    options: dict[str, str] | None = None,
+    wall_start_ns: int = 1_700_000_000_000_000_000,
 ) -> LogHeader:
     """A log header for a synthetic run of ``text``."""
     sc = scenario_of(text)
@@ -223,7 +228,7 @@ def header_of(
         scenario_sha256=sc.sha256,
         scenario_path="synthetic.toml",
         procs=procs,
-        wall_start_ns=1_700_000_000_000_000_000,
+        wall_start_ns=wall_start_ns,
         options=options or {"engine": "h11"},
     )
 
@@ -262,17 +267,20 @@ def synth_log(
     procs: int = 2,
     outcome: str | None = "complete",
     edit: Callable[[list[list[Event]]], None] | None = None,
+    wall_start_ns: int = 1_700_000_000_000_000_000,
 ) -> Path:
     """Write a synthetic log of ``text`` that follows the determinism contract.
 
-    ``edit`` may change the per-worker event lists before they are written.
+    ``edit`` may change the per-worker event lists before they are written; ``wall_start_ns``
+    tells runs apart (two logs of one start instant are one run's to ``z6 analyze``).
     """
     sc = scenario_of(text)
     make = open_worker_events if sc.schedule.type == "arrival_rate" else closed_worker_events
     per_worker = [make(sc, seed, procs, w) for w in range(procs)]
     if edit is not None:
         edit(per_worker)
-    write_frames(path, header_of(text, seed, procs), frames_of(per_worker), outcome=outcome)
+    header = header_of(text, seed, procs, wall_start_ns=wall_start_ns)
+    write_frames(path, header, frames_of(per_worker), outcome=outcome)
     return path
 
 
