@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import msgspec
 import tomli
 
-from z6.engine.errors import ScenarioError, UnsupportedFeatureError
+from z6.engine.errors import ConfigError, ScenarioError, UnsupportedFeatureError
 from z6.engine.scenario import (
     Assertions,
     Limits,
@@ -56,8 +56,10 @@ __all__ = [
     "MAX_ITERATIONS",
     "MAX_MS",
     "MAX_RATE",
+    "MAX_SCENARIO_BYTES",
     "MAX_SEED",
     "MAX_VUS",
+    "MIN_RATE",
     "load_scenario",
     "load_scenario_text",
 ]
@@ -73,7 +75,12 @@ MAX_MS = 86_400_000.0
 MAX_VUS = 1_000_000
 MAX_ITERATIONS = 1_000_000_000
 MAX_RATE = 1_000_000.0
+# One arrival per 11.6 days: far below any real test, and 1/rate stays a finite int64 of ns.
+MIN_RATE = 1e-6
 MAX_BODY_BYTES = 64 * 1024 * 1024
+# The scenario text travels in the event log's header, whose frame is limited to 64 MiB; JSON
+# at most doubles TOML's allowed characters. Reading stops here, so /dev/zero cannot hang us.
+MAX_SCENARIO_BYTES = 16 * 1024 * 1024
 _MAX_REPEAT = 1_000_000
 _MAX_WEIGHT = 1e12
 MAX_SEED = 2**64 - 1
@@ -164,7 +171,8 @@ def load_scenario(path: str | Path, *, env: Mapping[str, str] | None = None) -> 
     p = Path(path)
     name = str(path)
     try:
-        data = p.read_bytes()
+        with p.open("rb") as f:
+            data = f.read(MAX_SCENARIO_BYTES + 1)
     except FileNotFoundError:
         raise ScenarioError("file not found", file=name) from None
     except IsADirectoryError:
@@ -173,6 +181,11 @@ def load_scenario(path: str | Path, *, env: Mapping[str, str] | None = None) -> 
         raise ScenarioError("permission denied", file=name) from None
     except OSError as exc:
         raise ScenarioError(f"cannot read file: {exc.strerror or exc}", file=name) from None
+    if len(data) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(
+            f"larger than {MAX_SCENARIO_BYTES // (1024 * 1024)} MiB; put large bodies in body_file",
+            file=name,
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -677,8 +690,22 @@ def _check_runtime(ctx: _Context, rt: Runtime) -> None:
         low=0,
         high=MAX_DURATION_SECONDS,
     )
-    if rt.event_log_path is not None and not rt.event_log_path.strip():
-        ctx.fail("runtime.event_log_path", "must not be empty")
+    if rt.event_log_path is not None:
+        _check_log_path(ctx, rt.event_log_path)
+
+
+def _check_log_path(ctx: _Context, value: str) -> None:
+    """``runtime.event_log_path`` must name a file (relative paths are the run's working
+    directory's, as for ``--out``)."""
+    key = "runtime.event_log_path"
+    if not value.strip():
+        ctx.fail(key, "must not be empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        ctx.fail(key, f"must not contain control characters: {value!r}")
+    if value.endswith(("/", os.sep)):
+        ctx.fail(key, f"must name a file, not a directory: {value!r}")
+    if ctx.resolve_external and Path(value).expanduser().is_dir():
+        ctx.fail(key, f"is a directory: {value!r}; name the log file in it (.../events.bin)")
 
 
 def _check_target(ctx: _Context, target: Target) -> None:
@@ -718,9 +745,22 @@ def _check_target(ctx: _Context, target: Target) -> None:
         if not https:
             ctx.fail("target.ca_bundle", "applies only to https:// targets")
         resolved = _resolve_path(ctx, "target.ca_bundle", target.ca_bundle)
-        if ctx.resolve_external and not resolved.is_file():
-            ctx.fail("target.ca_bundle", f"file not found: {resolved}")
+        if ctx.resolve_external:
+            _check_ca_bundle(ctx, resolved, target.verify_cert)
         target.ca_bundle = str(resolved)
+
+
+def _check_ca_bundle(ctx: _Context, path: Path, verify: bool) -> None:
+    """Load the bundle the way the workers will, so that a file that is not PEM certificates
+    fails here (exit 2) rather than in every worker."""
+    if not path.is_file():
+        ctx.fail("target.ca_bundle", f"file not found: {path}")
+    from z6.engine.client import make_ssl_context  # trio + ssl: only for scenarios that need it
+
+    try:
+        make_ssl_context(verify, str(path))
+    except ConfigError as exc:
+        ctx.fail("target.ca_bundle", f"not a PEM file of CA certificates: {path} ({exc.__cause__})")
 
 
 def _resolve_path(ctx: _Context, key: str, value: str) -> Path:
@@ -972,7 +1012,7 @@ def _fill_schedule(ctx: _Context, s: Schedule, rt: Runtime, *, explicit: bool) -
             )
         if s.rate is None:
             ctx.fail("schedule.rate", "is required for type 'arrival_rate'", line_key="schedule")
-        _num(ctx, "schedule.rate", s.rate, low=0, low_open=True, high=MAX_RATE)
+        _num(ctx, "schedule.rate", s.rate, low=MIN_RATE, high=MAX_RATE)
         _num(ctx, "schedule.max_vus", s.max_vus, low=1, high=MAX_VUS)
         if s.max_vus is None:
             if rt.vus is None:

@@ -9,7 +9,7 @@ import pytest
 
 from z6.engine.describe import describe_scenario
 from z6.engine.errors import ScenarioError, UnsupportedFeatureError
-from z6.engine.loader import load_scenario, load_scenario_text
+from z6.engine.loader import MAX_SCENARIO_BYTES, load_scenario, load_scenario_text
 from z6.engine.scenario import Scenario
 from z6.engine.schedule import peak_vus
 
@@ -442,11 +442,61 @@ def test_http2_rejected_as_not_supported_yet(version: str) -> None:
     assert info.value.line == line_of(text, "http_version")
 
 
-def test_ca_bundle_resolves_relative_to_scenario(tmp_path: Path) -> None:
-    (tmp_path / "ca.pem").write_text("x")
+def test_ca_bundle_resolves_relative_to_scenario(
+    tmp_path: Path, self_signed: tuple[str, str]
+) -> None:
+    (tmp_path / "ca.pem").write_bytes(Path(self_signed[0]).read_bytes())
     p = tmp_path / "s.toml"
     p.write_text(_tg('base_url = "https://x"\nca_bundle = "ca.pem"\n'))
     assert load_scenario(p).target.ca_bundle == str(tmp_path / "ca.pem")
+
+
+@pytest.mark.parametrize("verify", ["true", "false"])
+def test_a_ca_bundle_that_is_not_pem_certificates_fails_at_load(
+    tmp_path: Path, verify: str
+) -> None:
+    """The workers load the bundle too; a bad one must fail validation, not every worker."""
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    p = tmp_path / "s.toml"
+    p.write_text(_tg(f'base_url = "https://x"\nca_bundle = "ca.pem"\nverify_cert = {verify}\n'))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(p)
+    assert info.value.key == "target.ca_bundle"
+    assert info.value.message.startswith(f"not a PEM file of CA certificates: {tmp_path}/ca.pem")
+    # Rebuilding from a log's header does not touch the file.
+    assert load_scenario_text(p.read_text(), str(p), resolve_external=False).target.ca_bundle
+
+
+def test_a_scenario_file_larger_than_the_limit_fails_without_reading_it_all(
+    tmp_path: Path,
+) -> None:
+    big = tmp_path / "big.toml"
+    with big.open("wb") as f:
+        f.write(BASE.encode())
+        f.write(b"#" + b"x" * MAX_SCENARIO_BYTES + b"\n")
+    for path in (big, Path("/dev/zero")):  # /dev/zero never ends: reading must stop by itself
+        with pytest.raises(ScenarioError, match="larger than 16 MiB") as info:
+            load_scenario(path)
+        assert info.value.file == str(path)
+    exact = tmp_path / "exact.toml"
+    exact.write_bytes(BASE.encode().ljust(MAX_SCENARIO_BYTES, b"\n"))
+    assert load_scenario(exact, env={}).runtime.vus == 5
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("out/", "must name a file, not a directory"),
+        ("a\\u0000b", "control characters"),
+        ("a\\nb", "control characters"),
+        ("DIR", "is a directory"),
+    ],
+)
+def test_event_log_path_must_name_a_file(tmp_path: Path, value: str, fragment: str) -> None:
+    value = value.replace("DIR", str(tmp_path))
+    err = fail(_rt(f'duration_seconds = 1\nvus = 1\nevent_log_path = "{value}"\n'))
+    assert err.key == "runtime.event_log_path"
+    assert fragment in err.message
 
 
 def test_target_max_connections_below_peak_vus() -> None:
@@ -862,7 +912,14 @@ def test_schedule_good_and_defaults_filled(
             "duration_seconds = 10\nvus = 1\n",
             'type = "arrival_rate"\nrate = 0\n',
             "schedule.rate",
-            "> 0",
+            ">= 1e-06",
+            None,
+        ),
+        (
+            "duration_seconds = 10\nvus = 1\n",
+            'type = "arrival_rate"\nrate = 1e-300\n',  # 1/rate overflowed in the workers
+            "schedule.rate",
+            ">= 1e-06, got 1e-300",
             None,
         ),
         (
