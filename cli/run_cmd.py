@@ -119,6 +119,7 @@ def run_scenario(opts: RunOptions) -> int:
         log_path = Path(scenario.runtime.event_log_path)
         _prepare_out_dir(log_path.parent)
     _refuse_to_overwrite(opts.scenario, [log_path, *(out_dir / n for n in OUTPUT_FILES)])
+    _clear_previous_outputs(out_dir)
 
     note = _raise_nofile_limit(vus // max(procs, 1) + 256)
     if note and not opts.quiet:
@@ -179,11 +180,16 @@ def run_scenario(opts: RunOptions) -> int:
             if progress is not None:
                 with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
                     progress.close()
-        return _finish_run(opts, scenario, header, out_dir, outcome)
+        return _finish_run(opts, scenario, header, out_dir, log_path, outcome)
 
 
 def _finish_run(
-    opts: RunOptions, scenario: Scenario, header: LogHeader, out_dir: Path, outcome: RunOutcome
+    opts: RunOptions,
+    scenario: Scenario,
+    header: LogHeader,
+    out_dir: Path,
+    log_path: Path,
+    outcome: RunOutcome,
 ) -> int:
     """Summary, output files, report and exit code of a finished run."""
     meta = RunMeta.from_header(header)
@@ -195,7 +201,11 @@ def _finish_run(
         footer=outcome.footer,
     )
     rows = timeseries_rows(outcome.reducer)
-    _write_outputs(out_dir, scenario, summary, rows)
+    try:
+        _write_outputs(out_dir, scenario, summary, rows, log_path=log_path)
+        unwritten = None
+    except RunError as exc:
+        unwritten = exc  # still print the report: it may be the only copy of the numbers
     # The outputs are on disk; a terminal that was closed (SIGHUP: EIO) must not turn the run
     # into an error now, so the report is written where it can be and dropped where not.
     with contextlib.suppress(OSError):
@@ -203,10 +213,15 @@ def _finish_run(
             print(json.dumps(summary, indent=2), flush=True)
         else:
             print(render_text(summary))
-            print(f"\nresults: {out_dir}/", flush=True)
+            if unwritten is None:
+                print(f"\nresults: {out_dir}/", flush=True)
     with contextlib.suppress(OSError):
         for message in outcome.messages:
             print(f"z6: {message}", file=sys.stderr, flush=True)
+    if unwritten is not None:
+        with contextlib.suppress(OSError):
+            print(f"z6: {unwritten}", file=sys.stderr, flush=True)
+        return EXIT_RUNTIME
     if outcome.interrupted:
         return EXIT_INTERRUPTED
     if outcome.failed_workers or outcome.limited:
@@ -214,20 +229,47 @@ def _finish_run(
     return EXIT_OK if summary["passed"] else EXIT_GOALS
 
 
-def _write_outputs(
-    out_dir: Path, scenario: Scenario, summary: dict[str, Any], rows: list[dict[str, Any]]
-) -> None:
+def _clear_previous_outputs(out_dir: Path) -> None:
+    """Remove a previous run's outputs from ``out_dir`` before this run starts, so that a
+    ``summary.json`` found next to ``events.bin`` is always this run's (or absent)."""
     try:
-        texts = (
-            json.dumps(summary, indent=2) + "\n",
-            render_text(summary) + "\n",
-            render_timeseries_csv(rows),
-            scenario.source_text,
-        )
-        for name, text in zip(OUTPUT_FILES, texts, strict=True):
-            (out_dir / name).write_text(text)
+        for name in OUTPUT_FILES:
+            (out_dir / name).unlink(missing_ok=True)
     except OSError as exc:
-        raise RunError(f"cannot write results to {out_dir}: {exc.strerror}") from None
+        raise RunError(
+            f"cannot replace the previous results in {out_dir}: {exc.strerror}"
+        ) from None
+
+
+def _write_outputs(
+    out_dir: Path,
+    scenario: Scenario,
+    summary: dict[str, Any],
+    rows: list[dict[str, Any]],
+    *,
+    log_path: Path,
+) -> None:
+    """Write the output files, each whole or not at all: a full disk or a crash leaves no
+    truncated summary (each goes to a hidden temporary file, then is renamed into place)."""
+    texts = (
+        json.dumps(summary, indent=2) + "\n",
+        render_text(summary) + "\n",
+        render_timeseries_csv(rows),
+        scenario.source_text,
+    )
+    for name, text in zip(OUTPUT_FILES, texts, strict=True):
+        path = out_dir / name
+        tmp = out_dir / f".{name}.z6-tmp"
+        try:
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise RunError(
+                f"cannot write {path}: {exc.strerror}; the run's events are in {log_path} "
+                f"('z6 analyze {log_path}' recomputes the summary)"
+            ) from None
 
 
 def run_demo(procs: int | None, quiet: bool, out: Path | None) -> int:

@@ -7,15 +7,24 @@ lose nor invent a request without a test failing.
 from __future__ import annotations
 
 import json
+import resource
+import signal
+import subprocess
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_z6
+from conftest import run_z6, z6_command
 from servers import hypercorn_server, nginx_binary, nginx_server, wait_for_log_total, z6_server
+from test_replay import WEIGHTED, scenario_of, synth_log
+
+from z6.cli.analyze_cmd import analyze_logs
+from z6.cli.run_cmd import _write_outputs
+from z6.engine.errors import RunError
 
 pytestmark = pytest.mark.slow
 
@@ -350,3 +359,66 @@ def test_a_run_never_overwrites_its_own_scenario(tmp_path: Path, how: str) -> No
     assert "is the scenario file itself" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert scenario.read_bytes() == before
+
+
+def test_a_run_into_a_used_out_dir_removes_the_old_summary_first(tmp_path: Path) -> None:
+    """While a run goes on (or after it was killed), --out never shows a summary.json of an
+    earlier run next to this run's events.bin."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("summary.json", "summary.txt", "timeseries.csv", "scenario.toml"):
+        (out / name).write_text("an earlier run's\n")
+    scenario = write_scenario(
+        tmp_path,
+        9,
+        "[runtime]\nduration_seconds = 30\nvus = 1\n"
+        '[[requests]]\nname = "r"\nmethod = "GET"\npath = "/"\n'
+        "[think_time]\ntype = 'random'\nmin_ms = 50\nmax_ms = 50\n",
+    )
+    proc = subprocess.Popen(
+        [*z6_command(), "run", str(scenario), "--procs", "1", "--quiet", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (out / "events.bin").exists():
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the run never created events.bin"
+            time.sleep(0.02)
+        assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["events.bin"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert json.loads((out / "summary.json").read_text())["outcome"] == "interrupted"
+
+
+def test_outputs_are_whole_or_absent_when_the_disk_fills(tmp_path: Path) -> None:
+    """A write that fails midway (a full disk; here the file size limit) leaves no truncated
+    summary.json and no temporary file, and the error says where the numbers still are."""
+    log = synth_log(tmp_path / "events.bin")
+    result = analyze_logs([log])
+    out = tmp_path / "out"
+    out.mkdir()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200, hard))  # Python ignores SIGXFSZ: EFBIG
+    try:
+        with pytest.raises(RunError) as info:
+            _write_outputs(out, scenario_of(WEIGHTED), result.summary, result.rows(), log_path=log)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert str(info.value) == (
+        f"cannot write {out}/summary.json: File too large; the run's events are in {log} "
+        f"('z6 analyze {log}' recomputes the summary)"
+    )
+    assert list(out.iterdir()) == []
+    _write_outputs(out, scenario_of(WEIGHTED), result.summary, result.rows(), log_path=log)
+    assert json.loads((out / "summary.json").read_text()) == result.summary
+    assert sorted(p.name for p in out.iterdir()) == [
+        "scenario.toml",
+        "summary.json",
+        "summary.txt",
+        "timeseries.csv",
+    ]
