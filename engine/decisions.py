@@ -251,6 +251,17 @@ def open_model_worker_iterations(
             yield shard_index + p * shard_count
 
 
+def open_model_arrival_owner(
+    n: int, procs: int, shard_index: int = 0, shard_count: int = 1, pool: int | None = None
+) -> int | None:
+    """The worker of shard ``shard_index`` that schedules arrival ``n`` (the inverse of
+    :func:`open_model_worker_iterations`), or ``None`` when ``n`` is another shard's."""
+    if n < 0 or n % shard_count != shard_index:
+        return None
+    p = (n - shard_index) // shard_count
+    return (p % pool if pool else p) % procs
+
+
 def resolve_seed(cli_seed: int | None, scenario_seed: int | None) -> int:
     """The run's seed: ``--seed``, else ``runtime.prng_seed``, else a fresh random 63-bit value."""
     if cli_seed is not None:

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from z6.engine.decisions import ARRIVAL_VU_KEY, Planner, think_ns
+from z6.engine.decisions import ARRIVAL_VU_KEY, Planner, open_model_arrival_owner, think_ns
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.scenario import Scenario
 from z6.engine.schedule import arrival_instant_ns, arrivals_total, peak_vus, vu_windows
@@ -245,9 +245,8 @@ class ReplayVerifier:
 
     def owner_of_arrival(self, n: int) -> int | None:
         """Open model: the worker that schedules arrival ``n``, or ``None`` if not this shard's."""
-        if n < 0 or n % self.shard_count != self.shard_index:
-            return None
-        return ((n - self.shard_index) // self.shard_count) % self.procs
+        pool = len(range(self.shard_index, self._vus, self.shard_count))
+        return open_model_arrival_owner(n, self.procs, self.shard_index, self.shard_count, pool)
 
     def _check_vu(self, vu: int, worker: int) -> bool:
         """Ownership of ``vu``; reports once per VU and returns False when it is unknown."""
@@ -486,7 +485,8 @@ class ReplayVerifier:
         """Final checks; ``complete`` says the log is intact and the run completed.
 
         In iterations mode (closed model) a complete run must show every VU of the shard
-        with exactly ``runtime.iterations`` full iterations.
+        with exactly ``runtime.iterations`` full iterations; in the open model it must show
+        every arrival of the shard, run or dropped.
         """
         r = self.result
         r.vus_seen = len(self._states)
@@ -495,10 +495,17 @@ class ReplayVerifier:
             if self._arrival_bits is not None:
                 seen = sum(bin(b).count("1") for b in self._arrival_bits)
                 mine = len(range(self.shard_index, self._arrivals, self.shard_count))
-                if seen < mine:
+                if seen < mine and complete:
+                    # Every arrival due before the end is run or dropped (SPEC section 3).
+                    self._mismatch(
+                        "incomplete",
+                        f"{mine - seen} of {mine} arrivals due before the end were neither "
+                        "started nor counted as dropped",
+                    )
+                elif seen < mine:
                     r.notes.append(
-                        f"{mine - seen} of {mine} arrivals due never started (the run ended "
-                        "before they came due, or the log is incomplete)"
+                        f"{mine - seen} of {mine} arrivals due never started (the run stopped "
+                        "early, or the log is incomplete)"
                     )
             return r
         if limit is None:

@@ -292,12 +292,13 @@ class VuRuntime:
         stop_ns: float,
         scheduled_ns: int,
         dvu: int,
-    ) -> None:
+    ) -> bool:
         """Iterations ``first .. last - 1``, each started only before ``stop_ns`` and the end
         of the run: the planned requests in order, each followed by its think time. ``dvu``
         is the VU id of the decision key (``ARRIVAL_VU_KEY`` in the open model, which runs
         one iteration per call; a closed VU counts its finished iterations in ``slot``).
-        Returns early when the window or the run ends.
+        Returns early when the window or the run ends; returns whether any request was sent
+        (an open-model iteration that never sent one was dropped, not run).
 
         One call runs a closed VU's whole window, so the set-up below is paid once per window
         rather than once per iteration (a coroutine and a dozen lookups per request).
@@ -318,11 +319,11 @@ class VuRuntime:
         while iteration < last:
             # _end_ns moves earlier on a stop request: read it on every pass.
             if time.perf_counter_ns() >= min(stop_ns, self._end_ns):
-                return
+                return iteration > first
             steps = plan(dvu, iteration)
             for step in range(len(steps)):
                 if time.perf_counter_ns() >= self._end_ns:
-                    return
+                    return iteration > first or step > 0
                 req_index = steps[step]
                 c.requests_started += 1
                 stopped: Interrupted | None = None
@@ -356,10 +357,11 @@ class VuRuntime:
                 if stopped is not None:
                     raise stopped
                 if t_ns and not await self._sleep_until(time.perf_counter_ns() + t_ns):
-                    return
+                    return True
             iteration += 1
             if closed:
                 slot.iteration = iteration
+        return iteration > first
 
     async def _open_model(self, my_vus: list[int]) -> None:
         """Open model: start iterations at the declared rate from a pool of idle VUs."""
@@ -414,16 +416,27 @@ class VuRuntime:
             n = nxt
 
     async def _open_iteration(self, slot: _Slot, idle: list[_Slot], n: int, due_ns: int) -> None:
+        """Run open-model iteration ``n`` (due at ``due_ns``) on ``slot``'s VU. Spawned before
+        the run's end, it may first run after it when the worker is overloaded: it is then
+        recorded as dropped, like an arrival that found no free VU (SPEC section 3)."""
         vu = slot.vu
-        self._emit(VuStarted(vu, self._rel(time.perf_counter_ns())))
+        now = time.perf_counter_ns()
+        if now >= self._end_ns:
+            self._emit(IterationDropped(n, due_ns - self._start_ns))
+            idle.append(slot)
+            return
+        self._emit(VuStarted(vu, self._rel(now)))
+        began = True
         try:
             # Decisions of open-model iteration n depend on (seed, n) only: which VU runs it
             # depends on timing, so the decision key uses the reserved ARRIVAL_VU_KEY.
-            await self._iterations(
+            began = await self._iterations(
                 slot, n, n + 1, self._end_ns, due_ns - self._start_ns, ARRIVAL_VU_KEY
             )
+            if not began:  # the run ended between the check above and the first request
+                self._emit(IterationDropped(n, due_ns - self._start_ns))
         finally:
-            self._emit(VuStopped(vu, self._rel(time.perf_counter_ns()), 1))
+            self._emit(VuStopped(vu, self._rel(time.perf_counter_ns()), int(began)))
             idle.append(slot)
 
 

@@ -21,6 +21,7 @@ from z6.engine.decisions import (
     draw,
     draw_keyed,
     iteration_plan,
+    open_model_arrival_owner,
     open_model_worker_iterations,
     resolve_seed,
     shard_vus,
@@ -297,6 +298,8 @@ def test_open_model_iterations_follow_the_pool_share(
         for w in range(procs):
             mine = list(open_model_worker_iterations(n_total, procs, w, s, shards, shard_pool))
             assert mine == sorted(mine)
+            # The replay verifier's inverse names this worker for each of them.
+            assert {open_model_arrival_owner(n, procs, s, shards, shard_pool) for n in mine} <= {w}
             vus = len(range(w, shard_pool, procs))
             positions = len(range(s, n_total, shards))
             if shard_pool:
@@ -305,6 +308,7 @@ def test_open_model_iterations_follow_the_pool_share(
                 assert len(mine) == full * vus + len(range(w, min(rest, shard_pool), procs))
             got.extend(mine)
     assert sorted(got) == list(range(n_total))
+    assert open_model_arrival_owner(n_total, procs, 0, shards, pool) in (None, *range(procs))
     assert list(open_model_worker_iterations(10, 2, 1, pool=1)) == []
     assert list(open_model_worker_iterations(10, 2, 0, pool=3)) == [0, 2, 3, 5, 6, 8, 9]
 

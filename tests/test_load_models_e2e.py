@@ -13,8 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import run_z6
 from servers import z6_server
 from test_run_e2e import run_json, write_scenario
+
+from z6.ipc.eventlog import EventLogReader
+from z6.ipc.events import VuStarted, VuStopped
 
 pytestmark = pytest.mark.slow
 
@@ -180,6 +184,10 @@ def test_arrival_rate_a_small_pool_serves_every_worker_s_arrivals(
     assert code == 0, err
     assert summary["dropped_iterations"] == 0
     assert summary["requests"]["total"] == 500
+    # The replay verifier knows the routing: each arrival on the worker that owns its slot.
+    verify = run_z6(["replay", str(tmp_path / "out" / "events.bin"), "--verify"])
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "every decision matches" in verify.stdout
 
 
 FLOOD = """
@@ -198,15 +206,27 @@ max_vus = 1
 """
 
 
+@pytest.mark.parametrize("pool", [1, 2000])
 def test_arrival_rate_arrivals_a_late_loop_never_reached_are_dropped(
-    tmp_path: Path, port: int
+    tmp_path: Path, port: int, pool: int
 ) -> None:
     # A million arrivals/s: the arrival loop falls far behind. Those still pending at the end
-    # of the run were due: each is run or counted as dropped, none vanishes.
-    scenario = write_scenario(tmp_path, port, FLOOD)
+    # of the run were due: each is run or counted as dropped, none vanishes. A large pool
+    # also leaves iterations spawned before the end whose VU first runs after it: dropped too.
+    scenario = write_scenario(tmp_path, port, FLOOD.replace("max_vus = 1", f"max_vus = {pool}"))
     code, summary, err = run_json(scenario, tmp_path / "out", "--procs", "1")
     assert code == 0, err
     assert summary["requests"]["total"] + summary["dropped_iterations"] == 300_000
+    log = EventLogReader(tmp_path / "out" / "events.bin")
+    started = stopped = 0
+    for _worker, events in log.batches():
+        for e in events:
+            if isinstance(e, VuStarted):
+                started += 1
+            elif isinstance(e, VuStopped):
+                stopped += e.iterations
+    # Every VU start is one iteration that sent its request.
+    assert started == stopped == summary["requests"]["total"]
 
 
 GRACEFUL = """

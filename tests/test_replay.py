@@ -15,7 +15,13 @@ import msgspec
 import pytest
 from conftest import run_z6
 
-from z6.engine.decisions import ARRIVAL_VU_KEY, Planner, think_ns, worker_slice
+from z6.engine.decisions import (
+    ARRIVAL_VU_KEY,
+    Planner,
+    open_model_worker_iterations,
+    think_ns,
+    worker_slice,
+)
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.loader import load_scenario_text
 from z6.engine.replay import ReplayVerifier, verify_batches, verify_log
@@ -173,16 +179,17 @@ def open_worker_events(sc: Scenario, seed: int, procs: int, w: int) -> list[Even
     planner = Planner(sc, seed)
     rate = float(sc.schedule.rate or 0)
     total = arrivals_total(rate, sc.runtime.duration_seconds or 0)
-    vus = worker_slice(peak_vus(sc.schedule), procs, w)
+    pool = peak_vus(sc.schedule)
+    vus = worker_slice(pool, procs, w)
     events: list[Event] = [WorkerStarted(w, 1000 + w, 0, len(vus))]
     requests = 0
     end = 0
-    for n in range(w, total, procs):
+    for n in open_model_worker_iterations(total, procs, w, pool=pool):
         due = arrival_instant_ns(rate, n)
         if n % 7 == 6:
             events.append(IterationDropped(n, due))
             continue
-        vu = vus[(n // procs) % len(vus)]
+        vu = n % pool  # the pool slot the arrival is routed by, a VU of this worker
         events.append(VuStarted(vu, due + 500))
         t = due + 1000
         for step, r in enumerate(planner.plan(ARRIVAL_VU_KEY, n)):
@@ -490,6 +497,18 @@ def test_open_model_checks(tmp_path: Path) -> None:
 
     count, kinds, _ = verify_path(synth_log(tmp_path / "c.bin", OPEN, edit=wrong_worker), OPEN)
     assert (count, kinds) == (1, ["worker"])
+
+    def lost(per_worker: list[list[Event]]) -> None:
+        drop = next(e for e in per_worker[0] if isinstance(e, IterationDropped))
+        per_worker[0].remove(drop)
+
+    # An arrival neither run nor dropped: a mismatch in a complete run, a note otherwise.
+    count, kinds, _ = verify_path(synth_log(tmp_path / "d.bin", OPEN, edit=lost), OPEN)
+    assert (count, kinds) == (1, ["incomplete"])
+    stopped = synth_log(tmp_path / "e.bin", OPEN, edit=lost, outcome="interrupted")
+    count, kinds, notes = verify_path(stopped, OPEN)
+    assert (count, kinds) == (0, [])
+    assert any("arrivals due never started (the run stopped early" in n for n in notes)
 
 
 def test_wrong_worker_vu_count_is_reported(tmp_path: Path) -> None:
