@@ -49,6 +49,15 @@ def apply_overrides(
         limit = sc.limits.max_vus
         if limit is not None and vus > limit:
             raise ConfigError(f"--vus {vus} exceeds limits.max_vus = {limit}")
+        # One connection per VU: the same bounds the loader puts on the file's own VU count.
+        for key, bound in (
+            ("limits.max_connections", sc.limits.max_connections),
+            ("target.max_connections", target.max_connections),
+        ):
+            if bound is not None and vus > bound:
+                raise ConfigError(
+                    f"--vus {vus} needs {vus} connections (one per VU), above {key} = {bound}"
+                )
     if base_url is not None:
         target = msgspec.structs.replace(target, base_url=base_url)
     if schedule.type == "arrival_rate" and runtime.duration_seconds is None:

@@ -1268,3 +1268,28 @@ def test_overrides_apply_the_loader_bounds() -> None:
         apply_overrides(sc, vus=MAX_VUS + 1)
     ok = apply_overrides(sc, duration=MAX_DURATION_SECONDS, vus=MAX_VUS)
     assert ok.runtime.duration_seconds == MAX_DURATION_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [("[limits]\nmax_connections = 3\n", "limits"), ("max_connections = 3\n", "target")],
+)
+def test_vus_override_keeps_the_connection_bounds(table: str, key: str) -> None:
+    """``--vus`` must not get past a bound the file's own ``vus`` could not (one socket per VU)."""
+    from z6.engine.errors import ConfigError
+    from z6.engine.overrides import apply_overrides
+
+    target = '[target]\nbase_url = "http://127.0.0.1:1"\n'
+    text = (
+        (target + table if key == "target" else target)
+        + "[runtime]\nvus = 2\nduration_seconds = 1\n"
+        + '[[requests]]\nname = "a"\nmethod = "GET"\npath = "/"\n'
+        + (table if key == "limits" else "")
+    )
+    sc = load_scenario_text(text, "s.toml")
+    assert apply_overrides(sc, vus=3).runtime.vus == 3
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(sc, vus=4)
+    assert str(info.value) == (
+        f"--vus 4 needs 4 connections (one per VU), above {key}.max_connections = 3"
+    )
