@@ -113,7 +113,8 @@ def render_text(summary: Mapping[str, Any]) -> str:
         _line(
             "connections",
             f"{conns.get('new', 0)} new, connect mean {_ms(cms.get('mean'))},"
-            f" max {_ms(cms.get('max'))}",
+            f" max {_ms(cms.get('max'))}"
+            + (f"; {conns['failed']} failed to connect" if conns.get("failed") else ""),
         )
     )
     if "latency_corrected_ms" in summary or summary.get("dropped_iterations"):

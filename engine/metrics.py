@@ -72,6 +72,17 @@ EXCLUDED_FROM_LATENCY: frozenset[int] = frozenset(
 )
 """Error kinds whose request has no meaningful latency: no request was sent, or z6 cut it."""
 
+_CONNECT_FAILURES: frozenset[int] = frozenset(
+    {
+        ErrorKind.CONNECT_REFUSED,
+        ErrorKind.CONNECT_TIMEOUT,
+        ErrorKind.DNS_ERROR,
+        ErrorKind.TLS_ERROR,
+        ErrorKind.OTHER,  # EMFILE, EADDRNOTAVAIL... when the socket could not be set up
+    }
+)
+"""Error kinds of a connection attempt that failed (with zero request time, see _add_requests)."""
+
 _NS = 1_000_000_000
 _add = operator.add
 _second_of = _NS.__rfloordiv__  # t_ns -> its second (t_ns // _NS), callable from C
@@ -395,7 +406,8 @@ class Reducer:
         self._lat: Counter[int] = Counter()
         self._corr: Counter[int] = Counter()  # same, corrected latency (open model)
         self.bytes_received = 0
-        self.new_connections = 0
+        self.new_connections = 0  # connections opened (the connect succeeded)
+        self.failed_connects = 0  # attempts whose connect failed: nothing was sent
         self._connect_sum_ns = 0
         self._connect_max_ns = 0
         self.dropped_iterations = 0
@@ -499,12 +511,21 @@ class Reducer:
         self._iv_requests += n
         self._iv_failed += failed
         if nc:
-            self.new_connections += nc
-            cts = [x for x, f in zip(cols[_F_CONNECT], newconn, strict=True) if f]
-            self._connect_sum_ns += sum(cts)
-            m = max(cts)
-            if m > self._connect_max_ns:
-                self._connect_max_ns = m
+            # A failed connect is an event with a new connection, a connect-phase error and
+            # no time spent on a request (the client sets start = end): an attempt, not a
+            # connection, and its time is not a connect time.
+            cts = [
+                x
+                for x, f, e, t in zip(cols[_F_CONNECT], newconn, err, lat, strict=True)
+                if f and not (t == 0 and e in _CONNECT_FAILURES)
+            ]
+            self.new_connections += len(cts)
+            self.failed_connects += nc - len(cts)
+            if cts:
+                self._connect_sum_ns += sum(cts)
+                m = max(cts)
+                if m > self._connect_max_ns:
+                    self._connect_max_ns = m
 
         ends = list(map(_add, start, lat))
         hi = max(ends)
@@ -679,6 +700,7 @@ class Reducer:
         self._corr.update(other._corr)
         self.bytes_received += other.bytes_received
         self.new_connections += other.new_connections
+        self.failed_connects += other.failed_connects
         self._connect_sum_ns += other._connect_sum_ns
         self._connect_max_ns = max(self._connect_max_ns, other._connect_max_ns)
         self.dropped_iterations += other.dropped_iterations

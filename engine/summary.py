@@ -220,6 +220,7 @@ def build_summary(
     summary["bytes_received"] = reducer.bytes_received
     summary["connections"] = {
         "new": reducer.new_connections,
+        "failed": reducer.failed_connects,
         "connect_ms": {
             "mean": None if mean_ns is None else round(mean_ns / 1e6, 3),
             "max": None if max_ns is None else round(max_ns / 1e6, 3),

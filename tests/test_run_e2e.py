@@ -235,6 +235,12 @@ def test_connect_refused_is_recorded_not_crashed(tmp_path: Path) -> None:
     assert code == 0, err  # no goals: a run full of errors still "passes"
     assert summary["requests"]["total"] == 6
     assert summary["errors"]["by_kind"] == {"connect_refused": 6}
+    # Six attempts, no connection: none is "new", and no connect time is averaged.
+    assert summary["connections"] == {
+        "new": 0,
+        "failed": 6,
+        "connect_ms": {"mean": None, "max": None},
+    }
     assert "Traceback" not in err
 
 

@@ -73,7 +73,11 @@ def _run(open_model: bool = False) -> Reducer:
     events.append(
         req(1, 20, status=500, error=ErrorKind.STATUS, new_connection=True, connect_ns=MS)
     )
-    events.append(req(1, 0, status=0, error=ErrorKind.CONNECT_REFUSED))
+    # A refused connect: an attempt (new_connection set, its wait in connect_ns), not a
+    # connection, so neither counted as new nor part of the connect time.
+    events.append(
+        req(1, 0, status=0, error=ErrorKind.CONNECT_REFUSED, new_connection=True, connect_ns=9 * MS)
+    )
     events.append(IterationDropped(3, 500 * MS))
     events.append(VuStopped(0, 1_900 * MS, 10))
     r.add(events, 0)
@@ -149,7 +153,7 @@ def test_summary_has_the_spec_keys_and_values() -> None:
         "by_kind": {"connect_refused": 1, "status": 1},
     }
     assert s["bytes_received"] == 1000
-    assert s["connections"] == {"new": 1, "connect_ms": {"mean": 1.0, "max": 1.0}}
+    assert s["connections"] == {"new": 1, "failed": 1, "connect_ms": {"mean": 1.0, "max": 1.0}}
     assert s["dropped_iterations"] == 1
     assert s["ring_waits"] == 4
     assert s["accounting"]["complete"] is True
