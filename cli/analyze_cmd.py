@@ -193,6 +193,8 @@ def analyze_logs(
         parts.append(part)
     first = parts[0]
     warnings = [w for p in parts for w in p.warnings]
+    if len(parts) > 1:
+        _warn_if_apart(parts, warnings)
     reducer = first.reducer
     if len(parts) > 1:
         # The first log's reducer is ours to extend: its workers stay part 0, log k's are
@@ -246,6 +248,26 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.samefile(b)
     except OSError:
         return False
+
+
+def _warn_if_apart(parts: Sequence[LogReduction], warnings: list[str]) -> None:
+    """Merged logs share one time axis from their own starts, which is right for shards that
+    ran together; runs made one after the other would read as one run at their summed rate."""
+    spans = sorted(
+        (p.header.wall_start_ns, p.header.wall_start_ns + p.reducer.duration_ns, p.path)
+        for p in parts
+    )
+    end, last = spans[0][1], spans[0][2]
+    for start, stop, path in spans[1:]:
+        if start >= end:
+            warnings.append(
+                f"{path} started after {last} had ended: merged logs are laid over one another "
+                "from their starts, so rps and the time series read as if the runs had been "
+                "at the same time (totals, errors and latencies are exact)"
+            )
+            return
+        if stop > end:
+            end, last = stop, path
 
 
 def _merge_shards(meta: RunMeta, parts: Sequence[LogReduction], warnings: list[str]) -> None:

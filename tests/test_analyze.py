@@ -96,6 +96,7 @@ def test_two_logs_merge(tmp_path: Path) -> None:
     assert s["procs"] == 4
     assert s["logs"] == 2
     assert s["outcome"] == "interrupted"
+    assert analyze_logs([a, b]).warnings[0].startswith(f"{b} started after {a} had ended")
     workers = s["accounting"]["workers"]
     assert sorted((w["part"], w["worker"]) for w in workers) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert s["accounting"]["complete"] is True
@@ -360,6 +361,13 @@ def test_two_real_logs_merge_exactly(two_runs: tuple[Path, Path]) -> None:
     one, two = two_runs
     proc = run_z6(["analyze", str(one / "events.bin"), str(two / "events.bin"), "-f", "json"])
     assert proc.returncode == 0, proc.stderr
+    # One run after the other: merged on one time axis, which the user is told.
+    assert proc.stderr.startswith(
+        f"z6: warning: {two / 'events.bin'} started after {one / 'events.bin'} had ended: "
+        "merged logs are laid over one another from their starts, so rps and the time series "
+        "read as if the runs had been at the same time (totals, errors and latencies are "
+        "exact)\n"
+    )
     merged = json.loads(proc.stdout)
     a, b = load(one / "summary.json"), load(two / "summary.json")
     assert merged["requests"]["total"] == 1200
