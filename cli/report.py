@@ -90,6 +90,9 @@ def render_text(summary: Mapping[str, Any]) -> str:
     shard = summary.get("shard")
     if shard:
         out.append(f"  shard {shard.get('index')}/{shard.get('count')}")
+    options = summary.get("options")
+    if options:
+        out.append("  options " + ", ".join(f"{k} {v}" for k, v in options.items()))
     out.append("")
     req = summary.get("requests", {})
     total = req.get("total", 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -55,6 +55,8 @@ class HeaderLike(Protocol):
     def shard_index(self) -> int: ...
     @property
     def shard_count(self) -> int: ...
+    @property
+    def options(self) -> Mapping[str, str]: ...
 
 
 class FooterLike(Protocol):
@@ -78,6 +80,7 @@ class RunMeta(msgspec.Struct, kw_only=True):
     wall_start_ns: int
     shard_index: int = 0
     shard_count: int = 1
+    options: dict[str, str] = {}
 
     @classmethod
     def from_header(cls, header: HeaderLike) -> RunMeta:
@@ -93,6 +96,7 @@ class RunMeta(msgspec.Struct, kw_only=True):
             wall_start_ns=header.wall_start_ns,
             shard_index=header.shard_index,
             shard_count=header.shard_count,
+            options=dict(header.options),
         )
 
 
@@ -192,6 +196,9 @@ def build_summary(
         "z6_version": meta.z6_version,
         "seed": meta.seed,
         "procs": meta.procs,
+        # The run's command-line choices (engine, --duration, --vus...): the saved
+        # scenario.toml is the file as written, so this says what actually ran.
+        "options": dict(meta.options),
         "scenario": {
             "name": meta.scenario_name,
             "sha256": meta.scenario_sha256,

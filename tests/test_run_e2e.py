@@ -231,9 +231,13 @@ def test_connect_refused_is_recorded_not_crashed(tmp_path: Path) -> None:
         path = "/"
         """,
     )
-    code, summary, err = run_json(scenario, tmp_path / "out", "--procs", "1")
+    out = tmp_path / "out"
+    code, summary, err = run_json(scenario, out, "--procs", "1", "--vus", "2", "--http", "h11")
     assert code == 0, err  # no goals: a run full of errors still "passes"
     assert summary["requests"]["total"] == 6
+    # What ran beyond the saved scenario.toml: the overrides and the engine.
+    assert summary["options"] == {"engine": "h11", "vus": "2"}
+    assert "  options engine h11, vus 2\n" in (out / "summary.txt").read_text()
     assert summary["errors"]["by_kind"] == {"connect_refused": 6}
     # Six attempts, no connection: none is "new", and no connect time is averaged.
     assert summary["connections"] == {

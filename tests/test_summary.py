@@ -251,12 +251,14 @@ class _Header:
     wall_start_ns: int = 0
     shard_index: int = 0
     shard_count: int = 1
+    options: dict[str, str] = field(default_factory=lambda: {"engine": "h11", "vus": "3"})
 
 
 def test_meta_from_header_takes_the_name_from_the_embedded_scenario() -> None:
     meta = RunMeta.from_header(_Header('[metadata]\nname = "Checkout"\n'))
     assert meta.scenario_name == "Checkout"
     assert (meta.seed, meta.procs, meta.scenario_sha256) == (7, 4, "cd" * 32)
+    assert meta.options == {"engine": "h11", "vus": "3"}
     assert RunMeta.from_header(_Header("[runtime]\nvus = 1\n")).scenario_name == "load.toml"
     assert RunMeta.from_header(_Header("not = = toml")).scenario_name == "load.toml"
 
