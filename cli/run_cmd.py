@@ -19,7 +19,7 @@ from z6.cli.report import render_text, render_timeseries_csv
 from z6.engine.decisions import resolve_seed
 from z6.engine.errors import ConfigError, RunError
 from z6.engine.loader import load_scenario
-from z6.engine.overrides import apply_overrides
+from z6.engine.overrides import apply_overrides, duration_cut_note
 from z6.engine.protocol import engine_factory, httptools_available
 from z6.engine.scenario import Scenario
 from z6.engine.schedule import peak_vus
@@ -98,9 +98,13 @@ def _raise_nofile_limit(needed: int) -> str | None:
 
 def run_scenario(opts: RunOptions) -> int:
     """Run a scenario end to end; return the exit code (SPEC 6)."""
+    written = load_scenario(opts.scenario)
     scenario = apply_overrides(
-        load_scenario(opts.scenario), duration=opts.duration, vus=opts.vus, base_url=opts.base_url
+        written, duration=opts.duration, vus=opts.vus, base_url=opts.base_url
     )
+    cut = duration_cut_note(written, opts.duration)
+    if cut and not opts.quiet:
+        print(f"z6: note: {cut}", file=sys.stderr)
     engine_factory(opts.engine)  # fail early on an unknown or missing protocol engine
     engine = opts.engine
     if engine == "auto":  # record the engine actually used

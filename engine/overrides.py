@@ -63,3 +63,18 @@ def apply_overrides(
     if schedule.type == "arrival_rate" and runtime.duration_seconds is None:
         raise ConfigError("arrival_rate needs a duration (runtime.duration_seconds or --duration)")
     return msgspec.structs.replace(sc, runtime=runtime, schedule=schedule, target=target)
+
+
+def duration_cut_note(sc: Scenario, duration: float | None) -> str | None:
+    """The note for a ``--duration`` that ends a shaped schedule (ramp, spike, steps) before
+    the scenario's own end, or ``None``: the shape is cut there, which the file itself could
+    not ask for (the loader refuses a shape longer than the run)."""
+    written = sc.runtime.duration_seconds
+    if duration is None or written is None or duration >= written:
+        return None
+    if sc.schedule.type not in ("ramp", "spike", "steps"):
+        return None
+    return (
+        f"--duration {duration:g} s ends the run before the end of its {sc.schedule.type} "
+        f"schedule ({written:g} s as written): the shape is cut at {duration:g} s"
+    )

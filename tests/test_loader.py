@@ -1293,3 +1293,17 @@ def test_vus_override_keeps_the_connection_bounds(table: str, key: str) -> None:
     assert str(info.value) == (
         f"--vus 4 needs 4 connections (one per VU), above {key}.max_connections = 3"
     )
+
+
+def test_a_duration_override_that_cuts_a_shape_says_so() -> None:
+    from z6.engine.overrides import duration_cut_note
+
+    spike = load_scenario(REPO / "scenarios" / "spike.toml", env={})
+    assert duration_cut_note(spike, 3.0) == (
+        "--duration 3 s ends the run before the end of its spike schedule (30 s as written): "
+        "the shape is cut at 3 s"
+    )
+    assert duration_cut_note(spike, 30.0) is None
+    assert duration_cut_note(spike, None) is None
+    constant = load_scenario(REPO / "scenarios" / "constant.toml", env={})
+    assert duration_cut_note(constant, 1.0) is None
