@@ -1,5 +1,5 @@
 """``python -m z6.cli`` runs the z6 command line."""
 
-from z6.cli.app import main
+from z6.cli.entry import main
 
 main()

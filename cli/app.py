@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from z6.cli.entry import report_interrupted
 from z6.engine.errors import Z6Error, sole_error
 from z6.engine.version import __version__
 
@@ -235,5 +236,16 @@ def diff(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Run the command line (``z6.cli.entry.main``, the console script, calls this).
+
+    typer turns a Ctrl-C during argument parsing or a command's own imports (before
+    ``_exit_with`` guards it) into a silent exit 130: such an exit gets the same
+    ``z6: interrupted`` line as every other interrupted z6. (``_exit_with`` raises its exit
+    ``from None``, so its own, already reported, 130 does not match.)"""
+    try:
+        app()
+    except SystemExit as exc:
+        stop = exc.__context__
+        if isinstance(stop, typer.Exit) and isinstance(stop.__cause__, KeyboardInterrupt):
+            report_interrupted()
+        raise

@@ -419,18 +419,45 @@ def accounting_problems(
     return problems
 
 
+# The resource tracker's own warnings, all of them starting "resource_tracker:" (3.11-3.13),
+# e.g. "UserWarning: resource_tracker: There appear to be 2 leaked shared_memory objects to
+# clean up at shutdown" plus the source line, after a kill -9 of the supervisor.
+_TRACKER_QUIET = "ignore:resource_tracker:UserWarning:multiprocessing.resource_tracker"
+
+
 def _start_resource_tracker() -> None:
     """Start multiprocessing's resource tracker (it unlinks the rings if the supervisor dies)
-    with SIGHUP blocked, so it inherits the block: it ignores SIGINT/SIGTERM itself, and a
+    with SIGHUP blocked and its warnings off.
+
+    SIGHUP blocked: the tracker inherits the block. It ignores SIGINT/SIGTERM itself, and a
     SIGHUP to the process group (terminal closed) must not kill it either. A SIGHUP that
-    arrives meanwhile stays pending for the supervisor and is handled once unblocked."""
+    arrives meanwhile stays pending for the supervisor and is handled once unblocked.
+
+    Warnings off: after the supervisor was killed (SIGKILL, the OOM killer), unlinking the
+    rings it left is the tracker's job and what z6 wants, but it also printed a two-line
+    Python ``UserWarning`` about "leaked shared_memory objects" on z6's stderr: noise to the
+    user, who knows z6 was killed. The tracker is a new interpreter (``python -c``) that
+    inherits the environment, so a ``PYTHONWARNINGS`` filter set while it starts silences
+    exactly those warnings there, through Python's documented warning control rather than
+    multiprocessing's internals. (Where it cannot, the warning shows as before: z6 run as
+    ``python -W ACTION ...`` passes that option on to the tracker, where it ranks above the
+    environment; ``-E``/``-I`` make the tracker ignore the environment; a tracker that already
+    runs keeps its settings.) z6's own environment is restored at once; the workers are
+    forked later."""
     from multiprocessing import resource_tracker
 
+    old_env = os.environ.get("PYTHONWARNINGS")
+    # Appended: the last filter given wins over the user's own, for these warnings only.
+    os.environ["PYTHONWARNINGS"] = f"{old_env},{_TRACKER_QUIET}" if old_env else _TRACKER_QUIET
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
         resource_tracker.ensure_running()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if old_env is None:
+            del os.environ["PYTHONWARNINGS"]
+        else:
+            os.environ["PYTHONWARNINGS"] = old_env
 
 
 def _exit_text(code: int | None) -> str:

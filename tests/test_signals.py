@@ -12,14 +12,16 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import textwrap
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_z6, z6_command
+from conftest import REPO, SCENARIOS, run_z6, z6_command
 from servers import z6_server
 
 from z6.engine.error_kinds import ErrorKind
@@ -255,6 +257,8 @@ def _analyze_if_available(log: Path) -> None:
 
 
 def test_supervisor_killed_workers_exit_and_rings_vanish(tmp_path: Path, server_port: int) -> None:
+    """kill -9 of ``z6 run``: the orphaned workers exit, multiprocessing's resource tracker
+    unlinks the rings, quietly."""
     procs = 2
     # A long graceful stop: orphaned workers must not wait for it (nobody would record it).
     scenario = write_scenario(tmp_path, server_port, path="/delay/5000", vus=4, graceful_s=60)
@@ -263,7 +267,14 @@ def test_supervisor_killed_workers_exit_and_rings_vanish(tmp_path: Path, server_
     pids = wait_until_running(proc, out / "events.bin", procs, after_start_s=0.3)
     assert len(segments_of(proc.pid)) == procs
     proc.kill()  # SIGKILL: no cleanup at all in the supervisor
-    finish(proc, FEW_SECONDS)
+    # finish() reads stderr to its end: the workers and the resource tracker hold it too, so
+    # it returns once the tracker has unlinked the rings and exited.
+    _code, _stdout, err, _took = finish(proc, FEW_SECONDS)
+    # The tracker's cleanup is wanted, its Python warning about "leaked shared_memory
+    # objects" (two lines on z6's stderr after every kill -9) is not.
+    assert "UserWarning" not in err
+    assert "leaked" not in err
+    assert "Traceback" not in err
     deadline = time.monotonic() + FEW_SECONDS
     while time.monotonic() < deadline and (
         z6_processes_of(set(pids.values())) or segments_of(proc.pid)
@@ -408,3 +419,128 @@ def test_closed_terminal_sighup_still_writes_the_outputs(tmp_path: Path, server_
     for name in ("summary.txt", "timeseries.csv"):
         assert (out / name).is_file()
     assert segments_of(proc.pid) == []
+
+
+@pytest.mark.xfail(
+    reason="the worker's reactor (engine/reactor.py) checks the hard stop before it reads the "
+    "sockets that became ready during the pause, and counts paused time against the graceful "
+    "stop (docs/reliability.md, Ctrl-Z); strict: remove this mark once that is fixed",
+    strict=True,
+)
+def test_pause_past_the_hard_stop_keeps_the_answers_that_arrived(
+    tmp_path: Path, server_port: int
+) -> None:
+    """Ctrl-Z (SIGSTOP of the group) while requests are in flight, for longer than the planned
+    end + graceful stop, then SIGCONT: the server answered during the pause, so the requests
+    should be recorded as answered (their latency spans the pause: that is their real
+    wall-clock latency), not as ``interrupted`` by a graceful stop that z6 was not running to
+    use."""
+    procs = 2
+    scenario = write_scenario(
+        tmp_path, server_port, path="/delay/1000", vus=2, graceful_s=1, duration_s=2
+    )
+    out = tmp_path / "out"
+    proc = start_run(scenario, out, procs)
+    wait_until_running(proc, out / "events.bin", procs, after_start_s=0.3)
+    # Each VU's 1 s request is in flight (back to back, no think time); the server answers
+    # during the pause.
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(2 + 1 + 0.5)  # past the planned end (2 s) + graceful stop (1 s)
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+    code, _stdout, err, _took = finish(proc, FEW_SECONDS)
+    assert code == 0, err
+    _summary, _reader, events = check_outputs(out, "complete")
+    requests = [e for _w, e in events if isinstance(e, RequestEvent)]
+    assert requests
+    assert [ErrorKind(e.error) for e in requests] == [ErrorKind.NONE] * len(requests)
+
+
+# -- interrupted while z6 starts -------------------------------------------------------------
+
+
+def _catches(pid: int, *sigs: signal.Signals) -> bool:
+    """True when process ``pid`` has a handler installed for each of ``sigs`` (the ``SigCgt``
+    mask of /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            mask = int(line.split()[1], 16)
+            return all(mask >> (s - 1) & 1 for s in sigs)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("sig", "delay_s"),
+    [
+        (signal.SIGINT, 0.0),
+        (signal.SIGINT, 0.02),
+        (signal.SIGINT, 0.05),
+        (signal.SIGINT, 0.1),
+        (signal.SIGINT, 0.2),
+        (signal.SIGTERM, 0.0),
+        (signal.SIGTERM, 0.05),
+        (signal.SIGTERM, 0.15),
+        (signal.SIGHUP, 0.05),
+    ],
+    ids=lambda v: v.name if isinstance(v, signal.Signals) else f"{v}s",
+)
+def test_interrupt_while_z6_starts_says_so_in_one_line(sig: signal.Signals, delay_s: float) -> None:
+    """A Ctrl-C (or SIGTERM, SIGHUP) while z6 loads typer and its modules, parses the command
+    line or imports the command: ``z6: interrupted`` and exit 130, never a traceback, never a
+    silent death; or exit 0 when the command finished first.
+
+    The clock starts when z6's own code runs, seen from outside as its SIGTERM and SIGHUP
+    handlers appearing (its first act): before that, Python is still starting, and a signal
+    there is Python's business (docs/reliability.md). ``z6 validate`` takes about 0.2 s from
+    there, so the delays cover the imports, the parsing and the command."""
+    env = dict(os.environ)
+    env.pop("COLUMNS", None)
+    proc = subprocess.Popen(
+        [*z6_command(), "validate", str(SCENARIOS / "quickstart.toml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + FEW_SECONDS
+        while not _catches(proc.pid, signal.SIGTERM, signal.SIGHUP):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("z6 never installed a SIGTERM/SIGHUP handler: one killed it silently")
+            time.sleep(0.0005)
+        time.sleep(delay_s)
+        proc.send_signal(sig)
+    finally:
+        code, _stdout, err, _took = finish(proc, FEW_SECONDS)
+    assert "Traceback" not in err
+    if code == 0:
+        assert err == ""  # the command finished before the signal came
+    else:
+        assert code == 130, err
+        assert err.splitlines() == ["z6: interrupted"]
+
+
+def test_entry_module_imports_nothing_heavy() -> None:
+    """The console script's entry guards everything after its own import, so that import
+    must load nothing: a Ctrl-C during it would still print a traceback."""
+    probe = (
+        "import sys; before = set(sys.modules); import z6.cli.entry; "
+        "print(sorted(set(sys.modules) - before))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(["z6", "z6.cli", "z6.cli.entry"])
+
+
+def test_console_script_is_the_guarded_entry() -> None:
+    """``z6`` (the console script) and ``python -m z6.cli`` both start in ``z6.cli.entry``."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["z6"] == "z6.cli.entry:main"
+    assert "z6.cli.entry import main" in (REPO / "cli" / "__main__.py").read_text()
