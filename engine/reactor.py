@@ -79,6 +79,12 @@ _FD_SETSIZE = 1024  # select() takes no descriptor above this
 # While the reactor is idle between timers less than _PRECISE_NS apart, it never parks in trio:
 # it gives trio a turn before a precise wait once _IDLE_TURN_NS passed since the last one.
 _IDLE_TURN_NS = 1_000_000
+# A loop pass that came back this much later than its wait allowed was not running: the
+# process was stopped (Ctrl-Z, SIGSTOP) or the machine suspended. Rounds take microseconds to
+# a few ms; a second is far beyond any round, and far below any pause a user makes.
+_PAUSE_NS = 1_000_000_000
+_MAX_PARK_NS = 250_000_000
+_TRIO_LATE_NS = 2_000_000  # trio's own wait ends up to 1 ms late, plus the kernel's slack
 
 Op = tuple[int, int, Any]
 TaskCoro = Coroutine[Op, Any, None]
@@ -483,6 +489,29 @@ class Reactor:
             return self._poll()
         return False
 
+    def _resume_after_pause(self, gap_ns: int) -> None:
+        """The process was stopped for ``gap_ns`` (Ctrl-Z then ``fg``, or a suspend): move the
+        hard stop and every armed request timeout back by the gap, so that time z6 could not
+        act spends neither a request's ``timeout_ms`` nor the graceful stop; responses that
+        arrived meanwhile are then read, not cut. The run's planned end and the sleeps stay
+        on the wall clock (docs/reliability.md: a paused run is not extended); a wait with a
+        deadline (a connect's timeout) moves like a request timeout."""
+        if self.hard_stop_ns != _NEVER:
+            self.hard_stop_ns += gap_ns
+        self._timers = [
+            (at + gap_ns, seq, task) if task.parked and not task.sleeping else (at, seq, task)
+            for at, seq, task in self._timers
+        ]
+        heapq.heapify(self._timers)
+        heap = self._guards
+        guards = {id(entry[2]): entry[2] for entry in heap}
+        heap.clear()
+        for guard in guards.values():
+            guard.queued_at = _IDLE
+            if guard.deadline_ns != _IDLE:
+                guard.deadline_ns += gap_ns
+                self._push_guard(guard, guard.deadline_ns)
+
     def _next_deadline(self) -> int:
         at = _NEVER if self._interrupted else self.hard_stop_ns
         if self._timers and self._timers[0][0] < at:
@@ -515,12 +544,16 @@ class Reactor:
         watch_max = self._watch_max if on_full is not None else _NEVER
         trio_due = 0  # when the other trio tasks get their next turn
         busy_until = 0  # wait in our own epoll set until then
+        # The latest instant this pass may legitimately start: the last pass's start, or the
+        # end of the wait it made (see _PAUSE_NS).
+        due_by = perf_counter_ns()
         while self._live:
             for _ in range(len(ready)):
                 step(ready.popleft())
                 if len(watch) >= watch_max:
                     assert on_full is not None
                     await on_full()
+                    due_by = perf_counter_ns()  # a full ring may hold us: that is no pause
             if self._error is not None:
                 self.interrupt_all()  # before the flush: the parked requests stay unsent
                 outbox.clear()
@@ -528,6 +561,9 @@ class Reactor:
                     step(ready.popleft())
                 raise self._error
             now = perf_counter_ns()
+            if now - due_by > _PAUSE_NS:
+                self._resume_after_pause(now - due_by)
+            due_by = now
             if now >= self.hard_stop_ns and not self._interrupted:
                 self.interrupt_all()  # before the flush: nothing leaves after the hard stop
             if outbox:
@@ -561,6 +597,7 @@ class Reactor:
                 # set and a pass of its run loop: about 60 µs of CPU per wait on the VM,
                 # against about 20 µs here.
                 until = min(trio_due, busy_until)
+                due_by = max(until, now)
                 if deadline - until < _EPOLL_LATE_NS:  # epoll could wake after the deadline
                     woke = self._wait_precise(min(deadline, until) - now)
                 else:
@@ -578,12 +615,17 @@ class Reactor:
                 if now - (trio_due - _TRIO_TURN_NS) >= _IDLE_TURN_NS:
                     trio_due = now
                     continue
+                due_by = deadline
                 if self._wait_precise(wait_ns):
                     busy_until = perf_counter_ns() + _BUSY_NS
                 continue
             # Parked in trio until the last stretch: trio's wait ends up to 1 ms late, plus the
             # kernel's slack of 0.1 % of the timeout (10 ms on a 10 s think time).
-            wait_s = (wait_ns - _PRECISE_NS - wait_ns // 500) / 1e9
+            # At most _MAX_PARK_NS at a time, so that a pause of the process is told apart
+            # from a long wait (see _PAUSE_NS): a few wake-ups a second cost nothing.
+            park_ns = min(wait_ns - _PRECISE_NS - wait_ns // 500, _MAX_PARK_NS)
+            wait_s = park_ns / 1e9
+            due_by = now + park_ns + _TRIO_LATE_NS
             with trio.CancelScope(deadline=trio.current_time() + wait_s) as scope:
                 self._wait_scope = scope
                 if self._waiting:

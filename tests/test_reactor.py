@@ -800,3 +800,52 @@ def test_a_task_error_propagates() -> None:
 
     with pytest.raises(ValueError, match="bug"):
         trio.run(run_tasks, boom(), bystander())
+
+
+def test_a_pause_of_the_process_spends_neither_timeouts_nor_the_graceful_stop(
+    monkeypatch: pytest.MonkeyPatch, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """Ctrl-Z then ``fg``, seen by the reactor as its clock jumping 5 s between two passes: the
+    answer that arrived meanwhile is read, and neither the request's 200 ms timeout nor the
+    300 ms hard stop cuts it; both move back by the pause. A plain sleep stays on the wall
+    clock."""
+    a, b = pair
+    skew = [0]
+    monkeypatch.setattr(reactor_module, "perf_counter_ns", lambda: perf_counter_ns() + skew[0])
+    clock = reactor_module.perf_counter_ns
+    result: list[object] = []
+    slept: list[bool] = []
+
+    async def request() -> None:
+        guard = TimeoutGuard()
+        guard.arm(clock() + 200 * MS)
+        try:
+            await wait_readable(a.fileno())
+            result.append(a.recv(16))
+        except (DeadlineExceeded, Interrupted) as exc:
+            result.append(type(exc).__name__)
+        guard.disarm()
+
+    async def pause() -> None:
+        await sleep_until(clock() + 20 * MS)
+        b.send(b"answer")  # the server answers...
+        skew[0] += 5_000 * MS  # ...while the process is stopped for 5 s
+
+    async def thinker() -> None:
+        due = clock() + 100 * MS
+        await sleep_until(due)  # due during the pause: ends at once after it
+        slept.append(clock() - due < 5_000 * MS)
+
+    reactor = Reactor()
+
+    async def main() -> None:
+        for coro in (request(), pause(), thinker()):
+            reactor.spawn(coro)
+        reactor.hard_stop_ns = clock() + 300 * MS
+        await reactor.run()
+
+    stop = clock() + 300 * MS
+    trio.run(main)
+    assert result == [b"answer"]
+    assert slept == [True]
+    assert stop + 5_000 * MS <= reactor.hard_stop_ns < stop + 6_000 * MS

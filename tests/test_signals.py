@@ -421,12 +421,6 @@ def test_closed_terminal_sighup_still_writes_the_outputs(tmp_path: Path, server_
     assert segments_of(proc.pid) == []
 
 
-@pytest.mark.xfail(
-    reason="the worker's reactor (engine/reactor.py) checks the hard stop before it reads the "
-    "sockets that became ready during the pause, and counts paused time against the graceful "
-    "stop (docs/reliability.md, Ctrl-Z); strict: remove this mark once that is fixed",
-    strict=True,
-)
 def test_pause_past_the_hard_stop_keeps_the_answers_that_arrived(
     tmp_path: Path, server_port: int
 ) -> None:
