@@ -273,6 +273,10 @@ class _Aggregator:
             if self.sigs.count >= 1 and not self.interrupted:
                 self.interrupted = True
                 self._request_stop(now_ns)
+                # Said on stderr like any interrupted z6 (the summary's outcome says it too).
+                self.messages.append(
+                    "interrupted: the run stopped early; its results cover it up to the stop"
+                )
             if self.sigs.count >= 2:
                 self.aborted = True
                 self._kill_all()

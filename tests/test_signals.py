@@ -186,6 +186,7 @@ def test_signal_stops_gracefully_and_records_in_flight_as_interrupted(
     code, stdout, err, took = finish(proc, FEW_SECONDS)
     assert code == 130, err
     assert "Traceback" not in err
+    assert "z6: interrupted: the run stopped early; its results cover it up to the stop\n" in err
     assert took < GRACEFUL_S + FEW_SECONDS
     summary, _reader, events = check_outputs(out, "interrupted")
     assert json.loads(stdout)["requests"] == summary["requests"]
