@@ -228,38 +228,54 @@ def open_model_worker_iterations(
     pool: int | None = None,
 ) -> Iterator[int]:
     """Open model: the global iteration numbers worker ``index`` of shard ``shard_index``
-    schedules, in increasing order; ``pool`` is the shard's VU count (its share of ``max_vus``).
+    schedules, in increasing order; ``pool`` is the whole test's VU pool (``max_vus``).
 
-    ``n % shard_count == shard_index`` picks the shard. Within it, arrival ``p`` (its position
-    in the shard) goes to the worker that owns pool slot ``p % pool``, slots being split
-    over workers like VU ids (``slot % procs``): each worker gets arrivals in proportion to
-    its share of the pool. (An even split sent half the arrivals of a 1-VU pool to a worker
-    with no VU, which dropped them all.) ``pool`` None or 0: split evenly by position.
+    Arrival ``n`` goes to whoever owns VU slot ``n % pool``: VU ids are split over shards
+    (``v % shard_count``) and then over a shard's workers (position ``% procs``), and the
+    arrivals follow, so every shard and worker gets arrivals in proportion to its share of the
+    pool and the shards together make exactly the unsharded test. (An even split sent half
+    the arrivals of a 1-VU pool to a worker, or shard, with no VU, which dropped them all.)
+    ``pool`` None or 0: split evenly, ``n % shard_count`` then position ``% procs``.
     """
     _check_part(index, procs, "worker")
     _check_part(shard_index, shard_count, "shard")
-    positions = len(range(shard_index, n_total, shard_count))
     if not pool:
         yield from range(shard_index + index * shard_count, n_total, shard_count * procs)
         return
-    mine = range(index, pool, procs)
-    for base in range(0, positions, pool):
+    mine = range(shard_index + index * shard_count, pool, shard_count * procs)
+    for base in range(0, n_total, pool):
         for slot in mine:
-            p = base + slot
-            if p >= positions:
+            n = base + slot
+            if n >= n_total:
                 return
-            yield shard_index + p * shard_count
+            yield n
 
 
 def open_model_arrival_owner(
     n: int, procs: int, shard_index: int = 0, shard_count: int = 1, pool: int | None = None
 ) -> int | None:
     """The worker of shard ``shard_index`` that schedules arrival ``n`` (the inverse of
-    :func:`open_model_worker_iterations`), or ``None`` when ``n`` is another shard's."""
-    if n < 0 or n % shard_count != shard_index:
+    :func:`open_model_worker_iterations`; ``pool`` is the whole test's), or ``None`` when
+    ``n`` is another shard's."""
+    if n < 0:
         return None
-    p = (n - shard_index) // shard_count
-    return (p % pool if pool else p) % procs
+    slot = n % pool if pool else n
+    if slot % shard_count != shard_index:
+        return None
+    return ((slot - shard_index) // shard_count) % procs
+
+
+def open_model_shard_arrivals(
+    n_total: int, shard_index: int = 0, shard_count: int = 1, pool: int | None = None
+) -> int:
+    """How many of the arrivals ``0 .. n_total - 1`` shard ``shard_index`` schedules (see
+    :func:`open_model_worker_iterations`)."""
+    if not pool:
+        return len(range(shard_index, n_total, shard_count))
+    full, rest = divmod(n_total, pool)
+    return full * len(range(shard_index, pool, shard_count)) + len(
+        range(shard_index, rest, shard_count)
+    )
 
 
 def resolve_seed(cli_seed: int | None, scenario_seed: int | None) -> int:

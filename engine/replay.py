@@ -34,7 +34,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from z6.engine.decisions import ARRIVAL_VU_KEY, Planner, open_model_arrival_owner, think_ns
+from z6.engine.decisions import (
+    ARRIVAL_VU_KEY,
+    Planner,
+    open_model_arrival_owner,
+    open_model_shard_arrivals,
+    think_ns,
+)
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.scenario import Scenario
 from z6.engine.schedule import arrival_instant_ns, arrivals_total, peak_vus, vu_windows
@@ -245,8 +251,9 @@ class ReplayVerifier:
 
     def owner_of_arrival(self, n: int) -> int | None:
         """Open model: the worker that schedules arrival ``n``, or ``None`` if not this shard's."""
-        pool = len(range(self.shard_index, self._vus, self.shard_count))
-        return open_model_arrival_owner(n, self.procs, self.shard_index, self.shard_count, pool)
+        return open_model_arrival_owner(
+            n, self.procs, self.shard_index, self.shard_count, self._vus
+        )
 
     def _check_vu(self, vu: int, worker: int) -> bool:
         """Ownership of ``vu``; reports once per VU and returns False when it is unknown."""
@@ -494,7 +501,9 @@ class ReplayVerifier:
         if self._open:
             if self._arrival_bits is not None:
                 seen = sum(bin(b).count("1") for b in self._arrival_bits)
-                mine = len(range(self.shard_index, self._arrivals, self.shard_count))
+                mine = open_model_shard_arrivals(
+                    self._arrivals, self.shard_index, self.shard_count, self._vus
+                )
                 if seen < mine and complete:
                     # Every arrival due before the end is run or dropped (SPEC section 3).
                     self._mismatch(

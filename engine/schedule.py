@@ -223,8 +223,3 @@ def arrivals_total(rate: float, duration_s: float) -> int:
     while arrival_instant_ns(rate, n) < limit:
         n += 1
     return n
-
-
-def open_model_slice(n_total: int, procs: int, index: int) -> range:
-    """The iterations worker ``index`` of ``procs`` schedules: ``n % procs == index``."""
-    return range(index, n_total, procs)

@@ -372,9 +372,8 @@ class VuRuntime:
         total = arrivals_total(rate, duration)
         idle = [self._new_slot(vu) for vu in reversed(my_vus)]
         reactor = self._reactor
-        pool = len(range(plan.shard_index, plan.vus, plan.shard_count))
         arrivals = open_model_worker_iterations(
-            total, plan.procs, plan.worker_index, plan.shard_index, plan.shard_count, pool
+            total, plan.procs, plan.worker_index, plan.shard_index, plan.shard_count, plan.vus
         )
         for n in arrivals:
             due = self._start_ns + arrival_instant_ns(rate, n)

@@ -22,6 +22,7 @@ from z6.engine.decisions import (
     draw_keyed,
     iteration_plan,
     open_model_arrival_owner,
+    open_model_shard_arrivals,
     open_model_worker_iterations,
     resolve_seed,
     shard_vus,
@@ -285,32 +286,44 @@ def test_open_model_iterations_partition() -> None:
     assert list(open_model_worker_iterations(10, 3, 1)) == [1, 4, 7]
 
 
-@pytest.mark.parametrize(
-    ("n_total", "procs", "shards", "pool"),
-    [(101, 3, 2, 5), (50, 2, 1, 1), (7, 4, 1, 3), (33, 2, 3, 8)],
+@given(
+    n_total=st.integers(0, 200),
+    procs=st.integers(1, 4),
+    shards=st.integers(1, 4),
+    pool=st.integers(1, 12),
 )
-def test_open_model_iterations_follow_the_pool_share(
+def test_open_model_arrivals_go_to_the_owner_of_their_pool_slot(
     n_total: int, procs: int, shards: int, pool: int
 ) -> None:
+    """Arrival n runs where VU n % pool lives (its shard, its worker): each shard and worker
+    gets arrivals in proportion to its VUs, none without VUs gets any, and the shards together
+    are exactly the unsharded test."""
     got: list[int] = []
     for s in range(shards):
-        shard_pool = len(range(s, pool, shards))
+        in_shard = 0
         for w in range(procs):
-            mine = list(open_model_worker_iterations(n_total, procs, w, s, shards, shard_pool))
+            mine = list(open_model_worker_iterations(n_total, procs, w, s, shards, pool))
             assert mine == sorted(mine)
+            vus = set(worker_slice(pool, procs, w, s, shards))
+            assert all(n % pool in vus for n in mine)
+            assert len(mine) == sum(1 for n in range(n_total) if n % pool in vus)
             # The replay verifier's inverse names this worker for each of them.
-            assert {open_model_arrival_owner(n, procs, s, shards, shard_pool) for n in mine} <= {w}
-            vus = len(range(w, shard_pool, procs))
-            positions = len(range(s, n_total, shards))
-            if shard_pool:
-                # Arrivals in proportion to the worker's VUs: a worker without VUs gets none.
-                full, rest = divmod(positions, shard_pool)
-                assert len(mine) == full * vus + len(range(w, min(rest, shard_pool), procs))
+            assert {open_model_arrival_owner(n, procs, s, shards, pool) for n in mine} <= {w}
+            in_shard += len(mine)
             got.extend(mine)
+        assert in_shard == open_model_shard_arrivals(n_total, s, shards, pool)
     assert sorted(got) == list(range(n_total))
-    assert open_model_arrival_owner(n_total, procs, 0, shards, pool) in (None, *range(procs))
+
+
+def test_open_model_routing_examples() -> None:
     assert list(open_model_worker_iterations(10, 2, 1, pool=1)) == []
     assert list(open_model_worker_iterations(10, 2, 0, pool=3)) == [0, 2, 3, 5, 6, 8, 9]
+    # max_vus = 1 over 2 shards: shard 1 owns no VU, so no arrival (it dropped them all).
+    assert list(open_model_worker_iterations(10, 1, 0, 1, 2, pool=1)) == []
+    assert open_model_shard_arrivals(10, 0, 2, pool=1) == 10
+    # Arrival 7 of a 3-VU pool is slot 1: VU 1, shard 1 of 2, its worker 0.
+    assert open_model_arrival_owner(7, 2, 1, 2, pool=3) == 0
+    assert open_model_arrival_owner(7, 2, 0, 2, pool=3) is None
 
 
 def test_bad_slice_index_raises() -> None:

@@ -190,6 +190,31 @@ def test_arrival_rate_a_small_pool_serves_every_worker_s_arrivals(
     assert "every decision matches" in verify.stdout
 
 
+def test_arrival_rate_shards_add_up_to_the_unsharded_test(tmp_path: Path, port: int) -> None:
+    # One VU in the whole test: shard 0 of 2 owns it, shard 1 owns none. Arrivals split
+    # evenly sent half of them to shard 1, which dropped them all.
+    text = ARRIVAL.replace("duration_seconds = 5", "duration_seconds = 1").replace(
+        "rate = 100", "rate = 20"
+    )
+    scenario = write_scenario(tmp_path, port, text.format(path="/", pool=1))
+    seed = ("--seed", "5", "--procs", "1")
+    code, whole, err = run_json(scenario, tmp_path / "whole", *seed)
+    assert code == 0, err
+    logs = []
+    for i in range(2):
+        code, part, err = run_json(scenario, tmp_path / f"s{i}", *seed, "--shard", f"{i}/2")
+        assert code == 0, err
+        assert part["dropped_iterations"] == 0
+        logs.append(str(tmp_path / f"s{i}" / "events.bin"))
+        verify = run_z6(["replay", logs[-1], "--verify"])
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert (whole["requests"]["total"], whole["dropped_iterations"]) == (20, 0)
+    merged = run_z6(["analyze", *logs, "--format", "json"])
+    assert merged.returncode == 0, merged.stderr
+    summary = json.loads(merged.stdout)
+    assert (summary["requests"]["total"], summary["dropped_iterations"]) == (20, 0)
+
+
 FLOOD = """
 [runtime]
 duration_seconds = 0.3

@@ -13,7 +13,6 @@ from z6.engine.schedule import (
     ScheduleShapeError,
     arrival_instant_ns,
     arrivals_total,
-    open_model_slice,
     peak_vus,
     schedule_length_s,
     target_vus,
@@ -297,9 +296,3 @@ def test_arrivals_total_counts_instants_before_end(rate: float, duration: float)
     limit = round(duration * 1e9)
     assert n >= 1  # iteration 0 is due at t = 0
     assert arrival_instant_ns(rate, n - 1) < limit <= arrival_instant_ns(rate, n)
-
-
-def test_open_model_slice_partitions() -> None:
-    parts = [open_model_slice(50, 4, w) for w in range(4)]
-    assert sorted(n for p in parts for n in p) == list(range(50))
-    assert list(open_model_slice(10, 3, 2)) == [2, 5, 8]
