@@ -217,6 +217,7 @@ def analyze_logs(
         first.scenario.assertions,
         percentiles=pcts,
         footer=_merged_footer(parts),
+        planned_s=_planned_s(parts),
     )
     if len(parts) > 1:
         summary["logs"] = len(parts)
@@ -248,6 +249,13 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.samefile(b)
     except OSError:
         return False
+
+
+def _planned_s(parts: Sequence[LogReduction]) -> float | None:
+    """The planned length of the merged logs (overlaid from their starts: the longest), or
+    ``None`` when one of them ran by iterations."""
+    planned = [p.scenario.runtime.duration_seconds for p in parts]
+    return None if None in planned else max(d for d in planned if d is not None)
 
 
 def _warn_if_apart(parts: Sequence[LogReduction], warnings: list[str]) -> None:

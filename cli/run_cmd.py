@@ -203,6 +203,7 @@ def _finish_run(
         scenario.assertions,
         percentiles=opts.percentiles,
         footer=outcome.footer,
+        planned_s=scenario.runtime.duration_seconds,
     )
     rows = timeseries_rows(outcome.reducer)
     try:

@@ -886,6 +886,11 @@ class Reducer:
         """Measured time from the run start: the latest worker finish, request end or VU stop."""
         return max(self._max_finished_ns, self._max_end_ns, self._max_vu_ns, 0)
 
+    @property
+    def activity_ns(self) -> int:
+        """Time from the run start to the latest request end or VU stop (no worker finish)."""
+        return max(self._max_end_ns, self._max_vu_ns, 0)
+
     def workers(self) -> list[WorkerAccount]:
         """Per-worker accounting, sorted by (part, worker)."""
         out = []

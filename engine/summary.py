@@ -154,6 +154,22 @@ def _iso_utc(wall_ns: int) -> str:
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def measured_duration_ns(
+    reducer: Reducer, footer: FooterLike | None, planned_s: float | None
+) -> int:
+    """The run's measured time, the denominator of ``rps``.
+
+    A complete run of a planned length lasted that length, plus the tail of its last
+    requests: an open-model worker finishes right after its last arrival, up to ``1/rate``
+    before the end (0.5/s for 4 s read 2 s, twice the rate), and an overloaded one spends a
+    while after its last request writing drop records (not part of the load). Otherwise
+    (stopped early, iterations mode, no footer) the time to the last worker finish, request
+    end or VU stop."""
+    if planned_s is None or footer is None or footer.outcome != "complete":
+        return reducer.duration_ns
+    return max(round(planned_s * 1e9), reducer.activity_ns)
+
+
 def build_summary(
     reducer: Reducer,
     meta: RunMeta,
@@ -161,11 +177,14 @@ def build_summary(
     *,
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
     footer: FooterLike | None = None,
+    planned_s: float | None = None,
 ) -> dict[str, Any]:
     """The summary dict of SPEC section 6 (plus the extra keys of ``docs/metrics.md``).
 
     ``percentiles`` choose the ``latency_ms`` keys; the percentiles that latency goals need are
-    always added so that every goal can be checked.
+    always added so that every goal can be checked. ``planned_s`` is the run's planned length
+    (``duration_seconds`` after overrides; ``None`` in iterations mode): a complete run lasted
+    at least that long, whenever its last request ended (see :func:`measured_duration_ns`).
     """
     pcts = {float(p) for p in percentiles}
     for name, p in GOAL_PERCENTILES.items():
@@ -174,7 +193,7 @@ def build_summary(
     ps = sorted(pcts)
 
     total, failed = reducer.total, reducer.failed
-    duration_s = reducer.duration_ns / 1e9
+    duration_s = measured_duration_ns(reducer, footer, planned_s) / 1e9
     counts = reducer.counts_by_request()
     plain = reducer.buckets_by_request()
     corrected = reducer.buckets_by_request(corrected=True) if reducer.open_model else {}

@@ -190,6 +190,23 @@ def test_arrival_rate_a_small_pool_serves_every_worker_s_arrivals(
     assert "every decision matches" in verify.stdout
 
 
+def test_arrival_rate_a_low_rate_reads_as_itself(tmp_path: Path, port: int) -> None:
+    # 2/s for 1.9 s: arrivals at 0, 0.5, 1.0 and 1.5 s. The worker is done right after the
+    # last one; rps over that (1.5 s) read 2.7/s, a third above the rate asked.
+    text = ARRIVAL.replace("duration_seconds = 5", "duration_seconds = 1.9").replace(
+        "rate = 100", "rate = 2"
+    )
+    scenario = write_scenario(tmp_path, port, text.format(path="/", pool=1))
+    out = tmp_path / "out"
+    code, summary, err = run_json(scenario, out, "--procs", "1")
+    assert code == 0, err
+    assert summary["requests"]["total"] == 4
+    assert summary["duration_s"] == pytest.approx(1.9, abs=0.05)
+    assert summary["rps"] == pytest.approx(4 / 1.9, rel=0.03)
+    analyzed = run_z6(["analyze", str(out / "events.bin"), "--format", "json"])
+    assert json.loads(analyzed.stdout) == json.loads((out / "summary.json").read_text())
+
+
 def test_arrival_rate_shards_add_up_to_the_unsharded_test(tmp_path: Path, port: int) -> None:
     # One VU in the whole test: shard 0 of 2 owns it, shard 1 owns none. Arrivals split
     # evenly sent half of them to shard 1, which dropped them all.

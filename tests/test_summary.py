@@ -286,3 +286,20 @@ def test_timeseries_rows_columns() -> None:
     assert list(open_rows[0])[-2:] == ["started", "dropped"]
     assert open_rows[0]["started"] == 7  # the first iteration was scheduled before t=0
     assert open_rows[0]["dropped"] == 1
+
+
+def test_a_complete_run_lasts_its_planned_length_for_rps() -> None:
+    """An open-model worker finishes right after its last arrival (the 10 requests of _run end
+    by 2 s): a complete 4 s run is 4 s long, so rps is 10 / 4, not 10 / 2. Stopped early, or
+    by iterations, the measured time stands; a tail past the plan counts."""
+    r = _run(open_model=True)
+    complete = build_summary(r, META, Assertions(), footer=_Footer("complete"), planned_s=4.0)
+    assert (complete["duration_s"], complete["rps"]) == (4.0, 2.5)
+    stopped = build_summary(r, META, Assertions(), footer=_Footer("interrupted"), planned_s=4.0)
+    assert (stopped["duration_s"], stopped["rps"]) == (2.0, 5.0)
+    by_iterations = build_summary(r, META, Assertions(), footer=_Footer("complete"))
+    assert by_iterations["duration_s"] == 2.0
+    # The last VU stop (1.9 s) is past a 1.5 s plan: the run lasted that long. The worker's
+    # own finish (2 s, after writing its last records) is not part of the load.
+    short = build_summary(r, META, Assertions(), footer=_Footer("complete"), planned_s=1.5)
+    assert short["duration_s"] == 1.9
