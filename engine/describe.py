@@ -250,6 +250,10 @@ def _goals(a: Assertions) -> list[str]:
         goals.append(f"throughput >= {_num(a.rps_min)} requests/s  (rps_min)")
     if a.status_5xx_max_rate is not None:
         goals.append(f"5xx responses <= {_pct(a.status_5xx_max_rate)}  (status_5xx_max_rate)")
+    if a.dropped_iterations_max is not None:
+        goals.append(
+            f"dropped iterations <= {a.dropped_iterations_max}  (dropped_iterations_max)"
+        )
     return goals
 
 

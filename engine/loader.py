@@ -1068,6 +1068,13 @@ def _check_assertions(ctx: _Context, a: Assertions) -> None:
     for key in ("error_rate_max", "success_rate_min", "status_5xx_max_rate"):
         _num(ctx, f"assertions.{key}", getattr(a, key), low=0, high=1)
     _num(ctx, "assertions.rps_min", a.rps_min, low=0, high=1e12)
+    _num(
+        ctx,
+        "assertions.dropped_iterations_max",
+        a.dropped_iterations_max,
+        low=0,
+        high=MAX_ITERATIONS,
+    )
 
 
 def _check_limits(

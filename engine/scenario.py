@@ -141,6 +141,7 @@ class Assertions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     success_rate_min: float | None = None
     rps_min: float | None = None
     status_5xx_max_rate: float | None = None
+    dropped_iterations_max: int | None = None  # open model: iterations with no free VU
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -30,6 +30,7 @@ def _summary(
         },
         "latency_ms": lat,
         "rps": rps,
+        "dropped_iterations": 7,
     }
 
 
@@ -45,6 +46,7 @@ def _summary(
         ("success_rate_min", 0.99, 0.995, 0.99),
         ("rps_min", 500.0, 501.0, 500.0),
         ("status_5xx_max_rate", 0.01, 0.005, 0.01),
+        ("dropped_iterations_max", 7, 6, 7.0),
     ],
 )
 def test_each_goal_passes_and_fails(

@@ -162,11 +162,21 @@ def test_arrival_rate_with_enough_vus(tmp_path: Path, port: int) -> None:
 
 def test_arrival_rate_drops_are_counted_never_hidden(tmp_path: Path, port: int) -> None:
     # 5 VUs, each busy 200 ms per iteration: at most ~25 iterations/s of the 100/s asked.
-    scenario = write_scenario(tmp_path, port, ARRIVAL.format(path="/delay/200", pool=5))
+    text = ARRIVAL.format(path="/delay/200", pool=5) + "[assertions]\ndropped_iterations_max = 0\n"
+    scenario = write_scenario(tmp_path, port, text)
     out = tmp_path / "out"
     code, summary, err = run_json(scenario, out, "--procs", "1")
-    assert code == 0, err
+    assert code == 1, err  # the goal on drops fails the run: no latency goal would see them
     dropped = summary["dropped_iterations"]
+    assert summary["assertions"] == [
+        {
+            "name": "dropped_iterations_max",
+            "expected": 0.0,
+            "actual": float(dropped),
+            "passed": False,
+            "op": "<=",
+        }
+    ]
     total = summary["requests"]["total"]
     assert dropped >= 300
     assert total + dropped == 500  # every scheduled iteration is either run or counted
