@@ -2,11 +2,12 @@
 
 A goal passes when its actual value is on the right side of the expected one: latencies,
 ``error_rate_max`` and ``status_5xx_max_rate`` must be at most the expected value,
-``success_rate_min`` and ``rps_min`` at least; ``dropped_iterations_max`` bounds the open model's
-dropped iterations (which no latency includes: a run that drops is not measured as slow). A run that recorded no request at all fails every
-goal (its actual value is ``None``): with nothing measured, nothing was shown to be good. A
-latency goal also fails with ``None`` when no request had a latency (for example every
-connection was refused). See ``docs/metrics.md``.
+``success_rate_min`` and ``rps_min`` at least; ``dropped_iterations_max`` bounds the open
+model's dropped iterations (which no latency includes: a run that drops is not measured as
+slow). A run that recorded no request at all fails every goal (its actual value is ``None``):
+with nothing measured, nothing was shown to be good. A latency goal also fails with ``None``
+when no request had a latency (for example every connection was refused). See
+``docs/metrics.md``.
 """
 
 from __future__ import annotations
