@@ -251,9 +251,7 @@ def _goals(a: Assertions) -> list[str]:
     if a.status_5xx_max_rate is not None:
         goals.append(f"5xx responses <= {_pct(a.status_5xx_max_rate)}  (status_5xx_max_rate)")
     if a.dropped_iterations_max is not None:
-        goals.append(
-            f"dropped iterations <= {a.dropped_iterations_max}  (dropped_iterations_max)"
-        )
+        goals.append(f"dropped iterations <= {a.dropped_iterations_max}  (dropped_iterations_max)")
     return goals
 
 
