@@ -61,7 +61,13 @@ def scenario_from_header(header: LogHeader, log_path: str | Path = "<log>") -> S
         )
         vus = int(opts["vus"]) if "vus" in opts else None
         duration = float(opts["duration"]) if "duration" in opts else None
-        return apply_overrides(scenario, duration=duration, vus=vus, base_url=opts.get("base_url"))
+        return apply_overrides(
+            scenario,
+            duration=duration,
+            vus=vus,
+            base_url=opts.get("base_url"),
+            check_connections=False,  # what ran is what the log holds
+        )
     except (ScenarioError, ConfigError, ValueError) as exc:
         raise LogFormatError(
             f"{log_path}: the scenario recorded in the log cannot be rebuilt: {exc}"

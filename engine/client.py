@@ -550,6 +550,7 @@ class Connection:
     async def _connect(self, deadline_ns: int) -> ErrorKind:
         """Open the socket (and TLS) before ``deadline_ns``; return ``NONE`` or why not."""
         raw: socket.socket | None = None
+        handshaking = False
         try:
             family, type_, proto, sockaddr = _resolve(self.host, self.port)
             raw = socket.socket(family, type_, proto)
@@ -571,6 +572,7 @@ class Connection:
                 self._tls_obj = self.tls.wrap_bio(
                     self._tls_in, self._tls_out, server_hostname=self.server_hostname
                 )
+                handshaking = True
                 await self._tls_handshake(deadline_ns)
             self._parser = self.parser_factory()
             return _NONE
@@ -580,6 +582,10 @@ class Connection:
             kind = classify_exception(exc)
             if kind is _TIMEOUT:
                 kind = ErrorKind.CONNECT_TIMEOUT
+            elif kind in (ErrorKind.RESET, ErrorKind.CLOSED_EARLY):
+                # The peer dropped the connection while it was being set up: a failed
+                # connect (no request was sent), not a failed request with a latency of 0.
+                kind = ErrorKind.TLS_ERROR if handshaking else ErrorKind.CONNECT_REFUSED
         except BaseException:
             self._drop(raw)
             raise

@@ -13,13 +13,13 @@ class ErrorKind(enum.IntEnum):
     """Why a request did not succeed. ``NONE`` means it did."""
 
     NONE = 0
-    CONNECT_REFUSED = 1  # nothing listening / connection refused
+    CONNECT_REFUSED = 1  # nothing listening / refused, or reset while connecting
     CONNECT_TIMEOUT = 2  # connection_timeout_ms passed while connecting (incl. TLS handshake)
     TIMEOUT = 3  # timeout_ms passed before the whole response was read
     RESET = 4  # connection reset by peer (RST) or broken pipe
     CLOSED_EARLY = 5  # server closed the connection before the response was complete
     PROTOCOL_ERROR = 6  # malformed response: garbage, bad framing, oversized headers
-    TLS_ERROR = 7  # certificate or handshake failure
+    TLS_ERROR = 7  # certificate or handshake failure (a reset or EOF during the handshake too)
     DNS_ERROR = 8  # the target host name did not resolve
     STATUS = 9  # complete response whose status failed the check (expect_status or >= 400)
     INTERRUPTED = 10  # still in flight after graceful stop; cancelled by z6

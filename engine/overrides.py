@@ -15,6 +15,7 @@ def apply_overrides(
     duration: float | None = None,
     vus: int | None = None,
     base_url: str | None = None,
+    check_connections: bool = True,
 ) -> Scenario:
     """Return ``sc`` with the run's command-line overrides applied.
 
@@ -22,6 +23,8 @@ def apply_overrides(
     the new end. ``vus`` (``--vus``) sets the VUs of a constant schedule or the pool of an
     arrival_rate one. ``base_url`` re-aims the target (``z6 demo``). The same function rebuilds
     a logged run's scenario for ``z6 analyze`` and ``z6 replay``. Raises ``ConfigError``.
+    ``check_connections=False`` skips the ``--vus`` vs ``max_connections`` bound: a log that
+    an older z6 recorded past it must still be analyzed.
     """
     runtime = sc.runtime
     schedule = sc.schedule
@@ -50,10 +53,11 @@ def apply_overrides(
         if limit is not None and vus > limit:
             raise ConfigError(f"--vus {vus} exceeds limits.max_vus = {limit}")
         # One connection per VU: the same bounds the loader puts on the file's own VU count.
-        for key, bound in (
+        bounds = (
             ("limits.max_connections", sc.limits.max_connections),
             ("target.max_connections", target.max_connections),
-        ):
+        )
+        for key, bound in bounds if check_connections else ():
             if bound is not None and vus > bound:
                 raise ConfigError(
                     f"--vus {vus} needs {vus} connections (one per VU), above {key} = {bound}"

@@ -548,12 +548,16 @@ class Reactor:
         # end of the wait it made (see _PAUSE_NS).
         due_by = perf_counter_ns()
         while self._live:
+            # Before any task runs: a guard armed from here on is on the resumed clock.
+            now = perf_counter_ns()
+            if now - due_by > _PAUSE_NS:
+                self._resume_after_pause(now - due_by)
+            due_by = now
             for _ in range(len(ready)):
                 step(ready.popleft())
                 if len(watch) >= watch_max:
                     assert on_full is not None
                     await on_full()
-                    due_by = perf_counter_ns()  # a full ring may hold us: that is no pause
             if self._error is not None:
                 self.interrupt_all()  # before the flush: the parked requests stay unsent
                 outbox.clear()
@@ -562,6 +566,8 @@ class Reactor:
                 raise self._error
             now = perf_counter_ns()
             if now - due_by > _PAUSE_NS:
+                # Stopped while the tasks ran, or held that long by a full ring (the
+                # aggregator was stopped too): time z6 could not act on either.
                 self._resume_after_pause(now - due_by)
             due_by = now
             if now >= self.hard_stop_ns and not self._interrupted:

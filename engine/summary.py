@@ -159,13 +159,18 @@ def measured_duration_ns(
 ) -> int:
     """The run's measured time, the denominator of ``rps``.
 
-    A complete run of a planned length lasted that length, plus the tail of its last
-    requests: an open-model worker finishes right after its last arrival, up to ``1/rate``
-    before the end (0.5/s for 4 s read 2 s, twice the rate), and an overloaded one spends a
-    while after its last request writing drop records (not part of the load). Otherwise
-    (stopped early, iterations mode, no footer) the time to the last worker finish, request
-    end or VU stop."""
-    if planned_s is None or footer is None or footer.outcome != "complete":
+    A complete open-model run of a planned length lasted that length, plus the tail of its
+    last requests: a worker finishes right after its last arrival, up to ``1/rate`` before the
+    end (0.5/s for 4 s read 2 s, twice the rate), and an overloaded one spends a while after
+    its last request writing drop records (not part of the load). Otherwise (closed model,
+    whose VUs run to the end unless the schedule ends them sooner; stopped early; no footer)
+    the time to the last worker finish, request end or VU stop."""
+    if (
+        planned_s is None
+        or not reducer.open_model
+        or footer is None
+        or footer.outcome != "complete"
+    ):
         return reducer.duration_ns
     return max(round(planned_s * 1e9), reducer.activity_ns)
 

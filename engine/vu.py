@@ -19,6 +19,7 @@ Stopping:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -141,6 +142,9 @@ class VuRuntime:
         self._connect_limiter = Semaphore(CONNECTS_IN_FLIGHT)
         self._reactor = Reactor(self._c.batch, BATCH_MAX, self.flush)
         self._slots: list[_Slot] = []
+        # Open model: arrivals spawned whose iteration has not begun. The hard stop cancels a
+        # task that never ran before its first line; those are recorded as dropped at the end.
+        self._unbegun: dict[int, int] = {}
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -221,6 +225,8 @@ class VuRuntime:
         finally:
             for slot in self._slots:
                 slot.conn.close()
+        for n, due_rel in sorted(self._unbegun.items()):
+            self._emit(IterationDropped(n, due_rel))
         c = self._c
         fin = WorkerFinished(
             plan.worker_index,
@@ -375,23 +381,31 @@ class VuRuntime:
         arrivals = open_model_worker_iterations(
             total, plan.procs, plan.worker_index, plan.shard_index, plan.shard_count, plan.vus
         )
-        for n in arrivals:
-            due = self._start_ns + arrival_instant_ns(rate, n)
-            if not await self._sleep_until(due) or time.perf_counter_ns() >= self._end_ns:
-                # The run ended (or was stopped). Arrivals that came due before its end but
-                # were not started because this loop fell behind are dropped, never skipped
-                # silently (SPEC section 3).
-                await self._drop_past_due(n, arrivals, rate)
-                break
-            if not idle:
-                # Catching up on past-due arrivals never sleeps: give iterations that have
-                # just finished one chance to hand their VU back before dropping.
-                await checkpoint()
-            if not idle:
-                self._emit(IterationDropped(n, due - self._start_ns))
-                continue
-            slot = idle.pop()
-            reactor.spawn(self._open_iteration(slot, idle, n, due))
+        unbegun = self._unbegun
+        n = 0
+        try:
+            for n in arrivals:
+                due = self._start_ns + arrival_instant_ns(rate, n)
+                if not await self._sleep_until(due) or time.perf_counter_ns() >= self._end_ns:
+                    # The run ended (or was stopped). Arrivals that came due before its end
+                    # but were not started because this loop fell behind are dropped, never
+                    # skipped silently (SPEC section 3).
+                    await self._drop_past_due(n, arrivals, rate)
+                    break
+                if not idle:
+                    # Catching up on past-due arrivals never sleeps: give iterations that have
+                    # just finished one chance to hand their VU back before dropping.
+                    await checkpoint()
+                if not idle:
+                    self._emit(IterationDropped(n, due - self._start_ns))
+                    continue
+                slot = idle.pop()
+                unbegun[n] = due - self._start_ns
+                reactor.spawn(self._open_iteration(slot, idle, n, due))
+        except Interrupted:
+            # The hard stop came while this loop was still catching up: ``n`` and the rest
+            # due before the end were not handled, and are dropped (no request is sent).
+            await self._drop_past_due(n, arrivals, rate)
 
     async def _drop_past_due(self, first: int, rest: Iterator[int], rate: float) -> None:
         """Record ``first`` and the following arrivals of ``rest`` that were due before the
@@ -408,7 +422,9 @@ class VuRuntime:
             self._emit(IterationDropped(n, due - start))
             emitted += 1
             if emitted % _DROP_CHUNK == 0:
-                await checkpoint()
+                # The hard stop must not cut this accounting short (no I/O here).
+                with contextlib.suppress(Interrupted):
+                    await checkpoint()
             nxt = next(rest, None)
             if nxt is None:
                 return
@@ -418,6 +434,7 @@ class VuRuntime:
         """Run open-model iteration ``n`` (due at ``due_ns``) on ``slot``'s VU. Spawned before
         the run's end, it may first run after it when the worker is overloaded: it is then
         recorded as dropped, like an arrival that found no free VU (SPEC section 3)."""
+        del self._unbegun[n]
         vu = slot.vu
         now = time.perf_counter_ns()
         if now >= self._end_ns:

@@ -281,6 +281,25 @@ def test_arrival_rate_arrivals_a_late_loop_never_reached_are_dropped(
     assert started == stopped == summary["requests"]["total"]
 
 
+def test_arrival_rate_the_hard_stop_does_not_cut_the_drop_accounting(
+    tmp_path: Path, port: int
+) -> None:
+    # Far behind at the end, with no graceful stop: the hard stop comes while the worker is
+    # still recording the arrivals it never reached; it cut that short (2 of 3 million lost,
+    # and replay --verify failed a "complete" run).
+    text = FLOOD.replace(
+        "duration_seconds = 0.3", "duration_seconds = 0.5\ngraceful_stop_seconds = 0"
+    )
+    text = text.replace("max_vus = 1", "max_vus = 50").replace('path = "/"', 'path = "/delay/50"')
+    scenario = write_scenario(tmp_path, port, text)
+    out = tmp_path / "out"
+    code, summary, err = run_json(scenario, out, "--procs", "1")
+    assert code == 0, err
+    assert summary["requests"]["total"] + summary["dropped_iterations"] == 500_000
+    verify = run_z6(["replay", str(out / "events.bin"), "--verify"])
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
 GRACEFUL = """
 [runtime]
 duration_seconds = 1

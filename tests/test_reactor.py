@@ -802,13 +802,15 @@ def test_a_task_error_propagates() -> None:
         trio.run(run_tasks, boom(), bystander())
 
 
+@pytest.mark.parametrize("batch_full", [False, True], ids=["plain", "then-ring-handoff"])
 def test_a_pause_of_the_process_spends_neither_timeouts_nor_the_graceful_stop(
-    monkeypatch: pytest.MonkeyPatch, pair: tuple[socket.socket, socket.socket]
+    monkeypatch: pytest.MonkeyPatch, pair: tuple[socket.socket, socket.socket], batch_full: bool
 ) -> None:
-    """Ctrl-Z then ``fg``, seen by the reactor as its clock jumping 5 s between two passes: the
+    """Ctrl-Z then ``fg``, seen by the reactor as its clock jumping 5 s while a task runs: the
     answer that arrived meanwhile is read, and neither the request's 200 ms timeout nor the
     300 ms hard stop cuts it; both move back by the pause. A plain sleep stays on the wall
-    clock."""
+    clock. The same when the task's event then fills the batch and the reactor hands it to
+    the ring (``on_full``) in that round."""
     a, b = pair
     skew = [0]
     monkeypatch.setattr(reactor_module, "perf_counter_ns", lambda: perf_counter_ns() + skew[0])
@@ -830,13 +832,19 @@ def test_a_pause_of_the_process_spends_neither_timeouts_nor_the_graceful_stop(
         await sleep_until(clock() + 20 * MS)
         b.send(b"answer")  # the server answers...
         skew[0] += 5_000 * MS  # ...while the process is stopped for 5 s
+        watch.append("event")
 
     async def thinker() -> None:
         due = clock() + 100 * MS
         await sleep_until(due)  # due during the pause: ends at once after it
         slept.append(clock() - due < 5_000 * MS)
 
-    reactor = Reactor()
+    watch: list[str] = []
+
+    async def on_full() -> None:
+        watch.clear()  # the VU runtime hands its batch to the ring here
+
+    reactor = Reactor(watch, 1 if batch_full else 1 << 30, on_full)
 
     async def main() -> None:
         for coro in (request(), pause(), thinker()):

@@ -303,3 +303,6 @@ def test_a_complete_run_lasts_its_planned_length_for_rps() -> None:
     # own finish (2 s, after writing its last records) is not part of the load.
     short = build_summary(r, META, Assertions(), footer=_Footer("complete"), planned_s=1.5)
     assert short["duration_s"] == 1.9
+    # A closed model ends when its schedule does (a ramp down to 0 VUs before the planned end).
+    closed = build_summary(_run(), META, Assertions(), footer=_Footer("complete"), planned_s=4.0)
+    assert closed["duration_s"] == 2.0
