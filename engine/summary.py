@@ -188,8 +188,8 @@ def build_summary(
 
     ``percentiles`` choose the ``latency_ms`` keys; the percentiles that latency goals need are
     always added so that every goal can be checked. ``planned_s`` is the run's planned length
-    (``duration_seconds`` after overrides; ``None`` in iterations mode): a complete run lasted
-    at least that long, whenever its last request ended (see :func:`measured_duration_ns`).
+    (``duration_seconds`` after overrides; ``None`` in iterations mode): a complete open-model
+    run lasted at least that long (see :func:`measured_duration_ns`).
     """
     pcts = {float(p) for p in percentiles}
     for name, p in GOAL_PERCENTILES.items():

@@ -58,6 +58,17 @@ def run_z6(
     )
 
 
+def one_line_exit_2(proc: subprocess.CompletedProcess[str]) -> str:
+    """Assert that a finished z6 reported bad input the documented way: exit 2 and exactly one
+    ``z6: ...`` line on stderr, never an internal error or a traceback; return that line."""
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("z6: ")
+    assert proc.stderr.count("\n") == 1
+    assert "internal error" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stderr
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:

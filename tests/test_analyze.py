@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import run_z6
+from conftest import one_line_exit_2, run_z6
 from test_replay import (
     OPEN,
     SEQUENCE,
@@ -417,11 +417,7 @@ def test_nan_header_percentiles_are_header_damage(tmp_path: Path) -> None:
     write_frames(path, header, frames_of([closed_worker_events(sc, 11, 1, 0)]))
     with pytest.raises(LogFormatError, match="damaged header"):
         analyze_logs([path])
-    proc = run_z6(["analyze", str(path)])
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("z6: ")
-    assert proc.stderr.count("\n") == 1
-    assert "damaged header" in proc.stderr
+    assert "damaged header" in one_line_exit_2(run_z6(["analyze", str(path)]))
 
 
 @pytest.mark.parametrize(
@@ -433,7 +429,5 @@ def test_diff_malformed_summary_exit_2(tmp_path: Path, bad: str, fmt: str) -> No
     broken = tmp_path / "summary.json"
     broken.write_text(bad)
     for a, b in ((good, broken), (broken, good)):
-        proc = run_z6(["diff", str(a), str(b), "--format", fmt])
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.startswith(f"z6: {broken}: not a z6 summary")
-        assert proc.stderr.count("\n") == 1
+        err = one_line_exit_2(run_z6(["diff", str(a), str(b), "--format", fmt]))
+        assert err.startswith(f"z6: {broken}: not a z6 summary")

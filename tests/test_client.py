@@ -426,6 +426,15 @@ def test_nothing_is_sent_after_the_hard_stop(engine: str) -> None:
         assert srv.requests == 1
 
 
+def _listener(timeout_s: float | None = None) -> tuple[socket.socket, int]:
+    """A listening socket on 127.0.0.1 (any free port) for a hand-written server, its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(timeout_s)
+    return listener, listener.getsockname()[1]
+
+
 def _two_requests_apart(
     port: int,
     engine: str,
@@ -474,11 +483,7 @@ def test_a_send_that_fails_is_classified_and_retried_like_any_failure(
 
     monkeypatch.setattr(client_module, "_IDLE_CHECK_NS", 1 << 62)
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(2.0)
-    port = listener.getsockname()[1]
+    listener, port = _listener(timeout_s=2.0)
     accepted = 0
 
     def serve() -> None:
@@ -511,11 +516,7 @@ def test_an_idle_connection_the_server_closed_is_reopened_before_reuse(
     (its keep-alive timeout; some servers first write an unasked 408) is not reused: the next
     request, a POST too, goes out on a fresh connection and succeeds."""
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(5.0)
-    port = listener.getsockname()[1]
+    listener, port = _listener(timeout_s=5.0)
     accepted = 0
 
     def serve() -> None:
@@ -545,10 +546,7 @@ def test_stale_keep_alive_connection_is_retried_once(
 
     monkeypatch.setattr(client_module, "_IDLE_CHECK_NS", 1 << 62)
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    port = listener.getsockname()[1]
+    listener, port = _listener()
     accepted = 0
 
     def serve() -> None:

@@ -344,20 +344,11 @@ def test_serve_reports_bind_failure() -> None:
 # --------------------------------------------------------------------------- bad input
 
 
-def _one_line_exit_2(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("z6: ")
-    assert proc.stderr.count("\n") == 1
-    assert "internal error" not in proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc.stderr
-
-
 @pytest.mark.parametrize("port", ["70000", "65536", "-1"])
 def test_serve_rejects_port_out_of_range(port: str) -> None:
-    from conftest import run_z6
+    from conftest import one_line_exit_2, run_z6
 
-    err = _one_line_exit_2(run_z6(["serve", "--port", port], timeout=30))
+    err = one_line_exit_2(run_z6(["serve", "--port", port], timeout=30))
     assert "--port must be between 0 and 65535" in err
 
 
@@ -372,18 +363,18 @@ def test_serve_function_rejects_port_and_procs_out_of_range() -> None:
 
 
 def test_serve_port_in_use_exit_2_one_line() -> None:
-    from conftest import run_z6
+    from conftest import one_line_exit_2, run_z6
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        err = _one_line_exit_2(run_z6(["serve", "--port", str(port)], timeout=30))
+        err = one_line_exit_2(run_z6(["serve", "--port", str(port)], timeout=30))
     assert f"cannot listen on 127.0.0.1:{port}" in err
 
 
 def test_serve_bad_host_exit_2_one_line() -> None:
-    from conftest import run_z6
+    from conftest import one_line_exit_2, run_z6
 
-    err = _one_line_exit_2(run_z6(["serve", "--host", "999.1.1.1", "--port", "0"], timeout=30))
+    err = one_line_exit_2(run_z6(["serve", "--host", "999.1.1.1", "--port", "0"], timeout=30))
     assert "cannot listen on 999.1.1.1:0" in err

@@ -120,6 +120,16 @@ def wait_until_running(
     pytest.fail("the workers did not start in time")
 
 
+def start_running(
+    tmp: Path, port: int, procs: int, after_start_s: float, **scenario: Any
+) -> tuple[subprocess.Popen[str], Path, dict[int, int]]:
+    """Write a scenario (``write_scenario``'s keywords), start ``z6 run`` on it and wait until
+    it has been going for ``after_start_s``; return the process, its --out and ``{worker: pid}``."""
+    out = tmp / "out"
+    proc = start_run(write_scenario(tmp, port, **scenario), out, procs)
+    return proc, out, wait_until_running(proc, out / "events.bin", procs, after_start_s)
+
+
 def finish(proc: subprocess.Popen[str], limit_s: float) -> tuple[int, str, str, float]:
     """Wait (bounded) for z6; return exit code, stdout, stderr and the seconds it took."""
     t0 = time.monotonic()
@@ -175,10 +185,7 @@ def test_signal_stops_gracefully_and_records_in_flight_as_interrupted(
     tmp_path: Path, server_port: int, sig: signal.Signals, to_group: bool
 ) -> None:
     vus, procs = 4, 2
-    scenario = write_scenario(tmp_path, server_port, path="/delay/5000", vus=vus)
-    out = tmp_path / "out"
-    proc = start_run(scenario, out, procs)
-    wait_until_running(proc, out / "events.bin", procs, after_start_s=0.5)
+    proc, out, _pids = start_running(tmp_path, server_port, procs, 0.5, path="/delay/5000", vus=vus)
     if to_group:
         os.killpg(proc.pid, sig)
     else:
@@ -204,10 +211,9 @@ def test_signal_stops_gracefully_and_records_in_flight_as_interrupted(
 def test_second_sigint_aborts_at_once(tmp_path: Path, server_port: int) -> None:
     procs = 2
     # A long graceful stop: only the abort can make the run end quickly.
-    scenario = write_scenario(tmp_path, server_port, path="/delay/5000", vus=4, graceful_s=60)
-    out = tmp_path / "out"
-    proc = start_run(scenario, out, procs)
-    pids = wait_until_running(proc, out / "events.bin", procs, after_start_s=0.3)
+    proc, out, pids = start_running(
+        tmp_path, server_port, procs, 0.3, path="/delay/5000", vus=4, graceful_s=60
+    )
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGINT)
@@ -223,10 +229,7 @@ def test_second_sigint_aborts_at_once(tmp_path: Path, server_port: int) -> None:
 
 def test_worker_killed_mid_run_exits_3_and_names_it(tmp_path: Path, server_port: int) -> None:
     procs = 2
-    scenario = write_scenario(tmp_path, server_port, path="/delay/20", vus=4)
-    out = tmp_path / "out"
-    proc = start_run(scenario, out, procs)
-    pids = wait_until_running(proc, out / "events.bin", procs, after_start_s=0.5)
+    proc, out, pids = start_running(tmp_path, server_port, procs, 0.5, path="/delay/20", vus=4)
     victim = 1
     os.kill(pids[victim], signal.SIGKILL)
     killed_at = time.monotonic()
@@ -262,10 +265,9 @@ def test_supervisor_killed_workers_exit_and_rings_vanish(tmp_path: Path, server_
     unlinks the rings, quietly."""
     procs = 2
     # A long graceful stop: orphaned workers must not wait for it (nobody would record it).
-    scenario = write_scenario(tmp_path, server_port, path="/delay/5000", vus=4, graceful_s=60)
-    out = tmp_path / "out"
-    proc = start_run(scenario, out, procs)
-    pids = wait_until_running(proc, out / "events.bin", procs, after_start_s=0.3)
+    proc, out, pids = start_running(
+        tmp_path, server_port, procs, 0.3, path="/delay/5000", vus=4, graceful_s=60
+    )
     assert len(segments_of(proc.pid)) == procs
     proc.kill()  # SIGKILL: no cleanup at all in the supervisor
     # finish() reads stderr to its end: the workers and the resource tracker hold it too, so
@@ -292,12 +294,9 @@ def test_supervisor_killed_workers_exit_and_rings_vanish(tmp_path: Path, server_
 def test_stuck_worker_is_killed_after_the_graceful_stop(tmp_path: Path, server_port: int) -> None:
     """A worker that never finishes (stopped with SIGSTOP) cannot hang the run."""
     procs = 2
-    scenario = write_scenario(
-        tmp_path, server_port, path="/delay/20", vus=2, graceful_s=1, duration_s=1
+    proc, out, pids = start_running(
+        tmp_path, server_port, procs, 0.2, path="/delay/20", vus=2, graceful_s=1, duration_s=1
     )
-    out = tmp_path / "out"
-    proc = start_run(scenario, out, procs)
-    pids = wait_until_running(proc, out / "events.bin", procs, after_start_s=0.2)
     os.kill(pids[0], signal.SIGSTOP)
     # Planned end (1 s) + graceful stop (1 s) + the supervisor's 5 s margin, then a kill.
     code, _stdout, err, _took = finish(proc, FEW_SECONDS)
@@ -320,12 +319,9 @@ def test_signal_after_the_workers_finished_still_writes_the_outputs(
     """A signal between the end of the run (rings unlinked) and the output files: the run is
     complete, so the outputs are written and the exit code is the run's (docs/reliability.md)."""
     procs = 2
-    scenario = write_scenario(
-        tmp_path, server_port, path="/delay/20", vus=2, graceful_s=1, duration_s=1.5
+    proc, out, _pids = start_running(
+        tmp_path, server_port, procs, 0.0, path="/delay/20", vus=2, graceful_s=1, duration_s=1.5
     )
-    out = tmp_path / "out"
-    proc = start_run(scenario, out, procs)
-    wait_until_running(proc, out / "events.bin", procs, after_start_s=0.0)
     deadline = time.monotonic() + FEW_SECONDS
     while segments_of(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.0005)
@@ -345,12 +341,9 @@ def test_pause_of_the_whole_group_does_not_trip_the_watchdog(
     """Ctrl-Z (SIGSTOP of the group) for longer than duration + graceful stop + 5 s, then
     SIGCONT: the workers are healthy and must not be killed as hung."""
     procs = 2
-    scenario = write_scenario(
-        tmp_path, server_port, path="/delay/20", vus=2, graceful_s=1, duration_s=1
+    proc, out, pids = start_running(
+        tmp_path, server_port, procs, 0.2, path="/delay/20", vus=2, graceful_s=1, duration_s=1
     )
-    out = tmp_path / "out"
-    proc = start_run(scenario, out, procs)
-    pids = wait_until_running(proc, out / "events.bin", procs, after_start_s=0.2)
     os.killpg(proc.pid, signal.SIGSTOP)
     try:
         time.sleep(1 + 1 + 5 + 1.5)  # past the watchdog deadline
@@ -431,12 +424,9 @@ def test_pause_past_the_hard_stop_keeps_the_answers_that_arrived(
     wall-clock latency), not as ``interrupted`` by a graceful stop that z6 was not running to
     use."""
     procs = 2
-    scenario = write_scenario(
-        tmp_path, server_port, path="/delay/1000", vus=2, graceful_s=1, duration_s=2
+    proc, out, _pids = start_running(
+        tmp_path, server_port, procs, 0.3, path="/delay/1000", vus=2, graceful_s=1, duration_s=2
     )
-    out = tmp_path / "out"
-    proc = start_run(scenario, out, procs)
-    wait_until_running(proc, out / "events.bin", procs, after_start_s=0.3)
     # Each VU's 1 s request is in flight (back to back, no think time); the server answers
     # during the pause.
     os.killpg(proc.pid, signal.SIGSTOP)
