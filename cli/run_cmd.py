@@ -236,14 +236,21 @@ def _finish_run(
 
 def _clear_previous_outputs(out_dir: Path) -> None:
     """Remove a previous run's outputs from ``out_dir`` before this run starts, so that a
-    ``summary.json`` found next to ``events.bin`` is always this run's (or absent)."""
+    ``summary.json`` found next to ``events.bin`` is always this run's (or absent); also the
+    temporary files a run killed while writing them left behind."""
     try:
         for name in OUTPUT_FILES:
             (out_dir / name).unlink(missing_ok=True)
+            _tmp_name(out_dir, name).unlink(missing_ok=True)
     except OSError as exc:
         raise RunError(
             f"cannot replace the previous results in {out_dir}: {exc.strerror}"
         ) from None
+
+
+def _tmp_name(out_dir: Path, name: str) -> Path:
+    """Where output ``name`` is written before it is renamed into place."""
+    return out_dir / f".{name}.z6-tmp"
 
 
 def _write_outputs(
@@ -264,7 +271,7 @@ def _write_outputs(
     )
     for name, text in zip(OUTPUT_FILES, texts, strict=True):
         path = out_dir / name
-        tmp = out_dir / f".{name}.z6-tmp"
+        tmp = _tmp_name(out_dir, name)
         try:
             tmp.write_text(text)
             os.replace(tmp, path)

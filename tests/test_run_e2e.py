@@ -373,11 +373,14 @@ def test_a_run_never_overwrites_its_own_scenario(tmp_path: Path, how: str) -> No
 
 def test_a_run_into_a_used_out_dir_removes_the_old_summary_first(tmp_path: Path) -> None:
     """While a run goes on (or after it was killed), --out never shows a summary.json of an
-    earlier run next to this run's events.bin."""
+    earlier run next to this run's events.bin, nor the temporary files of a run killed while
+    it wrote its outputs."""
     out = tmp_path / "out"
     out.mkdir()
-    for name in ("summary.json", "summary.txt", "timeseries.csv", "scenario.toml"):
+    names = ("summary.json", "summary.txt", "timeseries.csv", "scenario.toml")
+    for name in names:
         (out / name).write_text("an earlier run's\n")
+        (out / f".{name}.z6-tmp").write_text("an earlier run's, half writ")
     scenario = write_scenario(
         tmp_path,
         9,
@@ -397,7 +400,7 @@ def test_a_run_into_a_used_out_dir_removes_the_old_summary_first(tmp_path: Path)
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "the run never created events.bin"
             time.sleep(0.02)
-        assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["events.bin"]
+        assert sorted(p.name for p in out.iterdir()) == ["events.bin"]
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
