@@ -171,7 +171,7 @@ class AnalyzeResult:
 
     def rows(self) -> list[dict[str, Any]]:
         """The per-second time series (``timeseries.csv`` rows), computed on demand."""
-        return timeseries_rows(self.reducer)
+        return timeseries_rows(self.reducer, self.summary["duration_s"])
 
 
 def analyze_logs(

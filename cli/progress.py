@@ -27,28 +27,35 @@ class Progress:
 
             self._console = Console(file=self.stream, highlight=False)
 
-    def line(self, stats: Any, elapsed_s: float) -> str:
-        """The text of one progress line (shared by both display modes)."""
-        total = f"/{self.total_s:.0f}s" if self.total_s else "s"
-        parts = [
-            f"[{elapsed_s:5.1f}{total}]",
-            f"vus={stats.active_vus}",
-            f"reqs={stats.total_requests}",
-            f"rps={stats.rps:.0f}",
-            f"p50={_ms(stats.p50_ms)}",
-            f"p99={_ms(stats.p99_ms)}",
-            f"errors={stats.total_errors}",
-        ]
+    def line(self, stats: Any, elapsed_s: float, final: bool = False) -> str:
+        """The text of one progress line (shared by both display modes).
+
+        The ``final`` line, once every event is in, gives the run's totals only (they equal
+        the summary's); the rate and percentiles of its last sliver of time would mislead,
+        and the summary that follows has the run's own."""
+        total = f"/{self.total_s:g}s" if self.total_s else "s"
+        parts = [f"[{elapsed_s:5.1f}{total}]"]
+        if final:
+            parts.append("done")
+        parts.append(f"vus={stats.active_vus}")
+        parts.append(f"reqs={stats.total_requests}")
+        if not final:
+            parts += [
+                f"rps={stats.rps:.0f}",
+                f"p50={_ms(stats.p50_ms)}",
+                f"p99={_ms(stats.p99_ms)}",
+            ]
+        parts.append(f"errors={stats.total_errors}")
         if getattr(stats, "total_dropped", 0):
             parts.append(f"dropped={stats.total_dropped}")
         return " ".join(parts)
 
-    def update(self, stats: Any, elapsed_s: float) -> None:
-        """Show the stats of the last interval."""
+    def update(self, stats: Any, elapsed_s: float, final: bool = False) -> None:
+        """Show the stats of the last interval (``final``: the run's totals, see ``line``)."""
         if self._console is None:
-            print(self.line(stats, elapsed_s), file=self.stream, flush=True)
+            print(self.line(stats, elapsed_s, final), file=self.stream, flush=True)
             return
-        renderable = self._panel(stats, elapsed_s)
+        renderable = self._panel(stats, elapsed_s, final)
         if self._live is None:
             from rich.live import Live
 
@@ -63,7 +70,7 @@ class Progress:
             self._live.start()
         self._live.update(renderable, refresh=True)
 
-    def _panel(self, stats: Any, elapsed_s: float) -> Any:
+    def _panel(self, stats: Any, elapsed_s: float, final: bool) -> Any:
         from rich.progress_bar import ProgressBar
         from rich.table import Table
 
@@ -74,12 +81,15 @@ class Progress:
             done = min(elapsed_s, self.total_s)
             bar = ProgressBar(total=self.total_s, completed=done, width=30)
             grid.add_row("time", bar)
-            grid.add_row("", f"{elapsed_s:.1f}s / {self.total_s:.0f}s")
+            grid.add_row("", f"{elapsed_s:.1f}s / {self.total_s:g}s{'  done' if final else ''}")
         else:
-            grid.add_row("time", f"{elapsed_s:.1f}s")
+            grid.add_row("time", f"{elapsed_s:.1f}s{'  done' if final else ''}")
         grid.add_row("VUs", str(stats.active_vus))
-        grid.add_row("requests", f"{stats.total_requests}  ({stats.rps:.0f}/s)")
-        grid.add_row("latency", f"p50 {_ms(stats.p50_ms)}  p99 {_ms(stats.p99_ms)}")
+        if final:
+            grid.add_row("requests", str(stats.total_requests))
+        else:
+            grid.add_row("requests", f"{stats.total_requests}  ({stats.rps:.0f}/s)")
+            grid.add_row("latency", f"p50 {_ms(stats.p50_ms)}  p99 {_ms(stats.p99_ms)}")
         errors = f"[red]{stats.total_errors}[/red]" if stats.total_errors else "0"
         grid.add_row("errors", errors)
         if getattr(stats, "total_dropped", 0):

@@ -205,7 +205,7 @@ def _finish_run(
         footer=outcome.footer,
         planned_s=scenario.runtime.duration_seconds,
     )
-    rows = timeseries_rows(outcome.reducer)
+    rows = timeseries_rows(outcome.reducer, summary["duration_s"])
     try:
         _write_outputs(out_dir, scenario, summary, rows, log_path=log_path)
         unwritten = None

@@ -272,9 +272,9 @@ def error_label(kind: int) -> str:
 class IntervalStats(msgspec.Struct, kw_only=True):
     """What the live view shows, for the interval since the previous :meth:`Reducer.interval`.
 
-    ``rps`` divides the interval's requests by the event time that passed (newest request end
-    now minus at the previous call), so it needs no clock. ``p50_ms``/``p99_ms`` are ``None``
-    when the interval had no request with a latency. ``total_*`` are run totals so far.
+    ``rps`` divides the interval's requests by ``span_s``, the wall time the caller says the
+    interval covered. ``p50_ms``/``p99_ms`` are ``None`` when the interval had no request with
+    a latency. ``total_*`` are run totals so far.
     """
 
     requests: int
@@ -435,7 +435,6 @@ class Reducer:
         self._iv_failed = 0
         self._iv_dropped = 0
         self._iv_bytes = 0
-        self._iv_prev_end_ns = 0
 
     # ------------------------------------------------------------------ hot path
 
@@ -657,10 +656,16 @@ class Reducer:
 
     # ------------------------------------------------------------------ live view
 
-    def interval(self) -> IntervalStats:
-        """Stats since the previous call (then reset); cheap: only the interval's buckets."""
+    def interval(self, span_ns: int) -> IntervalStats:
+        """Stats since the previous call (then reset); cheap: only the interval's buckets.
+
+        ``span_ns`` is the wall time since the previous call (the caller's clock): ``rps`` is
+        the interval's requests over it. Dividing by the event time that passed instead (the
+        newest request end minus the previous one) read 3,027/s for 50 VUs that think 0.9 s,
+        since their requests end in bursts.
+        """
         pct = sparse_percentiles(_strip_request(self._iv_lat), (50.0, 99.0))
-        span_ns = max(self._max_end_ns - self._iv_prev_end_ns, 0)
+        span_ns = max(span_ns, 0)
         stats = IntervalStats(
             requests=self._iv_requests,
             ok=self._iv_requests - self._iv_failed,
@@ -678,7 +683,6 @@ class Reducer:
         )
         self._iv_lat = Counter()
         self._iv_requests = self._iv_failed = self._iv_dropped = self._iv_bytes = 0
-        self._iv_prev_end_ns = self._max_end_ns
         return stats
 
     # ------------------------------------------------------------------ merge

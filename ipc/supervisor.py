@@ -39,7 +39,9 @@ _PAUSE_GAP_S = 1.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 RING_CAPACITY = 8 * 1024 * 1024
 
-ProgressFn = Callable[[IntervalStats, float], None]
+# (stats of the interval, seconds since the run start, final): the final call comes once,
+# after the last event was drained, with the run's totals.
+ProgressFn = Callable[[IntervalStats, float, bool], None]
 
 
 @dataclass
@@ -122,6 +124,7 @@ def run_workers(setup: RunSetup) -> RunOutcome:
             agg.start()
             agg.loop()
             agg.drain()
+            agg.show_progress(time.perf_counter_ns(), final=True)
             ok = True
         finally:
             agg.cleanup()
@@ -174,6 +177,7 @@ class _Aggregator:
         self.aborted = False
         self.limited = False
         self.progress_off = False
+        self._progress_ns = setup.plan.run_start_ns  # end of the interval last shown
         self.graceful_s = setup.plan.scenario.runtime.graceful_stop_seconds
         # Watchdog: past this perf_counter instant, workers that still run are killed. Set at
         # the planned end (duration runs) and at every stop request.
@@ -263,12 +267,7 @@ class _Aggregator:
                 and now - last_progress >= _PROGRESS_EVERY_S
             ):
                 last_progress = now
-                elapsed = max(0.0, (now_ns - self.plan.run_start_ns) / 1e9)
-                try:
-                    setup.progress(self.reducer.interval(), elapsed)
-                except OSError:
-                    # The terminal is gone (SIGHUP, closed pty: EIO): the run goes on unseen.
-                    self.progress_off = True
+                self.show_progress(now_ns)
             # Signals: first = graceful stop, second = abort now.
             if self.sigs.count >= 1 and not self.interrupted:
                 self.interrupted = True
@@ -286,6 +285,21 @@ class _Aggregator:
                 return
             if got == 0:
                 time.sleep(_IDLE_SLEEP_S)
+
+    def show_progress(self, now_ns: int, *, final: bool = False) -> None:
+        """Hand the interval since the last call to the live view (if any): its rate is over
+        the wall time since then (0 before the run starts)."""
+        show = self.setup.progress
+        if show is None or self.progress_off:
+            return
+        span_ns = now_ns - max(self._progress_ns, self.plan.run_start_ns)
+        self._progress_ns = max(now_ns, self._progress_ns)
+        elapsed = max(0.0, (now_ns - self.plan.run_start_ns) / 1e9)
+        try:
+            show(self.reducer.interval(span_ns), elapsed, final)
+        except OSError:
+            # The terminal is gone (SIGHUP, closed pty: EIO): the run goes on unseen.
+            self.progress_off = True
 
     def _skip_pause(self, last_round_ns: int) -> None:
         """After a pause of the supervisor (SIGSTOP/SIGCONT, Ctrl-Z then ``fg``) the workers

@@ -428,23 +428,38 @@ def test_interval_reports_since_the_previous_call() -> None:
     r = Reducer(["a"])
     r.add([VuStarted(0, 0), VuStarted(1, 0)])
     r.add([req(start_ns=i * 10 * MS, latency_ns=10 * MS) for i in range(100)])  # ends at 1 s
-    first = r.interval()
+    first = r.interval(S)
     assert (first.requests, first.ok, first.failed) == (100, 100, 0)
     assert first.p50_ms == pytest.approx(10.0, rel=1e-3)
     assert first.rps == pytest.approx(100.0)
     assert first.active_vus == 2
     r.add([req(start_ns=S, latency_ns=S, status=503, error=ErrorKind.STATUS)])  # ends at 2 s
     r.add([IterationDropped(1, S)])
-    second = r.interval()
+    second = r.interval(S)
     assert (second.requests, second.failed, second.dropped) == (1, 1, 1)
     assert second.p99_ms == pytest.approx(1000.0, rel=1e-3)
     assert second.rps == pytest.approx(1.0)
     assert second.total_requests == 101
     assert second.total_errors == 1
-    empty = r.interval()
+    empty = r.interval(S)
     assert empty.requests == 0
     assert empty.p50_ms is None
     assert empty.rps == 0.0
+    assert r.interval(0).rps == 0.0
+
+
+def test_interval_rate_is_over_the_wall_time_given_not_the_event_time() -> None:
+    """50 VUs that think between requests end theirs in a burst: the rate of a 1 s interval
+    is 50/s however close together the 50 ends fall (dividing by the 50 ms the ends spanned
+    read 1,000/s)."""
+    r = Reducer(["a"])
+    r.add([req(vu=v, start_ns=S + v * MS, latency_ns=MS) for v in range(50)])
+    stats = r.interval(S)
+    assert stats.requests == 50
+    assert stats.rps == pytest.approx(50.0)
+    assert stats.span_s == pytest.approx(1.0)
+    r.add([req(vu=v, start_ns=2 * S + v * MS, latency_ns=MS) for v in range(50)])
+    assert r.interval(2 * S).rps == pytest.approx(25.0)
 
 
 # ---------------------------------------------------------------- merge

@@ -46,6 +46,21 @@ def test_plain_line_per_update() -> None:
     ]
 
 
+def test_the_final_line_gives_the_totals_only() -> None:
+    """Once every event is in, the line says ``done`` and gives the run's totals (equal to the
+    summary's), not the rate or percentiles of the run's last sliver of time; a total that is
+    not whole seconds is printed as it is (2.5 s read "/2s")."""
+    out = io.StringIO()
+    p = Progress(2.5, stream=out)
+    p.update(_stats(), 1.0)
+    p.update(_stats(total_requests=130, active_vus=0, rps=9000.0), 2.6, True)
+    p.close()
+    assert out.getvalue().splitlines() == [
+        "[  1.0/2.5s] vus=7 reqs=120 rps=40 p50=1.2ms p99=9.5ms errors=3",
+        "[  2.6/2.5s] done vus=0 reqs=130 errors=3",
+    ]
+
+
 def test_rich_panel_on_a_terminal() -> None:
     out = _Tty()
     p = Progress(10.0, stream=out)
@@ -57,3 +72,15 @@ def test_rich_panel_on_a_terminal() -> None:
     assert "999  (40/s)" in text
     assert "p50 1.2ms  p99 9.5ms" in text
     assert "4.0s / 10s" in text
+
+
+def test_rich_panel_final_shows_the_totals() -> None:
+    out = _Tty()
+    p = Progress(None, stream=out)
+    p.update(_stats(total_requests=999, rps=9000.0), 4.2, True)
+    p.close()
+    text = out.getvalue()
+    assert "4.2s  done" in text
+    assert "999" in text
+    assert "9000" not in text
+    assert "p50" not in text

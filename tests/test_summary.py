@@ -288,6 +288,17 @@ def test_timeseries_rows_columns() -> None:
     assert open_rows[0]["dropped"] == 1
 
 
+def test_the_last_partial_second_s_rate_is_over_the_part_the_run_covered() -> None:
+    """A run that ends 0.25 s into its last second: that row's requests are a rate over
+    0.25 s, not a collapse to a quarter; whole seconds are their count."""
+    r = Reducer(["a"])
+    r.add([req(0, 1.0, start_ns=i * 100 * MS) for i in range(13)])  # ends by 1.201 s
+    rows = timeseries_rows(r, 1.25)
+    assert [(row["requests"], row["rps"]) for row in rows] == [(10, 10.0), (3, 12.0)]
+    assert [row["rps"] for row in timeseries_rows(r, 2.0)] == [10.0, 3.0]
+    assert [row["rps"] for row in timeseries_rows(r)] == [10.0, 3.0]
+
+
 def test_a_complete_run_lasts_its_planned_length_for_rps() -> None:
     """An open-model worker finishes right after its last arrival (the 10 requests of _run end
     by 2 s): a complete 4 s run is 4 s long, so rps is 10 / 4, not 10 / 2. Stopped early, or
