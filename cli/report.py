@@ -229,14 +229,27 @@ _HIGHER_BETTER = "higher"
 _NEUTRAL = "neutral"
 
 
-def _success_rate(s: Mapping[str, Any]) -> float | None:
+_RATES = ("success_rate", "error_rate")
+
+
+def _share(s: Mapping[str, Any], key: str) -> float | None:
+    """``requests[key] / requests.total`` from the counts, unrounded: the summary's rates
+    are rounded to 6 decimals, and rare errors (1 in 5,000) then lost a third of their
+    relative change."""
     req = s.get("requests", {})
     total = req.get("total", 0)
-    return round(req.get("ok", 0) / total, 6) if total else None
+    return req.get(key, 0) / total if total else None
+
+
+def _tidy(x: float) -> float:
+    """``x`` to 12 significant digits: drops float noise (0.30000000000000004) without
+    flattening small rates as rounding to 6 decimals did."""
+    return float(f"{x:.12g}")
 
 
 def _metrics_of(s: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
-    """The compared metrics of one summary: ``{label: (value, direction)}``."""
+    """The compared metrics of one summary: ``{label: (value, direction)}``. Open-model runs
+    (or any run with drops) add ``dropped_iterations`` and the corrected latencies."""
     req = s.get("requests", {})
     errors = s.get("errors", {})
     lat = s.get("latency_ms", {})
@@ -244,17 +257,32 @@ def _metrics_of(s: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
         "requests.total": (req.get("total"), _NEUTRAL),
         "requests.ok": (req.get("ok"), _NEUTRAL),
         "requests.failed": (req.get("failed"), _LOWER_BETTER),
-        "success_rate": (_success_rate(s), _HIGHER_BETTER),
-        "error_rate": (errors.get("rate"), _LOWER_BETTER),
+        "success_rate": (_share(s, "ok"), _HIGHER_BETTER),
+        "error_rate": (_share(s, "failed"), _LOWER_BETTER),
         "rps": (s.get("rps"), _HIGHER_BETTER),
         "duration_s": (s.get("duration_s"), _NEUTRAL),
     }
     for k, v in lat.items():
         if k != "min":
             m[f"latency_ms.{k}"] = (v, _LOWER_BETTER)
+    corrected = s.get("latency_corrected_ms")
+    if corrected is not None or s.get("dropped_iterations"):
+        m["dropped_iterations"] = (s.get("dropped_iterations", 0), _LOWER_BETTER)
+    for k, v in (corrected or {}).items():
+        if k != "min":
+            m[f"latency_corrected_ms.{k}"] = (v, _LOWER_BETTER)
     for kind, n in errors.get("by_kind", {}).items():
         m[f"errors.{kind}"] = (n, _LOWER_BETTER)
     return m
+
+
+def _pct(value: float | None) -> str:
+    """A rate as a percentage to 6 significant digits (``99.9793%``, ``0.0207%``): a rare
+    error rate must not print as 0, nor 99.9995 % as 100 %."""
+    if value is None:
+        return "-"
+    text = f"{value * 100:.6g}"
+    return f"{'0' if text == '-0' else text}%"
 
 
 def diff_dict(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
@@ -264,8 +292,10 @@ def diff_dict(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     "change"}}}`` where ``delta = b - a``, ``relative = delta / a`` (``None`` when ``a`` is 0 or
     a value is missing) and ``change`` is ``"improvement"``, ``"regression"``, ``"unchanged"``
     or ``"n/a"`` (totals, which are neither good nor bad, and missing values). Lower latency,
-    errors and error rate are better; higher rps and success rate are better. An error kind
-    present in only one run counts as 0 in the other.
+    errors, error rate and dropped iterations are better; higher rps and success rate are
+    better. An error kind present in only one run counts as 0 in the other, and so do the
+    dropped iterations of a closed-model run compared with an open-model one. The rates are
+    computed from the request counts; ``delta`` and ``relative`` keep 12 significant digits.
     """
     ma, mb = _metrics_of(a), _metrics_of(b)
     labels = list(ma)
@@ -274,14 +304,14 @@ def diff_dict(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     for label in labels:
         va, direction = ma[label] if label in ma else (None, mb[label][1])
         vb = mb[label][0] if label in mb else None
-        if label.startswith("errors."):
+        if label.startswith("errors.") or label == "dropped_iterations":
             va = 0 if va is None else va
             vb = 0 if vb is None else vb
         delta = relative = None
         change = "n/a"
         if isinstance(va, int | float) and isinstance(vb, int | float):
-            delta = round(vb - va, 6)
-            relative = round(delta / va, 6) if va else None
+            delta = _tidy(vb - va) if isinstance(vb - va, float) else vb - va
+            relative = _tidy((vb - va) / va) if va else None
             if direction != _NEUTRAL:
                 if delta == 0:
                     change = "unchanged"
@@ -317,12 +347,13 @@ def render_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     rows = [["metric", "A", "B", "delta", "relative", ""]]
     for label, m in d["metrics"].items():
         delta = m["delta"]
+        show = _pct if label in _RATES else _num
         rows.append(
             [
                 label,
-                _num(m["a"]),
-                _num(m["b"]),
-                "-" if delta is None else ("+" if delta > 0 else "") + _num(delta),
+                show(m["a"]),
+                show(m["b"]),
+                "-" if delta is None else ("+" if delta > 0 else "") + show(delta),
                 "-" if m["relative"] is None else f"{m['relative'] * 100:+.1f}%",
                 marks[m["change"]],
             ]

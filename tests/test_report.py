@@ -182,6 +182,54 @@ def test_diff_deltas_and_marks() -> None:
     assert d["errors.timeout"]["change"] == "regression"
 
 
+def test_diff_of_rare_errors_keeps_their_size() -> None:
+    """1 failure in 4,830 requests against 3 in 5,320: the rates are exact ratios of the
+    counts (rounded summary rates lost a third of the relative change), and the table prints
+    them as percentages, not as 0 and 0.001 with a delta of +0."""
+    a = _summary()
+    b = copy.deepcopy(a)
+    a["requests"].update(total=4830, ok=4829, failed=1)
+    b["requests"].update(total=5320, ok=5317, failed=3)
+    d = diff_dict(a, b)["metrics"]
+    assert d["error_rate"]["a"] == 1 / 4830
+    assert d["error_rate"]["delta"] == pytest.approx(3 / 5320 - 1 / 4830, rel=1e-9)
+    assert d["error_rate"]["relative"] == pytest.approx((3 / 5320) / (1 / 4830) - 1, rel=1e-9)
+    assert d["error_rate"]["change"] == "regression"
+    assert d["success_rate"]["change"] == "regression"
+    lines = render_diff(a, b).splitlines()
+    err = next(line for line in lines if line.strip().startswith("error_rate")).split()
+    assert err[1:4] == ["0.0207039%", "0.056391%", "+0.035687%"]
+    ok = next(line for line in lines if line.strip().startswith("success_rate")).split()
+    assert ok[1:4] == ["99.9793%", "99.9436%", "-0.035687%"]
+
+
+def test_diff_of_open_model_runs_shows_drops_and_corrected_latency() -> None:
+    """An open-model run that dropped iterations against one that did not: the drops and the
+    corrected latencies are compared (the table hid both); a closed-model summary has no
+    such rows."""
+    a = _summary()
+    assert "dropped_iterations" not in diff_dict(a, a)["metrics"]
+    a["latency_corrected_ms"] = dict(a["latency_ms"])
+    b = copy.deepcopy(a)
+    b["dropped_iterations"] = 347
+    b["latency_corrected_ms"]["p99"] = a["latency_corrected_ms"]["p99"] + 1.25
+    d = diff_dict(a, b)["metrics"]
+    assert d["dropped_iterations"] == {
+        "a": 0,
+        "b": 347,
+        "delta": 347,
+        "relative": None,
+        "change": "regression",
+    }
+    assert d["latency_corrected_ms.p99"]["delta"] == pytest.approx(1.25)
+    assert d["latency_corrected_ms.p99"]["change"] == "regression"
+    assert "latency_corrected_ms.min" not in d
+    closed = _summary()
+    assert diff_dict(closed, b)["metrics"]["dropped_iterations"]["a"] == 0
+    row = next(ln for ln in render_diff(a, b).splitlines() if "dropped_iterations" in ln)
+    assert row.split() == ["dropped_iterations", "0", "347", "+347", "-", "WORSE"]
+
+
 def test_render_diff_table() -> None:
     a = _summary()
     b = copy.deepcopy(a)
