@@ -276,7 +276,7 @@ def _metrics_of(s: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
     return m
 
 
-def _pct(value: float | None) -> str:
+def _rate_pct(value: float | None) -> str:
     """A rate as a percentage to 6 significant digits (``99.9793%``, ``0.0207%``): a rare
     error rate must not print as 0, nor 99.9995 % as 100 %."""
     if value is None:
@@ -347,7 +347,7 @@ def render_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     rows = [["metric", "A", "B", "delta", "relative", ""]]
     for label, m in d["metrics"].items():
         delta = m["delta"]
-        show = _pct if label in _RATES else _num
+        show = _rate_pct if label in _RATES else _num
         rows.append(
             [
                 label,
