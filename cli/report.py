@@ -23,6 +23,7 @@ _TIMESERIES_COLUMNS = (
     "p50_ms",
     "p99_ms",
     "active_vus",
+    "vus_avg",
 )
 
 

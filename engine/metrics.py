@@ -298,7 +298,9 @@ class SecondRow(msgspec.Struct, kw_only=True):
     ``requests``/``errors`` count requests that *ended* in the second; ``p50_us``/``p99_us``
     are ``None`` when none of them had a latency. ``started``/``dropped`` count open-model
     iterations by their *scheduled* second. ``active_vus`` is the larger of the number of
-    active VUs at the start and at the end of the second.
+    active VUs at the start and at the end of the second; ``vu_ns`` is the time VUs were
+    active within it, summed over VUs (VU-nanoseconds: their mean number is ``vu_ns / 1e9``),
+    which also counts VUs that start and stop within the second.
     """
 
     second: int
@@ -309,6 +311,7 @@ class SecondRow(msgspec.Struct, kw_only=True):
     active_vus: int
     started: int
     dropped: int
+    vu_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -417,6 +420,9 @@ class Reducer:
         self._max_finished_ns = 0
         self._active = 0
         self._vu_delta: Counter[int] = Counter()  # second -> net VU starts - stops
+        # second -> sum of its VuStarted times - sum of its VuStopped times: with _vu_delta it
+        # gives the VU-time of the second (see timeseries), in any batch order, and merges.
+        self._vu_tsum: Counter[int] = Counter()
         self._seconds: dict[int, _Second] = {}
         self._live: dict[int, _Second] = {}  # seconds whose histogram is still kept
         self._newest_sec = -1
@@ -623,14 +629,19 @@ class Reducer:
         up = [ev.t_ns for ev in events if type(ev) is VuStarted]
         down = [ev.t_ns for ev in events if type(ev) is VuStopped]
         delta = self._vu_delta
+        tsum = self._vu_tsum
         if up:
             self._active += len(up)
             delta.update(map(_second_of, up))
+            for t_ns in up:
+                tsum[t_ns // _NS] += t_ns
             self._max_vu_ns = max(self._max_vu_ns, max(up))
         if down:
             self._active -= len(down)
             for s, c in Counter(map(_second_of, down)).items():
                 delta[s] -= c
+            for t_ns in down:
+                tsum[t_ns // _NS] -= t_ns
             self._max_vu_ns = max(self._max_vu_ns, max(down))
         if len(up) + len(down) == len(events):
             return
@@ -719,6 +730,10 @@ class Reducer:
         off_s = offset_ns // _NS
         for s, d in other._vu_delta.items():
             self._vu_delta[s + off_s] += d
+        for s, t in other._vu_tsum.items():
+            # Each start or stop time moves by off_s whole seconds, so the sum moves by the
+            # net count times that.
+            self._vu_tsum[s + off_s] += t + other._vu_delta.get(s, 0) * off_s * _NS
         for s, osec in sorted(other._seconds.items()):
             self._merge_second(s + off_s, osec)
         if other._newest_sec >= 0 and other._newest_sec + off_s > self._newest_sec:
@@ -932,7 +947,11 @@ class Reducer:
             seconds = sorted(s for s in {*self._seconds, *self._vu_delta} if s >= 0)
         for s in seconds:
             start_level = level
-            level += self._vu_delta.get(s, 0)
+            net = self._vu_delta.get(s, 0)
+            level += net
+            # Each VU active all second adds 1 s; one started at t adds (s+1) s - t, one
+            # stopped at t takes that away again.
+            vu_ns = start_level * _NS + net * (s + 1) * _NS - self._vu_tsum.get(s, 0)
             sec = self._seconds.get(s)
             p50 = p99 = None
             if sec is not None:
@@ -951,6 +970,7 @@ class Reducer:
                     active_vus=max(start_level, level, 0),
                     started=sec.started if sec else 0,
                     dropped=sec.dropped if sec else 0,
+                    vu_ns=max(vu_ns, 0),
                 )
             )
         return rows

@@ -302,23 +302,27 @@ def _accounting(reducer: Reducer) -> dict[str, Any]:
 def timeseries_rows(reducer: Reducer, duration_s: float | None = None) -> list[dict[str, Any]]:
     """Per-second rows for ``timeseries.csv``.
 
-    Columns: ``second, requests, ok, errors, rps, p50_ms, p99_ms, active_vus`` plus ``started,
-    dropped`` in the open model. ``rps`` is ``requests`` over the part of the second the run
-    covered: the whole second, except in the last row when the run's ``duration_s`` (the
-    summary's) ends inside it (its 10 requests in the 9 ms before the end read 10/s).
+    Columns: ``second, requests, ok, errors, rps, p50_ms, p99_ms, active_vus, vus_avg`` plus
+    ``started, dropped`` in the open model. ``rps`` and ``vus_avg`` (the mean number of active
+    VUs) are over the part of the second the run covered: the whole second, except in the
+    last row when the run's ``duration_s`` (the summary's) ends inside it (its 10 requests in
+    the 9 ms before the end read 10/s).
     """
     rows: list[dict[str, Any]] = []
     for r in reducer.timeseries():
         covered = 1.0 if duration_s is None else duration_s - r.second
+        if not 0 < covered < 1:
+            covered = 1.0
         row: dict[str, Any] = {
             "second": r.second,
             "requests": r.requests,
             "ok": r.requests - r.errors,
             "errors": r.errors,
-            "rps": round(r.requests / covered, 3) if 0 < covered < 1 else float(r.requests),
+            "rps": round(r.requests / covered, 3) if covered < 1 else float(r.requests),
             "p50_ms": _ms(r.p50_us),
             "p99_ms": _ms(r.p99_us),
             "active_vus": r.active_vus,
+            "vus_avg": round(r.vu_ns / (covered * 1e9), 2),
         }
         if reducer.open_model:
             row["started"] = r.started

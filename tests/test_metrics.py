@@ -22,6 +22,7 @@ from z6.engine.metrics import (
     new_histogram,
     sparse_percentiles,
 )
+from z6.engine.summary import timeseries_rows
 from z6.ipc.events import (
     Event,
     IterationDropped,
@@ -317,6 +318,27 @@ def test_active_vus_is_the_max_of_start_and_end_of_each_second() -> None:
     rows = r.timeseries()
     assert [x.active_vus for x in rows] == [1, 2, 2, 1, 1]
     assert r.active_vus == 0
+
+
+def test_vu_time_counts_vus_that_start_and_stop_within_a_second() -> None:
+    """25 VUs that each run 0.2 s inside second 0 are invisible to ``active_vus`` (0 at its
+    start and its end) but are 5 VU-seconds: a mean of 5 active VUs. It merges exactly, with
+    an offset of whole seconds too."""
+    r = Reducer(["a"])
+    r.add([VuStarted(v, 100 * MS + v * 10 * MS) for v in range(25)])
+    r.add([VuStopped(v, 300 * MS + v * 10 * MS, 1) for v in range(25)])
+    (row,) = r.timeseries()
+    assert (row.active_vus, row.vu_ns) == (0, 25 * 200 * MS)
+    rows = timeseries_rows(r)
+    assert rows[0]["vus_avg"] == 5.0
+    # A run that ends 0.5 s into the second: the mean is over the half it covered.
+    assert timeseries_rows(r, 0.5)[0]["vus_avg"] == 10.0
+    other = Reducer(["a"])
+    other.add([VuStarted(0, 1_500 * MS), VuStopped(0, 1_750 * MS, 1)])
+    merged = Reducer(["a"])
+    merged.merge(r)
+    merged.merge(other, offset_ns=2 * S + 123)
+    assert [x.vu_ns for x in merged.timeseries()] == [5 * S, 0, 0, 250 * MS]
 
 
 def test_active_vus_does_not_depend_on_arrival_order() -> None:
@@ -693,6 +715,21 @@ def test_vu_starts_and_stops_count_like_a_direct_tally(
         level += delta[s]
         expected_active.append(max(before, level, 0))
     assert [row.active_vus for row in red.timeseries()] == expected_active
+    # VU-time per second: the level integrated over the second, event by event.
+    changes = sorted(
+        (t, 1 if kind == "start" else -1) for kind, t in rows if kind in ("start", "stop")
+    )
+    expected_vu_ns = []
+    level = 0
+    for s in range(last + 1):
+        area, at = 0, s * S
+        for t, d in changes:
+            if s * S <= t < (s + 1) * S:
+                area += level * (t - at)
+                level, at = level + d, t
+        area += level * ((s + 1) * S - at)
+        expected_vu_ns.append(max(area, 0))
+    assert [row.vu_ns for row in red.timeseries()] == expected_vu_ns
     assert red.active_vus == max(level, 0)
     assert red.duration_ns == max([*ends, *vu_times, 0])
     assert red.dropped_iterations == sum(1 for kind, _ in rows if kind == "dropped")

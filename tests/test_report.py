@@ -132,9 +132,10 @@ def test_timeseries_csv() -> None:
         "p50_ms",
         "p99_ms",
         "active_vus",
+        "vus_avg",
     ]
     assert len(rows) == 4
-    assert rows[1] == ["0", "0", "0", "0", "0.0", "", "", "1"]
+    assert rows[1] == ["0", "0", "0", "0", "0.0", "", "", "1", "1.0"]
     assert rows[3][:4] == ["2", "1", "1", "0"]
     assert float(rows[3][5]) == pytest.approx(5.0, rel=1e-3)
 

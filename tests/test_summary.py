@@ -274,6 +274,7 @@ def test_timeseries_rows_columns() -> None:
         "p50_ms",
         "p99_ms",
         "active_vus",
+        "vus_avg",
     ]
     assert [r["requests"] for r in rows] == [10, 0]  # second 1 has only the VU stop
     assert [r["errors"] for r in rows] == [2, 0]
