@@ -7,6 +7,7 @@ import msgspec
 from z6.engine.errors import ConfigError
 from z6.engine.loader import MAX_DURATION_SECONDS, MAX_VUS
 from z6.engine.scenario import Scenario
+from z6.engine.schedule import schedule_length_s
 
 
 def apply_overrides(
@@ -71,14 +72,13 @@ def apply_overrides(
 
 def duration_cut_note(sc: Scenario, duration: float | None) -> str | None:
     """The note for a ``--duration`` that ends a shaped schedule (ramp, spike, steps) before
-    the scenario's own end, or ``None``: the shape is cut there, which the file itself could
-    not ask for (the loader refuses a shape longer than the run)."""
-    written = sc.runtime.duration_seconds
-    if duration is None or written is None or duration >= written:
-        return None
-    if sc.schedule.type not in ("ramp", "spike", "steps"):
+    the shape's own end, or ``None``: the shape is cut there, which the file itself could not
+    ask for (the loader refuses a shape longer than the run). In iterations mode too: the
+    override replaces the iterations, and VUs a ramp would start later never run."""
+    length = schedule_length_s(sc.schedule)
+    if duration is None or length is None or duration >= length:
         return None
     return (
         f"--duration {duration:g} s ends the run before the end of its {sc.schedule.type} "
-        f"schedule ({written:g} s as written): the shape is cut at {duration:g} s"
+        f"schedule ({length:g} s long): the shape is cut at {duration:g} s"
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from z6.engine.describe import describe_scenario
 from z6.engine.errors import ScenarioError, UnsupportedFeatureError
 from z6.engine.loader import MAX_SCENARIO_BYTES, load_scenario, load_scenario_text
 from z6.engine.scenario import Scenario
-from z6.engine.schedule import peak_vus
+from z6.engine.schedule import peak_vus, schedule_length_s
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((REPO / "scenarios").glob("*.toml"))
@@ -1302,10 +1303,21 @@ def test_a_duration_override_that_cuts_a_shape_says_so() -> None:
 
     spike = load_scenario(REPO / "scenarios" / "spike.toml", env={})
     assert duration_cut_note(spike, 3.0) == (
-        "--duration 3 s ends the run before the end of its spike schedule (30 s as written): "
+        "--duration 3 s ends the run before the end of its spike schedule (20 s long): "
         "the shape is cut at 3 s"
     )
-    assert duration_cut_note(spike, 30.0) is None
+    # The spike is over by 20 s: a shorter run than written that still holds it cuts nothing.
+    assert duration_cut_note(spike, 25.0) is None
+    assert duration_cut_note(spike, 20.0) is None
     assert duration_cut_note(spike, None) is None
+    # Iterations mode: the override replaces the iterations, and cuts a ramp the same way.
+    ramp = load_scenario(REPO / "scenarios" / "ramp.toml", env={})
+    by_iterations = msgspec.structs.replace(
+        ramp, runtime=msgspec.structs.replace(ramp.runtime, duration_seconds=None, iterations=5)
+    )
+    assert duration_cut_note(by_iterations, 1.5) == (
+        "--duration 1.5 s ends the run before the end of its ramp schedule "
+        f"({schedule_length_s(ramp.schedule):g} s long): the shape is cut at 1.5 s"
+    )
     constant = load_scenario(REPO / "scenarios" / "constant.toml", env={})
     assert duration_cut_note(constant, 1.0) is None
