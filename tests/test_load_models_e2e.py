@@ -184,6 +184,25 @@ def test_arrival_rate_drops_are_counted_never_hidden(tmp_path: Path, port: int) 
     assert sum(int(r["dropped"]) for r in rows) == dropped
 
 
+def test_drops_with_a_split_pool_come_with_a_note(tmp_path: Path, port: int) -> None:
+    """A saturated pool split over two workers drops more than one process would (each VU
+    takes only its worker's arrivals): the run says so on stderr, and only then."""
+    scenario = write_scenario(tmp_path, port, ARRIVAL.format(path="/delay/200", pool=2))
+    notes = {}
+    for procs in ("1", "2"):
+        proc = run_z6(
+            ["run", str(scenario), "--out", str(tmp_path / procs), "--procs", procs]
+            + ["--duration", "1", "--json"]
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["dropped_iterations"] > 50
+        notes[procs] = [ln for ln in proc.stderr.splitlines() if "pool split" in ln]
+    assert notes["1"] == []
+    (note,) = notes["2"]
+    assert note.startswith("z6: note: ")
+    assert "over 2 workers" in note
+
+
 def test_arrival_rate_a_small_pool_serves_every_worker_s_arrivals(
     tmp_path: Path, port: int
 ) -> None:
