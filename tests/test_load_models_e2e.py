@@ -190,10 +190,8 @@ def test_drops_with_a_split_pool_come_with_a_note(tmp_path: Path, port: int) -> 
     scenario = write_scenario(tmp_path, port, ARRIVAL.format(path="/delay/200", pool=2))
     notes = {}
     for procs in ("1", "2"):
-        proc = run_z6(
-            ["run", str(scenario), "--out", str(tmp_path / procs), "--procs", procs]
-            + ["--duration", "1", "--json"]
-        )
+        args = ["run", str(scenario), "--out", str(tmp_path / procs), "--procs", procs]
+        proc = run_z6([*args, "--duration", "1", "--json"])
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["dropped_iterations"] > 50
         notes[procs] = [ln for ln in proc.stderr.splitlines() if "pool split" in ln]
