@@ -333,7 +333,8 @@ def replay_log(path: str | Path) -> tuple[EventLogReader, ReplayResult]:
 
 
 def run_replay(path: Path, verify: bool) -> int:
-    """``z6 replay LOG --verify``: exit 0 when every decision matches, 1 on a mismatch.
+    """``z6 replay LOG --verify``: exit 0 when every decision matches, 1 on a mismatch or
+    when damage kept part of the log from being checked.
 
     Without ``--verify`` it only says what it would check (and exits 2: z6 never re-sends
     the requests of a log).
@@ -363,11 +364,16 @@ def run_replay(path: Path, verify: bool) -> int:
     if result.dropped_seen:
         summary += f", {result.dropped_seen} dropped"
     summary += ")"
-    if result.ok:
-        print(f"{summary}: every decision matches")
-        return EXIT_OK
-    print(f"{summary}: {result.mismatch_count} mismatch(es)")
-    return EXIT_FAILED
+    if not result.ok:
+        print(f"{summary}: {result.mismatch_count} mismatch(es)")
+        return EXIT_FAILED
+    if reader.damage is not None:
+        # Not "every decision matches": the events past the damage were never checked, and
+        # a gate on the exit code must not pass a log it could not read.
+        print(f"{summary}: no mismatch before the damage; the rest of the log is unreadable")
+        return EXIT_FAILED
+    print(f"{summary}: every decision matches")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------- diff

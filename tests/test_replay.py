@@ -539,6 +539,15 @@ def test_damaged_log_is_checked_up_to_the_damage(tmp_path: Path) -> None:
     assert 0 < result.events_checked < 20
     assert result.notes[0].startswith("log damaged at frame ")
     assert not result.completeness_checked
+    # The command does not say "every decision matches", and fails: part of the log was
+    # never checked.
+    proc = run_z6(["replay", str(path), "--verify"])
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.endswith(
+        ": no mismatch before the damage; the rest of the log is unreadable\n"
+    )
+    assert "every decision matches" not in proc.stdout
+    assert "z6: note: log damaged at frame " in proc.stderr
 
 
 @pytest.mark.parametrize(("procs", "shard"), [(1, (0, 1)), (3, (0, 1)), (2, (1, 3)), (4, (2, 5))])
