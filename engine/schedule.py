@@ -145,6 +145,9 @@ def target_vus(schedule: Schedule, t_s: float) -> int:
     return 0  # unreachable: the last piece ends at +inf
 
 
+MIN_WINDOW_S = 1e-6  # shorter VU windows are rounding at a shape's edges, not load
+
+
 def _piece_windows(piece: _Piece, vu: int) -> tuple[float, float] | None:
     """The part of ``piece`` during which ``vu`` is active, or ``None``."""
     t0, t1, v0, v1 = piece
@@ -165,7 +168,10 @@ def vu_windows(schedule: Schedule, vu: int, run_length_s: float) -> list[tuple[f
     """The intervals ``[start, stop)`` (seconds) during which VU ``vu`` is active.
 
     Active means ``target_vus(t) > vu``. Intervals are sorted, disjoint, non-empty, merged
-    where they touch, and clipped to ``[0, run_length_s)``.
+    where they touch, and clipped to ``[0, run_length_s)``. A window shorter than
+    ``MIN_WINDOW_S`` after merging is left out: a ramp that reaches its top just as the run
+    ends gave its last VU the window (1.9999999995, 2.0), and a VU that started and stopped
+    at the end with nothing done.
     """
     out: list[tuple[float, float]] = []
     if run_length_s <= 0:
@@ -183,7 +189,7 @@ def vu_windows(schedule: Schedule, vu: int, run_length_s: float) -> list[tuple[f
             out[-1] = (out[-1][0], max(out[-1][1], stop))
         else:
             out.append((start, stop))
-    return out
+    return [w for w in out if w[1] - w[0] >= MIN_WINDOW_S]
 
 
 def vu_profile(

@@ -115,6 +115,17 @@ def test_ramp_windows_start_lowest_first() -> None:
     assert vu_windows(s, 6, 5) == []
 
 
+def test_a_ramp_that_tops_out_as_the_run_ends_starts_no_vu_for_nothing() -> None:
+    """0 -> 7 VUs over the whole 2 s run: the 7th VU's crossing is a rounding step before the
+    end; it got the window (1.9999999997, 2.0) and started and stopped at the end with
+    nothing done. Windows shorter than a microsecond are left out; the others are whole."""
+    sched = ramp(0, 7, 2.0)
+    assert vu_windows(sched, 6, 2.0) == []
+    assert vu_windows(sched, 5, 2.0) == [(pytest.approx(12 / 7), 2.0)]
+    # A tiny piece that touches a longer window is merged first, never cut away.
+    assert vu_windows(ramp(0, 7, 2.0, hold_s=1.0), 6, 3.0) == [(pytest.approx(2.0), 3.0)]
+
+
 def test_spike_phases_and_boundaries() -> None:
     s = spike(2, 10, 5, 3)
     assert target_vus(s, 0) == 2
