@@ -15,12 +15,16 @@ and checks, for every event:
   (``worker_slice``); ``WorkerStarted`` reports the right number of VUs;
 - closed model: the ``k``-th ``VuStarted`` of a VU is not earlier than the start of its
   ``k``-th schedule window (``vu_windows``), within :data:`START_TOLERANCE_NS`; late is fine;
+  in duration mode no iteration begins (step 0 sent) after that window's stop, within
+  :data:`LATE_TOLERANCE_NS` (plus twice ``connection_timeout_ms`` when it had to connect);
 - open model: each arrival ``n`` belongs to the worker that ran or dropped it, is due at
   ``arrival_instant_ns(rate, n)`` (the event's ``scheduled_ns``), is run or dropped at most once
   and is due before the end of the run.
 
-At the end, in iterations mode, when the footer says the run completed and the log is intact,
-every VU of the shard must have done exactly ``runtime.iterations`` full iterations.
+At the end, when the footer says the run completed and the log is intact: in iterations mode
+every VU of the shard must have done exactly ``runtime.iterations`` full iterations; in
+duration mode (closed model) every window that began at least :data:`LATE_TOLERANCE_NS` before
+the end must have been started, and no ``VuStopped`` may come before its window's stop.
 
 Nothing here reads files or clocks: callers pass the scenario (rebuilt from the log header with
 the run's options applied) and the batches. Memory is bounded by the number of VUs (plus one
@@ -54,6 +58,7 @@ from z6.ipc.events import (
 )
 
 __all__ = [
+    "LATE_TOLERANCE_NS",
     "MAX_ARRIVAL_BITS",
     "MAX_KEPT_MISMATCHES",
     "START_TOLERANCE_NS",
@@ -67,6 +72,23 @@ __all__ = [
 START_TOLERANCE_NS = 1_000_000
 """How much earlier than its schedule window a VU may start (1 ms): sleep wake-ups and the
 conversion between clocks may be a few microseconds early; a real schedule bug is far larger."""
+
+LATE_TOLERANCE_NS = 1_000_000_000
+"""How long after a window's stop (1 s) an iteration's first request may still leave: the VU
+decides before its stop, and the request leaves at the end of that reactor round (a few ms
+with thousands of VUs). A request that had to connect first may also wait for a connect slot
+and the connect, each bounded by ``connection_timeout_ms``."""
+
+# Requests whose connect failed: their start is the failure, after the connect's wait.
+_CONNECT_FAILURES = frozenset(
+    {
+        ErrorKind.CONNECT_REFUSED,
+        ErrorKind.CONNECT_TIMEOUT,
+        ErrorKind.DNS_ERROR,
+        ErrorKind.TLS_ERROR,
+        ErrorKind.OTHER,
+    }
+)
 
 MAX_KEPT_MISMATCHES = 100
 """Mismatches kept in :attr:`ReplayResult.mismatches`; all are counted."""
@@ -169,12 +191,13 @@ class ReaderLike(Protocol):
 class _VuState:
     """Per-VU progress: the next (iteration, step) expected and how often it started."""
 
-    __slots__ = ("next_iteration", "next_step", "starts")
+    __slots__ = ("next_iteration", "next_step", "starts", "stops")
 
     def __init__(self) -> None:
         self.next_iteration = 0
         self.next_step = 0
         self.starts = 0
+        self.stops = 0
 
 
 class ReplayVerifier:
@@ -208,6 +231,11 @@ class ReplayVerifier:
         self._iterations = scenario.runtime.iterations
         duration = scenario.runtime.duration_seconds
         self._run_length = duration if duration is not None else math.inf
+        # Duration mode, closed model: iterations must not begin after their window's stop.
+        self._check_late = duration is not None and not self._open and self._iterations is None
+        self._connect_allowance_ns = 2 * scenario.target.connection_timeout_ms * 1_000_000
+        # VuStopped events before their window's stop: a mismatch if the run completed.
+        self._early_stops: list[tuple[int, int, float]] = []
         self._states: dict[int, _VuState] = {}
         self._windows: dict[int, list[tuple[float, float]]] = {}
         self._bad_vus: set[int] = set()
@@ -306,7 +334,7 @@ class ReplayVerifier:
                 self._vu_started(ev, worker)
             elif t is VuStopped:
                 assert isinstance(ev, VuStopped)
-                self._check_vu(ev.vu, worker)
+                self._vu_stopped(ev, worker)
             elif t is IterationDropped:
                 assert isinstance(ev, IterationDropped)
                 self._dropped(ev, worker)
@@ -385,7 +413,29 @@ class ReplayVerifier:
                 ev.iteration,
                 ev.step,
             )
-        self._advance(self._state(ev.vu), ev, self._plan_len(ev.vu, ev.iteration))
+        st = self._state(ev.vu)
+        if ev.step == 0 and self._check_late and st.starts:
+            self._late_iteration(ev, st)
+        self._advance(st, ev, self._plan_len(ev.vu, ev.iteration))
+
+    def _late_iteration(self, ev: RequestEvent, st: _VuState) -> None:
+        """An iteration must begin before the stop of the VU's current window."""
+        windows = self._windows_of(ev.vu)
+        if st.starts > len(windows):
+            return  # reported on the VuStarted
+        stop = windows[st.starts - 1][1]
+        latest = round(stop * _NS) + LATE_TOLERANCE_NS
+        if ev.new_connection or ev.error in _CONNECT_FAILURES:
+            latest += self._connect_allowance_ns
+        if ev.start_ns > latest:
+            self._mismatch(
+                "late",
+                f"vu {ev.vu} iteration {ev.iteration}: began at {ev.start_ns / _NS:.6f} s, "
+                f"after its schedule window stopped at {stop:.6f} s",
+                ev.vu,
+                ev.iteration,
+                0,
+            )
 
     def _open_request(self, ev: RequestEvent, worker: int) -> None:
         self._decisions(ev, ARRIVAL_VU_KEY)
@@ -474,6 +524,18 @@ class ReplayVerifier:
                 ev.vu,
             )
 
+    def _vu_stopped(self, ev: VuStopped, worker: int) -> None:
+        if not self._check_vu(ev.vu, worker) or self._open:
+            return
+        st = self._state(ev.vu)
+        k = st.stops
+        st.stops += 1
+        windows = self._windows_of(ev.vu)
+        if self._check_late and k < len(windows):
+            stop = windows[k][1]
+            if ev.t_ns < round(stop * _NS) - START_TOLERANCE_NS:
+                self._early_stops.append((ev.vu, ev.t_ns, stop))
+
     def _worker_started(self, ev: WorkerStarted, worker: int) -> None:
         if not 0 <= ev.worker < self.procs:
             self._mismatch("worker", f"worker {ev.worker} started, but the run has {self.procs}")
@@ -518,6 +580,8 @@ class ReplayVerifier:
                     )
             return r
         if limit is None:
+            if self._check_late:
+                self._schedule_kept(complete)
             return r
         if not complete:
             r.notes.append("iteration counts not checked: the run did not complete")
@@ -535,6 +599,36 @@ class ReplayVerifier:
                     "incomplete", f"vu {vu}: did {what}, expected {limit} iterations", vu
                 )
         return r
+
+    def _schedule_kept(self, complete: bool) -> None:
+        """Duration mode, closed model: a complete run started every window that began at
+        least ``LATE_TOLERANCE_NS`` before the end, and stopped none of its VUs early."""
+        if not complete:
+            if self._early_stops or self._states:
+                self.result.notes.append(
+                    "VU starts and stops not checked: the run did not complete"
+                )
+            return
+        for vu, t_ns, stop in self._early_stops:
+            self._mismatch(
+                "stop",
+                f"vu {vu}: stopped at {t_ns / _NS:.6f} s, before its schedule window's stop "
+                f"at {stop:.6f} s",
+                vu,
+            )
+        last = self._run_length - LATE_TOLERANCE_NS / _NS
+        for vu in range(self.shard_index, self._vus, self.shard_count):
+            due = [w for w in self._windows_of(vu) if w[0] <= last]
+            st = self._states.get(vu)
+            started = 0 if st is None else st.starts
+            if started < len(due):
+                self._mismatch(
+                    "start",
+                    f"vu {vu}: started {started} time(s), its schedule has {len(due)} "
+                    f"window(s) beginning at least 1 s before the end (next at "
+                    f"{due[started][0]:.6f} s)",
+                    vu,
+                )
 
 
 def _verifier_for(scenario: Scenario, header: _HeaderLike) -> ReplayVerifier:

@@ -420,6 +420,84 @@ def test_late_start_within_iterations_is_fine(tmp_path: Path) -> None:
     assert count == 0
 
 
+RAMP_DOWN = """
+[runtime]
+duration_seconds = 4
+vus = 2
+[target]
+base_url = "http://127.0.0.1:9"
+[[requests]]
+name = "a"
+method = "GET"
+path = "/"
+[schedule]
+type = "ramp"
+start_vus = 2
+end_vus = 0
+ramp_duration_seconds = 4
+hold_duration_seconds = 0
+"""
+MS = 1_000_000
+
+
+def _ramp_down_events(
+    vu1_iterations: list[int] | None = None, vu1_stop_ms: int = 2_050, new_connection: bool = False
+) -> list[Event]:
+    """A duration-mode run of RAMP_DOWN: VU 0 active 0-4 s, VU 1 0-2 s, an iteration every
+    100 ms. ``vu1_iterations`` gives VU 1's iteration start times in ms (None: VU 1 never
+    started)."""
+    events: list[Event] = [WorkerStarted(0, 1, 0, 2), VuStarted(0, 1_000)]
+    for i in range(40):
+        events.append(RequestEvent(0, i, 0, 0, i * 100 * MS, MS, 200, 0, 10, i == 0, 0))
+    events.append(VuStopped(0, 4_001 * MS, 40))
+    if vu1_iterations is not None:
+        events.append(VuStarted(1, 1_000))
+        for i, at in enumerate(vu1_iterations):
+            events.append(
+                RequestEvent(1, i, 0, 0, at * MS, MS, 200, 0, 10, i == 0 or new_connection, 0)
+            )
+        events.append(VuStopped(1, vu1_stop_ms * MS, len(vu1_iterations)))
+    events.append(WorkerFinished(0, 4_002 * MS, len(events), 40 + len(vu1_iterations or []), 0))
+    return events
+
+
+def _verify_ramp_down(events: list[Event], complete: bool = True) -> list[str]:
+    result = verify_batches(
+        scenario_of(RAMP_DOWN), header_of(RAMP_DOWN, 1, 1), [(0, events)], complete=complete
+    )
+    return [m.describe() for m in result.mismatches]
+
+
+def test_duration_mode_keeps_the_schedule_windows() -> None:
+    """Duration mode (closed model): an iteration may not begin after its VU's window
+    stopped (a ramp-down that never happened), a VU may not stop before its window ends, and
+    a complete run must have started every window that began at least 1 s before the end.
+    Lateness within 1 s is a reactor round, within the connect timeouts a connect."""
+    on_time = list(range(0, 2_000, 100))
+    assert _verify_ramp_down(_ramp_down_events(on_time)) == []
+    # Its last iteration decided just before 2 s, sent 0.9 s later (a busy round): fine.
+    assert _verify_ramp_down(_ramp_down_events([*on_time, 2_900], vu1_stop_ms=2_901)) == []
+    assert _verify_ramp_down(_ramp_down_events([*on_time, 3_500], vu1_stop_ms=3_501)) == [
+        "mismatch: vu 1 iteration 20: began at 3.500000 s, after its schedule window stopped "
+        "at 2.000000 s"
+    ]
+    # ...unless that request had to connect first (a connect slot, then the connect).
+    late_connect = _ramp_down_events([*on_time, 3_500], vu1_stop_ms=3_501, new_connection=True)
+    assert _verify_ramp_down(late_connect) == []
+    # Stopped at 1 s with its window open until 2 s: a mismatch of a complete run only.
+    early = _ramp_down_events(list(range(0, 1_000, 100)), vu1_stop_ms=1_000)
+    assert _verify_ramp_down(early) == [
+        "mismatch: vu 1: stopped at 1.000000 s, before its schedule window's stop at 2.000000 s"
+    ]
+    assert _verify_ramp_down(early, complete=False) == []
+    # VU 1 never ran.
+    assert _verify_ramp_down(_ramp_down_events(None)) == [
+        "mismatch: vu 1: started 0 time(s), its schedule has 1 window(s) beginning at least "
+        "1 s before the end (next at 0.000000 s)"
+    ]
+    assert _verify_ramp_down(_ramp_down_events(None), complete=False) == []
+
+
 def test_missing_iteration_is_incomplete_only_when_the_run_completed(tmp_path: Path) -> None:
     def edit(per_worker: list[list[Event]]) -> None:
         ev = first_request(per_worker, 0, len(first_reqs(per_worker[0])) - 1)
