@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import socket
 import ssl
 from collections.abc import Callable
@@ -58,6 +59,8 @@ _STALE = (ErrorKind.CLOSED_EARLY, ErrorKind.RESET)
 # a server that closed it meanwhile (its keep-alive timeout) would fail the next request, and
 # a POST is not retried. Back-to-back requests skip the check.
 _IDLE_CHECK_NS = 1_000_000
+# The peer shut its side (FIN), hung up or failed: POLLHUP and POLLERR are always reported.
+_HANGUP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -423,7 +426,9 @@ class Connection:
         """True when the idle kept-alive socket can no longer carry a request: the server
         closed or reset it, or (plain HTTP) wrote something nobody asked for, which would be
         taken as the next response. TLS records arriving unasked (session tickets) are normal
-        there, so only a close or an error counts."""
+        there, so only a close or an error counts: a server closing over TLS sends its
+        close_notify alert before the FIN, so bytes are waiting then too, and the FIN (or an
+        error) is what tells (POLLRDHUP)."""
         raw = self._raw
         assert raw is not None
         try:
@@ -432,7 +437,11 @@ class Connection:
             return False
         except OSError:
             return True
-        return not data or self._tls_obj is None
+        if not data or self._tls_obj is None:
+            return True
+        poller = select.poll()
+        poller.register(raw, _HANGUP)
+        return bool(poller.poll(0))
 
     def flush_send(self) -> bool:
         """Send the request handed over by ``send_then_wait_readable`` (the reactor calls it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import ssl
@@ -442,9 +443,11 @@ def _two_requests_apart(
     serve: Callable[[], None],
     listener: socket.socket,
     pause_ns: int,
+    tls: ssl.SSLContext | None = None,
 ) -> list[tuple[ErrorKind, int, bool]]:
-    """Two requests on one ``Connection``, ``pause_ns`` apart, against ``serve`` (run in a
-    thread; ``listener`` is closed after); (error, status, new_connection) of each."""
+    """Two requests on one ``Connection`` (over TLS with ``tls``), ``pause_ns`` apart,
+    against ``serve`` (run in a thread; ``listener`` is closed after); (error, status,
+    new_connection) of each."""
     import threading
 
     from z6.engine.reactor import sleep_until
@@ -453,6 +456,15 @@ def _two_requests_apart(
 
     async def main() -> None:
         conn = plain_connection(port, engine)
+        if tls is not None:
+            conn = Connection(
+                "127.0.0.1",
+                port,
+                tls=tls,
+                server_hostname=None,
+                connect_timeout_s=2.0,
+                parser_factory=engine_factory(engine),
+            )
         out = Outcome()
         req = get("/a", method=method, body=b"x" if method == "POST" else b"")
         for _ in range(2):
@@ -532,6 +544,81 @@ def test_an_idle_connection_the_server_closed_is_reopened_before_reuse(
     results = _two_requests_apart(port, engine, method, serve, listener, 100_000_000)
     assert results == [(ErrorKind.NONE, 200, True), (ErrorKind.NONE, 200, True)]
     assert accepted == 2
+
+
+def _serve_tls_by_hand(
+    raw: socket.socket, ctx: ssl.SSLContext, answers: int, then_close: bool
+) -> None:
+    """Serve ``answers`` requests over TLS on ``raw`` (memory buffers: what goes on the wire,
+    and when, is this code's); ``then_close``: after a 30 ms keep-alive timeout (the alert
+    must not arrive with the response), close_notify without waiting for the client's, then
+    the FIN, as nginx closes an idle connection."""
+    with raw:
+        raw.settimeout(2.0)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_side=True)
+
+        def pump(step: Callable[[], object]) -> None:
+            while True:
+                try:
+                    step()
+                except ssl.SSLWantReadError:
+                    raw.sendall(outgoing.read())
+                    incoming.write(raw.recv(65536))
+                    continue
+                raw.sendall(outgoing.read())
+                return
+
+        pump(tls.do_handshake)
+        for _ in range(answers):
+            pump(lambda: tls.read(65536))
+            pump(lambda: tls.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+        if then_close:
+            time.sleep(0.03)
+            with contextlib.suppress(ssl.SSLWantReadError):
+                tls.unwrap()
+            raw.sendall(outgoing.read())
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("server_closes", [True, False])
+@pytest.mark.parametrize(
+    "version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls1.2", "tls1.3"]
+)
+def test_an_idle_tls_connection_is_reopened_only_when_the_server_closed_it(
+    engine: str,
+    method: str,
+    server_closes: bool,
+    version: ssl.TLSVersion,
+    self_signed: tuple[str, str],
+) -> None:
+    """Over TLS a server that closes an idle connection sends its close_notify alert before
+    the FIN, so the socket has bytes to read: the check before reuse must still see the
+    close (a POST went out on the dead connection and failed as closed_early, unseen by the
+    server). A server that keeps the connection (TLS 1.3 sends session tickets unasked) must
+    keep it in use. (The old check failed with TLS 1.2, as nginx negotiated in the audit.)"""
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(*self_signed)
+    server_ctx.maximum_version = version
+    listener, port = _listener(timeout_s=5.0)
+    accepted = 0
+
+    def serve() -> None:
+        nonlocal accepted
+        for _ in range(2 if server_closes else 1):
+            try:
+                raw, _addr = listener.accept()
+            except OSError:
+                return
+            accepted += 1
+            _serve_tls_by_hand(raw, server_ctx, 1 if server_closes else 2, server_closes)
+
+    # 100 ms between the two requests: a closing server has closed by then.
+    results = _two_requests_apart(
+        port, engine, method, serve, listener, 100_000_000, tls=make_ssl_context(verify=False)
+    )
+    assert results == [(ErrorKind.NONE, 200, True), (ErrorKind.NONE, 200, server_closes)]
+    assert accepted == (2 if server_closes else 1)
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
