@@ -25,7 +25,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -76,6 +76,63 @@ _CONNECTING = (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY)
 
 class _ConnectTimedOut(Exception):
     """The connect deadline passed while connecting or in the TLS handshake."""
+
+
+class _Feed(Protocol):
+    """What ``_read_what_came`` feeds: a response parser, or TLS in front of one."""
+
+    def feed(self, data: bytes) -> bool: ...
+
+    def feed_eof(self) -> bool: ...
+
+
+def _read_what_came(raw: socket.socket, sink: _Feed) -> bool:
+    """After a failed send: feed what the server sent before it closed (read without
+    waiting); True when that holds a whole response. Anything else (nothing there, a
+    partial or malformed answer) leaves the send's own error to be reported."""
+    try:
+        while True:
+            try:
+                chunk = raw.recv(RECV_SIZE)
+            except BlockingIOError:
+                return False
+            except OSError:
+                # A reset after the answer: what was read before it still counts.
+                return sink.feed_eof()
+            if not chunk:
+                return sink.feed_eof()
+            if sink.feed(chunk):
+                return True
+    except (ProtocolViolation, ClosedEarly, ssl.SSLError):
+        return False
+
+
+class _TlsFeed:
+    """Received TLS bytes in, decrypted bytes on to the parser (see ``_read_what_came``)."""
+
+    def __init__(self, obj: ssl.SSLObject, incoming: ssl.MemoryBIO, parser: ResponseParser):
+        self._obj = obj
+        self._incoming = incoming
+        self._parser = parser
+
+    def feed(self, data: bytes) -> bool:
+        self._incoming.write(data)
+        return self._drain()
+
+    def feed_eof(self) -> bool:
+        self._incoming.write_eof()
+        return self._drain() or self._parser.feed_eof()
+
+    def _drain(self) -> bool:
+        while True:
+            try:
+                chunk = self._obj.read(RECV_SIZE)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return False
+            if not chunk:
+                return False
+            if self._parser.feed(chunk):
+                return True
 
 
 class Outcome:
@@ -338,6 +395,7 @@ class Connection:
                 out.start_ns = 0
                 guard.arm(perf_counter_ns() + req.timeout_ns)
                 error = _NONE
+                early = False  # answered before the request was all sent: never reused
                 try:
                     data = parser.start(req)
                     raw = self._raw
@@ -355,12 +413,19 @@ class Connection:
                         finally:  # a timeout or the hard stop may end the wait
                             out.start_ns = self._sent_ns
                         if not readable:
-                            exc = self._send_error
-                            if exc is not None:
-                                self._send_error = None
-                                raise exc
-                            await self._send_rest(raw, fd, memoryview(data), self._sent)
-                        while True:
+                            try:
+                                exc = self._send_error
+                                if exc is not None:
+                                    self._send_error = None
+                                    raise exc
+                                await self._send_rest(raw, fd, memoryview(data), self._sent)
+                            except OSError:
+                                # The server may answer before it read the whole request (a
+                                # 413 to an upload) and close: its answer is in the socket.
+                                if not _read_what_came(raw, parser):
+                                    raise
+                                early = True
+                        while not early:
                             # Park before every read: right after a send the answer is
                             # practically never there yet (a recv would fail with EAGAIN), and
                             # a long body read chunk after chunk must not keep the other VUs,
@@ -379,7 +444,7 @@ class Connection:
                                 break
                     else:
                         out.start_ns = perf_counter_ns()
-                        await self._exchange_tls(data, parser)
+                        early = await self._exchange_tls(data, parser)
                 except _TRANSPORT_ERRORS as exc:
                     error = classify_exception(exc)
                 except DeadlineExceeded:
@@ -408,7 +473,7 @@ class Connection:
             expect = req.expect_status  # inlined req.is_success(): once per request
             if (status not in expect) if expect is not None else status >= 400:
                 out.error = _STATUS
-            if not parser.keep_alive:
+            if early or not parser.keep_alive:
                 self.close()
         except BaseException:
             # The hard stop (Interrupted) or an interrupt: never leak the socket, and leave
@@ -531,11 +596,24 @@ class Connection:
             await self._tls_flush(deadline_ns)
             return
 
-    async def _exchange_tls(self, data: bytes, parser: ResponseParser) -> None:
+    async def _exchange_tls(self, data: bytes, parser: ResponseParser) -> bool:
+        """One request and its response over TLS; True when the server answered before the
+        request was all sent (then the connection must not be reused)."""
         obj = self._tls_obj
         assert obj is not None
         obj.write(data)
-        await self._tls_flush()
+        try:
+            await self._tls_flush()
+        except OSError:
+            # As in the plain exchange: an answer sent before the request was read (a 413),
+            # then a close, is the response.
+            raw = self._raw
+            incoming = self._tls_in
+            assert raw is not None
+            assert incoming is not None
+            if not _read_what_came(raw, _TlsFeed(obj, incoming, parser)):
+                raise
+            return True
         feed = parser.feed
         while True:
             try:
@@ -550,9 +628,9 @@ class Connection:
                 chunk = b""
             if not chunk:
                 parser.feed_eof()
-                return
+                return False
             if feed(chunk):
-                return
+                return False
 
     # -- opening and closing -------------------------------------------------------------
 

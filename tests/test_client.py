@@ -6,6 +6,7 @@ import contextlib
 import errno
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -544,6 +545,56 @@ def test_an_idle_connection_the_server_closed_is_reopened_before_reuse(
     results = _two_requests_apart(port, engine, method, serve, listener, 100_000_000)
     assert results == [(ErrorKind.NONE, 200, True), (ErrorKind.NONE, 200, True)]
     assert accepted == 2
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_an_answer_before_the_upload_was_read_is_the_response(
+    engine: str, tls: bool, self_signed: tuple[str, str]
+) -> None:
+    """A server that answers a large upload after its head (413) and closes without reading
+    the body: the client's send fails (reset, broken pipe), but the 413 is in the socket. It
+    is the response (status 413, its bytes counted, the connection not reused), not a
+    ``reset`` with status 0 and 0 bytes."""
+    answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig"
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(*self_signed)
+    listener, port = _listener(timeout_s=5.0)
+
+    def serve() -> None:
+        for _ in range(2):
+            raw, _addr = listener.accept()
+            with raw:
+                raw.settimeout(2.0)
+                if not tls:
+                    raw.recv(1024)  # the head (and a little of the body), no more
+                    raw.sendall(answer)
+                    continue
+                incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+                conn = server_ctx.wrap_bio(incoming, outgoing, server_side=True)
+                while True:
+                    try:
+                        conn.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        raw.sendall(outgoing.read())
+                        incoming.write(raw.recv(65536))
+                raw.sendall(outgoing.read())
+                incoming.write(raw.recv(1024))
+                conn.write(answer)
+                raw.sendall(outgoing.read())
+
+    body = b"x" * (16 << 20)  # far more than the socket buffers: the send must fail
+    req = get("/upload", method="POST", body=body, timeout_s=5.0)
+    ctx = make_ssl_context(verify=False) if tls else None
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        got = run_sequence(port, [req, req], engine, tls=ctx)
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+    # Both on a new connection: the first one was not reused.
+    assert got == [(ErrorKind.STATUS, 413, True, len(answer))] * 2
 
 
 def _serve_tls_by_hand(
