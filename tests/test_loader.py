@@ -673,6 +673,16 @@ def test_env_value_with_newline_rejected_in_header() -> None:
     assert err.key == "requests[0].headers.X"
 
 
+def test_header_names_that_differ_only_in_case_are_refused() -> None:
+    """HTTP header names are case-insensitive: ``Host`` and ``host`` (or ``X-A`` and ``x-a``)
+    are one header, and one of the two values was dropped without a word."""
+    err = fail(_req('headers = { "X-A" = "one", "x-a" = "two" }\n'))
+    assert err.key == "requests[0].headers.x-a"
+    assert "'x-a' and 'X-A' are the same header; keep one" in str(err)
+    s = load_scenario_text(_req('headers = { "X-A" = "one", "X-B" = "two" }\n'), env={})
+    assert s.requests[0].headers == {"X-A": "one", "X-B": "two"}
+
+
 def test_resolve_external_false_rebuilds_without_env_or_files() -> None:
     text = _req('headers = { A = "${NOPE}" }\n', more=REQ_B + 'body_file = "/nope/x.bin"\n')
     s = load_scenario_text(text, "embedded.toml", env={}, resolve_external=False)
