@@ -820,12 +820,12 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
                 f"{where}.path", f"must be ASCII (percent-encode other characters): {req.path!r}"
             )
         resolved_headers: dict[str, str] = {}
-        seen: dict[str, str] = {}  # lower-case name -> the name as first written
+        names: dict[str, str] = {}  # lower-case header name -> the name as first written
         for name, value in req.headers.items():
             hkey = f"{where}.headers.{_k(name)}"
             if not _HEADER_TOKEN.match(name):
                 ctx.fail(hkey, f"invalid header name {name!r}", line_key=f"{where}.headers.{name}")
-            first = seen.setdefault(name.lower(), name)
+            first = names.setdefault(name.lower(), name)
             if first != name:
                 # Header names are case-insensitive: one of the two values would be dropped.
                 ctx.fail(hkey, f"{name!r} and {first!r} are the same header; keep one")
