@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import select
 import socket
 import ssl
 from collections.abc import Callable
@@ -59,8 +58,6 @@ _STALE = (ErrorKind.CLOSED_EARLY, ErrorKind.RESET)
 # a server that closed it meanwhile (its keep-alive timeout) would fail the next request, and
 # a POST is not retried. Back-to-back requests skip the check.
 _IDLE_CHECK_NS = 1_000_000
-# The peer shut its side (FIN), hung up or failed: POLLHUP and POLLERR are always reported.
-_HANGUP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -97,8 +94,9 @@ def _read_what_came(raw: socket.socket, sink: _Feed) -> bool:
             except BlockingIOError:
                 return False
             except OSError:
-                # A reset after the answer: what was read before it still counts.
-                return sink.feed_eof()
+                # A reset is no EOF: a close-delimited body it cuts is not whole (the
+                # read loop of a normal exchange says ``reset`` there too).
+                return False
             if not chunk:
                 return sink.feed_eof()
             if sink.feed(chunk):
@@ -489,11 +487,10 @@ class Connection:
 
     def _peer_gone(self) -> bool:
         """True when the idle kept-alive socket can no longer carry a request: the server
-        closed or reset it, or (plain HTTP) wrote something nobody asked for, which would be
-        taken as the next response. TLS records arriving unasked (session tickets) are normal
-        there, so only a close or an error counts: a server closing over TLS sends its
-        close_notify alert before the FIN, so bytes are waiting then too, and the FIN (or an
-        error) is what tells (POLLRDHUP)."""
+        closed or reset it, or wrote something nobody asked for, which would be taken as the
+        next response. Over TLS, records arriving unasked are normal (session tickets), and
+        a closing server sends its close_notify alert before (or long before) the FIN: what
+        waits is handed to the TLS object, which tells tickets from a close."""
         raw = self._raw
         assert raw is not None
         try:
@@ -502,11 +499,28 @@ class Connection:
             return False
         except OSError:
             return True
-        if not data or self._tls_obj is None:
+        obj = self._tls_obj
+        if not data or obj is None:
             return True
-        poller = select.poll()
-        poller.register(raw, _HANGUP)
-        return bool(poller.poll(0))
+        incoming = self._tls_in
+        assert incoming is not None
+        while True:
+            try:
+                chunk = raw.recv(RECV_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:
+                return True
+            if not chunk:
+                return True  # the FIN
+            incoming.write(chunk)
+        try:
+            obj.read(RECV_SIZE)
+        except ssl.SSLWantReadError:
+            return False  # only TLS housekeeping (tickets): the connection is still good
+        except ssl.SSLError:
+            return True  # close_notify (SSLZeroReturnError), or anything else gone wrong
+        return True  # response bytes nobody asked for
 
     def flush_send(self) -> bool:
         """Send the request handed over by ``send_then_wait_readable`` (the reactor calls it
