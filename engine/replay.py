@@ -191,13 +191,14 @@ class ReaderLike(Protocol):
 class _VuState:
     """Per-VU progress: the next (iteration, step) expected and how often it started."""
 
-    __slots__ = ("next_iteration", "next_step", "starts", "stops")
+    __slots__ = ("last_stop_ns", "next_iteration", "next_step", "starts", "stops")
 
     def __init__(self) -> None:
         self.next_iteration = 0
         self.next_step = 0
         self.starts = 0
         self.stops = 0
+        self.last_stop_ns = -1  # time of the VU's latest VuStopped
 
 
 class ReplayVerifier:
@@ -234,6 +235,7 @@ class ReplayVerifier:
         # Duration mode, closed model: iterations must not begin after their window's stop.
         self._check_late = duration is not None and not self._open and self._iterations is None
         self._connect_allowance_ns = 2 * scenario.target.connection_timeout_ms * 1_000_000
+        self._timeouts_ns = [r.timeout_ms * 1_000_000 for r in scenario.requests]
         # VuStopped events before their window's stop: a mismatch if the run completed.
         self._early_stops: list[tuple[int, int, float]] = []
         self._states: dict[int, _VuState] = {}
@@ -423,10 +425,19 @@ class ReplayVerifier:
         windows = self._windows_of(ev.vu)
         if st.starts > len(windows):
             return  # reported on the VuStarted
+        if ev.error == ErrorKind.INTERRUPTED:
+            # Cut at the hard stop, maybe while it waited to connect: its start is the cut.
+            return
         stop = windows[st.starts - 1][1]
         latest = round(stop * _NS) + LATE_TOLERANCE_NS
         if ev.new_connection or ev.error in _CONNECT_FAILURES:
             latest += self._connect_allowance_ns
+            if ev.new_connection:
+                # Maybe the idempotent retry on a fresh connection of a request that first
+                # failed on a stale one, after up to its timeout: the retry's start counts.
+                latest += (
+                    self._timeouts_ns[ev.request] if ev.request < len(self._timeouts_ns) else 0
+                )
         if ev.start_ns > latest:
             self._mismatch(
                 "late",
@@ -530,6 +541,7 @@ class ReplayVerifier:
         st = self._state(ev.vu)
         k = st.stops
         st.stops += 1
+        st.last_stop_ns = ev.t_ns
         windows = self._windows_of(ev.vu)
         if self._check_late and k < len(windows):
             stop = windows[k][1]
@@ -621,6 +633,10 @@ class ReplayVerifier:
             due = [w for w in self._windows_of(vu) if w[0] <= last]
             st = self._states.get(vu)
             started = 0 if st is None else st.starts
+            if st is not None and started < len(due) and st.last_stop_ns >= due[started][0] * _NS:
+                # Still in an iteration of its last window when the next one opened, and until
+                # it stopped (the hard stop cut a request that hung): it could not start it.
+                continue
             if started < len(due):
                 self._mismatch(
                     "start",

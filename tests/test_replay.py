@@ -498,6 +498,57 @@ def test_duration_mode_keeps_the_schedule_windows() -> None:
     assert _verify_ramp_down(_ramp_down_events(None), complete=False) == []
 
 
+def test_duration_mode_schedule_checks_spare_legitimate_lateness() -> None:
+    """What a real run does that looks late but is not: a request cut at the hard stop
+    (its start is the cut, maybe while it waited to connect); the retry on a fresh connection
+    of a request that first failed on a stale one, up to its timeout later; and a VU whose
+    request hung from one window past the opening of its next, until the hard stop, so that
+    it never started that window."""
+    on_time = list(range(0, 2_000, 100))
+    cut = _ramp_down_events([*on_time, 4_000], vu1_stop_ms=4_001)
+    vu1_last = [e for e in cut if isinstance(e, RequestEvent) and e.vu == 1][-1]
+    vu1_last.error = ErrorKind.INTERRUPTED
+    assert _verify_ramp_down(cut) == []
+    # 2 s + 1 s + 2 x 10 s of connect + 30 s of timeout_ms: a retry may start until 53 s.
+    retried = _ramp_down_events([*on_time, 52_000], vu1_stop_ms=52_001, new_connection=True)
+    assert _verify_ramp_down(retried) == []
+    too_late = _ramp_down_events([*on_time, 54_000], vu1_stop_ms=54_001, new_connection=True)
+    assert [m.split(":")[0] for m in _verify_ramp_down(too_late)] == ["mismatch"]
+
+    steps = RAMP_DOWN.replace(
+        'type = "ramp"\nstart_vus = 2\nend_vus = 0\nramp_duration_seconds = 4\n'
+        "hold_duration_seconds = 0\n",
+        'type = "steps"\nsteps = [{vus = 2, duration_seconds = 1}, '
+        "{vus = 1, duration_seconds = 1}, {vus = 2, duration_seconds = 2}]\n",
+    )
+    assert vu_windows(scenario_of(steps).schedule, 1, 4.0) == [(0.0, 1.0), (2.0, 4.0)]
+
+    def run(vu1_stop_ms: int) -> list[str]:
+        events: list[Event] = [WorkerStarted(0, 1, 0, 2), VuStarted(0, 1_000)]
+        events += [
+            RequestEvent(0, i, 0, 0, i * 100 * MS, MS, 200, 0, 10, i == 0, 0) for i in range(40)
+        ]
+        events.append(VuStopped(0, 4_001 * MS, 40))
+        events.append(VuStarted(1, 1_000))
+        hung = vu1_stop_ms > 4_000
+        error = ErrorKind.INTERRUPTED if hung else 0
+        events.append(
+            RequestEvent(1, 0, 0, 0, 0, vu1_stop_ms * MS, 0 if hung else 200, error, 0, True, 0)
+        )
+        events.append(VuStopped(1, vu1_stop_ms * MS, 0 if hung else 1))
+        events.append(WorkerFinished(0, 5_002 * MS, len(events), 41, 0))
+        result = verify_batches(
+            scenario_of(steps), header_of(steps, 1, 1), [(0, events)], complete=True
+        )
+        return [m.describe() for m in result.mismatches]
+
+    assert run(5_000) == []  # hung until the hard stop: window 2 could not start
+    assert run(1_000) == [  # stopped at its window's end, then never came back at 2 s
+        "mismatch: vu 1: started 1 time(s), its schedule has 2 window(s) beginning at least "
+        "1 s before the end (next at 2.000000 s)"
+    ]
+
+
 def test_missing_iteration_is_incomplete_only_when_the_run_completed(tmp_path: Path) -> None:
     def edit(per_worker: list[list[Event]]) -> None:
         ev = first_request(per_worker, 0, len(first_reqs(per_worker[0])) - 1)
