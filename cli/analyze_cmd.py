@@ -20,7 +20,7 @@ from z6.engine.errors import ConfigError, LogFormatError, ScenarioError
 from z6.engine.metrics import Reducer
 from z6.engine.replay import ReplayResult, verify_log
 from z6.engine.scenario import Scenario
-from z6.engine.summary import RunMeta, build_summary, timeseries_rows
+from z6.engine.summary import RunMeta, build_summary, measured_duration_ns, timeseries_rows
 from z6.ipc.eventlog import MAGIC, EventLogReader, LogFooter, LogHeader
 
 __all__ = [
@@ -168,10 +168,11 @@ class AnalyzeResult:
     summary: dict[str, Any]
     warnings: list[str]
     reducer: Reducer
+    duration_s: float | None = None  # the summary's, unrounded (it places the last row's end)
 
     def rows(self) -> list[dict[str, Any]]:
         """The per-second time series (``timeseries.csv`` rows), computed on demand."""
-        return timeseries_rows(self.reducer, self.summary["duration_s"])
+        return timeseries_rows(self.reducer, self.duration_s)
 
 
 def analyze_logs(
@@ -217,20 +218,24 @@ def analyze_logs(
     if len(parts) > 1:
         _merge_shards(meta, parts, warnings)
     pcts = list(percentiles) if percentiles is not None else list(first.header.percentiles)
+    footer = _merged_footer(parts)
+    planned_s = _planned_s(parts)
     summary = build_summary(
         reducer,
         meta,
         first.scenario.assertions,
         percentiles=pcts,
-        footer=_merged_footer(parts),
-        planned_s=_planned_s(parts),
+        footer=footer,
+        planned_s=planned_s,
     )
     if len(parts) > 1:
         summary["logs"] = len(parts)
     damaged = [str(p.path) for p in parts if p.damaged]
     if damaged:
         summary["damaged_logs"] = damaged
-    return AnalyzeResult(summary, warnings, reducer)
+    return AnalyzeResult(
+        summary, warnings, reducer, measured_duration_ns(reducer, footer, planned_s) / 1e9
+    )
 
 
 def _refuse_duplicates(readers: Sequence[EventLogReader]) -> None:

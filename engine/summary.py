@@ -27,6 +27,7 @@ __all__ = [
     "RunMeta",
     "build_summary",
     "latency_stats",
+    "measured_duration_ns",
     "percentile_key",
     "timeseries_rows",
 ]
