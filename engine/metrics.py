@@ -269,6 +269,18 @@ def error_label(kind: int) -> str:
         return f"unknown_{kind}"
 
 
+def _add_times(tsum: Counter[int], times: list[int], sign: int) -> None:
+    """Add ``sign`` times the sum of ``times`` to ``tsum``, per second. A batch's VU starts
+    and stops nearly always fall in one second: one C-level sum then, not a Python loop (the
+    loop cost the open model's reducer about a fifth of its speed)."""
+    lo, hi = min(times), max(times)
+    if lo // _NS == hi // _NS:
+        tsum[lo // _NS] += sign * sum(times)
+        return
+    for t_ns in times:
+        tsum[t_ns // _NS] += sign * t_ns
+
+
 class IntervalStats(msgspec.Struct, kw_only=True):
     """What the live view shows, for the interval since the previous :meth:`Reducer.interval`.
 
@@ -633,15 +645,13 @@ class Reducer:
         if up:
             self._active += len(up)
             delta.update(map(_second_of, up))
-            for t_ns in up:
-                tsum[t_ns // _NS] += t_ns
+            _add_times(tsum, up, 1)
             self._max_vu_ns = max(self._max_vu_ns, max(up))
         if down:
             self._active -= len(down)
             for s, c in Counter(map(_second_of, down)).items():
                 delta[s] -= c
-            for t_ns in down:
-                tsum[t_ns // _NS] -= t_ns
+            _add_times(tsum, down, -1)
             self._max_vu_ns = max(self._max_vu_ns, max(down))
         if len(up) + len(down) == len(events):
             return
