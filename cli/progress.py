@@ -33,7 +33,7 @@ class Progress:
         The ``final`` line, once every event is in, gives the run's totals only (they equal
         the summary's); the rate and percentiles of its last sliver of time would mislead,
         and the summary that follows has the run's own."""
-        total = f"/{self.total_s:g}s" if self.total_s else "s"
+        total = f"/{_secs(self.total_s)}s" if self.total_s else "s"
         parts = [f"[{elapsed_s:5.1f}{total}]"]
         if final:
             parts.append("done")
@@ -81,7 +81,8 @@ class Progress:
             done = min(elapsed_s, self.total_s)
             bar = ProgressBar(total=self.total_s, completed=done, width=30)
             grid.add_row("time", bar)
-            grid.add_row("", f"{elapsed_s:.1f}s / {self.total_s:g}s{'  done' if final else ''}")
+            done_mark = "  done" if final else ""
+            grid.add_row("", f"{elapsed_s:.1f}s / {_secs(self.total_s)}s{done_mark}")
         else:
             grid.add_row("time", f"{elapsed_s:.1f}s{'  done' if final else ''}")
         grid.add_row("VUs", str(stats.active_vus))
@@ -101,6 +102,11 @@ class Progress:
         if self._live is not None:
             self._live.stop()
             self._live = None
+
+
+def _secs(value: float) -> str:
+    """Seconds as written, never in exponent form: 2.5, 10, 1000000 (``:g`` gave 1e+06)."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 def _ms(value: float | None) -> str:

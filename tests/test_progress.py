@@ -59,6 +59,8 @@ def test_the_final_line_gives_the_totals_only() -> None:
         "[  1.0/2.5s] vus=7 reqs=120 rps=40 p50=1.2ms p99=9.5ms errors=3",
         "[  2.6/2.5s] done vus=0 reqs=130 errors=3",
     ]
+    # A long run's total is not printed in exponent form (1e+06).
+    assert Progress(1_000_000.0).line(_stats(), 1.0).startswith("[  1.0/1000000s] ")
 
 
 def test_rich_panel_on_a_terminal() -> None:
