@@ -615,7 +615,15 @@ class Connection:
         request was all sent (then the connection must not be reused)."""
         obj = self._tls_obj
         assert obj is not None
-        obj.write(data)
+        while True:
+            try:
+                obj.write(data)
+                break
+            except ssl.SSLWantReadError:
+                # A renegotiation the server asked for (TLS 1.2 HelloRequest, seen by the idle
+                # check or the last read): finish that handshake, then write.
+                await self._tls_flush()
+                await self._tls_fill()
         try:
             await self._tls_flush()
         except OSError:

@@ -191,7 +191,14 @@ class ReaderLike(Protocol):
 class _VuState:
     """Per-VU progress: the next (iteration, step) expected and how often it started."""
 
-    __slots__ = ("last_stop_ns", "next_iteration", "next_step", "starts", "stops")
+    __slots__ = (
+        "cut",
+        "last_stop_ns",
+        "next_iteration",
+        "next_step",
+        "starts",
+        "stops",
+    )
 
     def __init__(self) -> None:
         self.next_iteration = 0
@@ -199,6 +206,7 @@ class _VuState:
         self.starts = 0
         self.stops = 0
         self.last_stop_ns = -1  # time of the VU's latest VuStopped
+        self.cut = False  # its latest request was cut by the hard stop
 
 
 class ReplayVerifier:
@@ -416,6 +424,7 @@ class ReplayVerifier:
                 ev.step,
             )
         st = self._state(ev.vu)
+        st.cut = ev.error == ErrorKind.INTERRUPTED
         if ev.step == 0 and self._check_late and st.starts:
             self._late_iteration(ev, st)
         self._advance(st, ev, self._plan_len(ev.vu, ev.iteration))
@@ -633,7 +642,12 @@ class ReplayVerifier:
             due = [w for w in self._windows_of(vu) if w[0] <= last]
             st = self._states.get(vu)
             started = 0 if st is None else st.starts
-            if st is not None and started < len(due) and st.last_stop_ns >= due[started][0] * _NS:
+            if (
+                st is not None
+                and started < len(due)
+                and st.cut
+                and st.last_stop_ns >= due[started][0] * _NS
+            ):
                 # Still in an iteration of its last window when the next one opened, and until
                 # it stopped (the hard stop cut a request that hung): it could not start it.
                 continue

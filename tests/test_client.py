@@ -679,6 +679,82 @@ def test_an_idle_tls_connection_is_reopened_only_when_the_server_closed_it(
     assert accepted == (2 if closes else 1)
 
 
+def test_a_renegotiation_the_server_asks_for_is_done_not_a_tls_error(
+    engine: str, self_signed: tuple[str, str]
+) -> None:
+    """A TLS 1.2 server that asks for a renegotiation (HelloRequest) on an idle kept-alive
+    connection: the next request first completes that handshake, then goes out on the same
+    connection. The write used to fail with SSLWantReadError, recorded as ``tls_error``.
+    (``openssl s_server``: its stdin goes to the client, and a line ``R`` renegotiates.)"""
+    import shutil
+    import subprocess
+
+    from conftest import free_port
+
+    from z6.engine.reactor import sleep_until
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    port = free_port()
+    cert, key = self_signed
+    server = subprocess.Popen(
+        [openssl, "s_server", "-accept", str(port), "-cert", cert, "-key", key, "-tls1_2"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    stdin, stdout = server.stdin, server.stdout
+    assert stdin is not None
+    assert stdout is not None
+    listening = threading.Event()
+
+    def answer() -> None:
+        requests = 0
+        for line in stdout:  # s_server's own lines, and what the client sent
+            if line.startswith(b"ACCEPT"):
+                listening.set()
+            elif line.startswith(b"GET "):
+                requests += 1
+                stdin.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                stdin.flush()
+                if requests == 1:
+                    time.sleep(0.05)  # the connection is idle now: ask for a renegotiation
+                    stdin.write(b"R\n")
+                    stdin.flush()
+
+    results: list[tuple[ErrorKind, int, bool]] = []
+
+    async def main() -> None:
+        conn = Connection(
+            "127.0.0.1",
+            port,
+            tls=make_ssl_context(verify=False),
+            server_hostname=None,
+            connect_timeout_s=5.0,
+            parser_factory=engine_factory(engine),
+        )
+        out = Outcome()
+        for _ in range(2):
+            await conn.request(get("/", timeout_s=5.0), out)
+            results.append((out.error, out.status, out.new_connection))
+            await sleep_until(time.perf_counter_ns() + 200_000_000)  # the HelloRequest comes
+        conn.close()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        assert listening.wait(10), "openssl s_server did not start"
+        trio.run(run_tasks, main())
+    finally:
+        server.kill()
+        server.wait()
+        thread.join(timeout=5)
+        stdin.close()
+        stdout.close()
+    assert results == [(ErrorKind.NONE, 200, True), (ErrorKind.NONE, 200, False)]
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_stale_keep_alive_connection_is_retried_once(
     engine: str, method: str, monkeypatch: pytest.MonkeyPatch

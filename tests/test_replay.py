@@ -523,30 +523,32 @@ def test_duration_mode_schedule_checks_spare_legitimate_lateness() -> None:
     )
     assert vu_windows(scenario_of(steps).schedule, 1, 4.0) == [(0.0, 1.0), (2.0, 4.0)]
 
-    def run(vu1_stop_ms: int) -> list[str]:
+    def run(vu1_stop_ms: int, cut: bool) -> list[str]:
         events: list[Event] = [WorkerStarted(0, 1, 0, 2), VuStarted(0, 1_000)]
         events += [
             RequestEvent(0, i, 0, 0, i * 100 * MS, MS, 200, 0, 10, i == 0, 0) for i in range(40)
         ]
         events.append(VuStopped(0, 4_001 * MS, 40))
         events.append(VuStarted(1, 1_000))
-        hung = vu1_stop_ms > 4_000
-        error = ErrorKind.INTERRUPTED if hung else 0
+        error = ErrorKind.INTERRUPTED if cut else 0
         events.append(
-            RequestEvent(1, 0, 0, 0, 0, vu1_stop_ms * MS, 0 if hung else 200, error, 0, True, 0)
+            RequestEvent(1, 0, 0, 0, 0, vu1_stop_ms * MS, 0 if cut else 200, error, 0, True, 0)
         )
-        events.append(VuStopped(1, vu1_stop_ms * MS, 0 if hung else 1))
+        events.append(VuStopped(1, vu1_stop_ms * MS, 0 if cut else 1))
         events.append(WorkerFinished(0, 5_002 * MS, len(events), 41, 0))
         result = verify_batches(
             scenario_of(steps), header_of(steps, 1, 1), [(0, events)], complete=True
         )
         return [m.describe() for m in result.mismatches]
 
-    assert run(5_000) == []  # hung until the hard stop: window 2 could not start
-    assert run(1_000) == [  # stopped at its window's end, then never came back at 2 s
+    assert run(5_000, cut=True) == []  # hung until the hard stop: window 2 could not start
+    never_back = [
         "mismatch: vu 1: started 1 time(s), its schedule has 2 window(s) beginning at least "
         "1 s before the end (next at 2.000000 s)"
     ]
+    assert run(1_000, cut=False) == never_back  # stopped at its window's end, never came back
+    # Its request ended at 3 s, before the hard stop: it had to start window 2 then, late.
+    assert run(3_000, cut=False) == never_back
 
 
 def test_missing_iteration_is_incomplete_only_when_the_run_completed(tmp_path: Path) -> None:
