@@ -177,6 +177,20 @@ def test_header_options_are_applied(tmp_path: Path) -> None:
         scenario_from_header(bad, "x.bin")
 
 
+def test_the_last_row_s_rate_uses_the_unrounded_duration(tmp_path: Path) -> None:
+    """The time series' last row often covers about 1 ms of the run: its rate is over the
+    exact part covered, not over the summary's duration rounded to 1 ms (a 30-50 % error)."""
+    result = analyze_logs([synth_log(tmp_path / "e.bin")])
+    exact = result.duration_s
+    assert exact is not None
+    assert exact != result.summary["duration_s"]  # the synthetic run ends off the ms grid
+    assert round(exact, 3) == result.summary["duration_s"]
+    last = result.rows()[-1]
+    covered = exact - last["second"]
+    assert 0 < covered < 1
+    assert last["rps"] == round(last["requests"] / covered, 3)
+
+
 def test_cli_formats(tmp_path: Path) -> None:
     path = synth_log(tmp_path / "events.bin")
     proc = run_z6(["analyze", str(path)])
