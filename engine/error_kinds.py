@@ -32,3 +32,15 @@ class ErrorKind(enum.IntEnum):
 
 
 ERROR_LABELS: tuple[str, ...] = tuple(k.label for k in ErrorKind)
+
+CONNECT_FAILURES: frozenset[int] = frozenset(
+    {
+        ErrorKind.CONNECT_REFUSED,
+        ErrorKind.CONNECT_TIMEOUT,
+        ErrorKind.DNS_ERROR,
+        ErrorKind.TLS_ERROR,
+        ErrorKind.OTHER,  # EMFILE, EADDRNOTAVAIL... when the socket could not be set up
+    }
+)
+"""Kinds a failed connection attempt can end in (a request failing so has zero request time
+when its connect failed, and its start is the failure, after the connect's wait)."""

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 from hdrh.histogram import HdrHistogram
 
-from z6.engine.error_kinds import ErrorKind
+from z6.engine.error_kinds import CONNECT_FAILURES, ErrorKind
 from z6.ipc.events import (
     Event,
     IterationDropped,
@@ -71,17 +71,6 @@ EXCLUDED_FROM_LATENCY: frozenset[int] = frozenset(
     }
 )
 """Error kinds whose request has no meaningful latency: no request was sent, or z6 cut it."""
-
-_CONNECT_FAILURES: frozenset[int] = frozenset(
-    {
-        ErrorKind.CONNECT_REFUSED,
-        ErrorKind.CONNECT_TIMEOUT,
-        ErrorKind.DNS_ERROR,
-        ErrorKind.TLS_ERROR,
-        ErrorKind.OTHER,  # EMFILE, EADDRNOTAVAIL... when the socket could not be set up
-    }
-)
-"""Error kinds of a connection attempt that failed (with zero request time, see _add_requests)."""
 
 _NS = 1_000_000_000
 _add = operator.add
@@ -534,7 +523,7 @@ class Reducer:
             cts = [
                 x
                 for x, f, e, t in zip(cols[_F_CONNECT], newconn, err, lat, strict=True)
-                if f and not (t == 0 and e in _CONNECT_FAILURES)
+                if f and not (t == 0 and e in CONNECT_FAILURES)
             ]
             self.new_connections += len(cts)
             self.failed_connects += nc - len(cts)

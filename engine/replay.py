@@ -45,7 +45,7 @@ from z6.engine.decisions import (
     open_model_shard_arrivals,
     think_ns,
 )
-from z6.engine.error_kinds import ErrorKind
+from z6.engine.error_kinds import CONNECT_FAILURES, ErrorKind
 from z6.engine.scenario import Scenario
 from z6.engine.schedule import arrival_instant_ns, arrivals_total, peak_vus, vu_windows
 from z6.ipc.events import (
@@ -78,17 +78,6 @@ LATE_TOLERANCE_NS = 1_000_000_000
 decides before its stop, and the request leaves at the end of that reactor round (a few ms
 with thousands of VUs). A request that had to connect first may also wait for a connect slot
 and the connect, each bounded by ``connection_timeout_ms``."""
-
-# Requests whose connect failed: their start is the failure, after the connect's wait.
-_CONNECT_FAILURES = frozenset(
-    {
-        ErrorKind.CONNECT_REFUSED,
-        ErrorKind.CONNECT_TIMEOUT,
-        ErrorKind.DNS_ERROR,
-        ErrorKind.TLS_ERROR,
-        ErrorKind.OTHER,
-    }
-)
 
 MAX_KEPT_MISMATCHES = 100
 """Mismatches kept in :attr:`ReplayResult.mismatches`; all are counted."""
@@ -439,7 +428,7 @@ class ReplayVerifier:
             return
         stop = windows[st.starts - 1][1]
         latest = round(stop * _NS) + LATE_TOLERANCE_NS
-        if ev.new_connection or ev.error in _CONNECT_FAILURES:
+        if ev.new_connection or ev.error in CONNECT_FAILURES:
             latest += self._connect_allowance_ns
             if ev.new_connection:
                 # Maybe the idempotent retry on a fresh connection of a request that first
@@ -655,8 +644,8 @@ class ReplayVerifier:
                 self._mismatch(
                     "start",
                     f"vu {vu}: started {started} time(s), its schedule has {len(due)} "
-                    f"window(s) beginning at least 1 s before the end (next at "
-                    f"{due[started][0]:.6f} s)",
+                    f"window(s) beginning at least {LATE_TOLERANCE_NS / _NS:g} s before the end "
+                    f"(next at {due[started][0]:.6f} s)",
                     vu,
                 )
 

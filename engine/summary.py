@@ -306,8 +306,9 @@ def timeseries_rows(reducer: Reducer, duration_s: float | None = None) -> list[d
     Columns: ``second, requests, ok, errors, rps, p50_ms, p99_ms, active_vus, vus_avg`` plus
     ``started, dropped`` in the open model. ``rps`` and ``vus_avg`` (the mean number of active
     VUs) are over the part of the second the run covered: the whole second, except in the
-    last row when the run's ``duration_s`` (the summary's) ends inside it (its 10 requests in
-    the 9 ms before the end read 10/s).
+    last row when the run's ``duration_s`` ends inside it (its 10 requests in the 9 ms before
+    the end read 10/s). Pass ``measured_duration_ns / 1e9`` unrounded: that last row often
+    covers about 1 ms.
     """
     rows: list[dict[str, Any]] = []
     for r in reducer.timeseries():
@@ -319,7 +320,7 @@ def timeseries_rows(reducer: Reducer, duration_s: float | None = None) -> list[d
             "requests": r.requests,
             "ok": r.requests - r.errors,
             "errors": r.errors,
-            "rps": round(r.requests / covered, 3) if covered < 1 else float(r.requests),
+            "rps": round(r.requests / covered, 3),
             "p50_ms": _ms(r.p50_us),
             "p99_ms": _ms(r.p99_us),
             "active_vus": r.active_vus,
