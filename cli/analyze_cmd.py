@@ -20,7 +20,13 @@ from z6.engine.errors import ConfigError, LogFormatError, ScenarioError
 from z6.engine.metrics import Reducer
 from z6.engine.replay import ReplayResult, verify_log
 from z6.engine.scenario import Scenario
-from z6.engine.summary import RunMeta, build_summary, measured_duration_ns, timeseries_rows
+from z6.engine.summary import (
+    RunMeta,
+    build_summary,
+    measured_duration_ns,
+    note_abort,
+    timeseries_rows,
+)
 from z6.ipc.eventlog import MAGIC, EventLogReader, LogFooter, LogHeader
 
 __all__ = [
@@ -109,6 +115,7 @@ def _reduce(reader: EventLogReader) -> LogReduction:
     add = reducer.add
     for worker, events in reader.batches():
         add(events, worker)
+    note_abort(reducer, reader.footer, header.wall_start_ns)
     red = LogReduction(reader.path, header, scenario, reducer, reader.footer)
     if reader.damage is not None:
         red.damaged = True

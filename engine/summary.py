@@ -22,12 +22,14 @@ from z6.engine.scenario import Assertions
 
 __all__ = [
     "DEFAULT_PERCENTILES",
+    "EndedFooter",
     "FooterLike",
     "HeaderLike",
     "RunMeta",
     "build_summary",
     "latency_stats",
     "measured_duration_ns",
+    "note_abort",
     "percentile_key",
     "timeseries_rows",
 ]
@@ -67,6 +69,15 @@ class FooterLike(Protocol):
     def outcome(self) -> str: ...
     @property
     def failed_workers(self) -> Sequence[int]: ...
+
+
+class EndedFooter(Protocol):
+    """A log footer with its end time (``z6.ipc.eventlog.LogFooter`` fits)."""
+
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def end_wall_ns(self) -> int: ...
 
 
 class RunMeta(msgspec.Struct, kw_only=True):
@@ -153,6 +164,13 @@ def _rate(n: int, total: int) -> float | None:
 def _iso_utc(wall_ns: int) -> str:
     when = _dt.datetime.fromtimestamp(wall_ns / 1e9, tz=_dt.UTC)
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def note_abort(reducer: Reducer, footer: EndedFooter | None, wall_start_ns: int) -> None:
+    """Give ``reducer`` the end of an aborted run from its log footer (see
+    :meth:`Reducer.add_abort`); nothing for any other outcome or without footer."""
+    if footer is not None and footer.outcome == "aborted":
+        reducer.add_abort(max(footer.end_wall_ns - wall_start_ns, 0))
 
 
 def measured_duration_ns(

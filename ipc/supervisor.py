@@ -21,6 +21,7 @@ from types import FrameType
 
 from z6.engine.errors import RunError
 from z6.engine.metrics import IntervalStats, Reducer, WorkerAccount
+from z6.engine.summary import note_abort
 from z6.engine.vu import WorkPlan
 from z6.ipc.eventlog import EventLogWriter, LogFooter, LogHeader
 from z6.ipc.events import WorkerFinished, decode_batch
@@ -140,6 +141,7 @@ def run_workers(setup: RunSetup) -> RunOutcome:
                         f"cannot finish the event log {setup.log_path}: {exc.strerror or exc}"
                     ) from None
     agg.check_accounting()
+    note_abort(reducer, footer, setup.header.wall_start_ns)
     return RunOutcome(
         reducer=reducer,
         footer=footer,

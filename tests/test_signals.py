@@ -222,7 +222,14 @@ def test_second_sigint_aborts_at_once(tmp_path: Path, server_port: int) -> None:
     assert "Traceback" not in err
     assert "aborted" in err
     assert took < FEW_SECONDS  # far less than the 60 s graceful stop
-    check_outputs(out, "aborted")
+    summary, reader, _events = check_outputs(out, "aborted")
+    # No request ended and no VU recorded a stop: the run's time is read from the footer,
+    # the same in the summary and in `z6 analyze` (it read 0.0 s before).
+    assert reader.footer is not None
+    lasted_s = (reader.footer.end_wall_ns - reader.header.wall_start_ns) / 1e9
+    assert 0.6 <= summary["duration_s"] == pytest.approx(lasted_s, abs=0.002)
+    result = run_z6(["analyze", str(out / "events.bin"), "--format", "json"])
+    assert json.loads(result.stdout)["duration_s"] == summary["duration_s"]
     assert z6_processes_of(set(pids.values())) == set()
     assert segments_of(proc.pid) == []
 
