@@ -103,7 +103,12 @@ def render_text(summary: Mapping[str, Any]) -> str:
         _line(
             "requests",
             f"{total} total, {req.get('ok', 0)} ok, {req.get('failed', 0)} failed"
-            f" ({_pct(errors.get('rate'))} errors)",
+            f" ({_pct(errors.get('rate'))} errors)"
+            + (
+                f"; {req['retried']} retried on a new connection (a kept-alive one failed)"
+                if req.get("retried")
+                else ""
+            ),
         )
     )
     out.append(_line("rps", _num(summary.get("rps"), 1)))
@@ -258,6 +263,7 @@ def _metrics_of(s: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
         "requests.total": (req.get("total"), _NEUTRAL),
         "requests.ok": (req.get("ok"), _NEUTRAL),
         "requests.failed": (req.get("failed"), _LOWER_BETTER),
+        "requests.retried": (req.get("retried"), _LOWER_BETTER),
         "success_rate": (_share(s, "ok"), _HIGHER_BETTER),
         "error_rate": (_share(s, "failed"), _LOWER_BETTER),
         "rps": (s.get("rps"), _HIGHER_BETTER),

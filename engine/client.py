@@ -140,7 +140,9 @@ class Outcome:
     Times are ``time.perf_counter_ns()`` values: ``start_ns`` just before the first byte is
     written, ``end_ns`` when the last byte was parsed or the failure happened; ``connect_ns``
     is the setup time (DNS, TCP, TLS) when ``new_connection`` is True, else 0. ``status`` is 0
-    unless a complete response was read.
+    unless a complete response was read. ``retried``: the first attempt failed on a stale
+    kept-alive connection and the request went again on a new one; ``start_ns`` is then the
+    first attempt's, so the latency holds both attempts and the reconnect.
     """
 
     __slots__ = (
@@ -149,6 +151,7 @@ class Outcome:
         "end_ns",
         "error",
         "new_connection",
+        "retried",
         "start_ns",
         "status",
     )
@@ -161,6 +164,7 @@ class Outcome:
         self.connect_ns = 0
         self.start_ns = 0
         self.end_ns = 0
+        self.retried = False
 
     @property
     def latency_ns(self) -> int:
@@ -170,7 +174,7 @@ class Outcome:
     def __repr__(self) -> str:
         return (
             f"Outcome(status={self.status}, error={self.error.name}, "
-            f"bytes={self.bytes_received}, new={self.new_connection})"
+            f"bytes={self.bytes_received}, new={self.new_connection}, retried={self.retried})"
         )
 
 
@@ -334,8 +338,9 @@ class Connection:
 
         Bounds: the connect by ``connect_timeout_s`` (``CONNECT_TIMEOUT``), the exchange by
         ``req.timeout_s`` (``TIMEOUT``), through ``guard`` (the VU's; a private one when
-        None). A complete response failing ``req.is_success`` is ``STATUS``. Never raises
-        for network or protocol problems.
+        None); a retry (see ``_STALE``) has what is left of the first attempt's timeout. A
+        complete response failing ``req.is_success`` is ``STATUS``. Never raises for network
+        or protocol problems.
         """
         out.status = 0
         out.error = _NONE
@@ -343,6 +348,9 @@ class Connection:
         out.new_connection = False
         out.connect_ns = 0
         out.start_ns = 0
+        out.retried = False
+        first_start_ns = 0  # of the failed first attempt, when the request is retried
+        deadline_ns = 0
         if guard is None:
             guard = self._guard
             if guard is None:
@@ -382,6 +390,9 @@ class Connection:
                     out.connect_ns = t1 - t0
                     if error is not _NONE:
                         out.error = error
+                        # No request time, a retry's reconnect included (``retried`` still
+                        # tells of the first attempt): the reducer knows a failed connect by
+                        # start == end.
                         out.start_ns = out.end_ns = t1
                         # A connect can fail without ever parking (cached DNS failure,
                         # EMFILE...): every request must still let the other VUs, timers
@@ -391,7 +402,9 @@ class Connection:
                 parser = self._parser
                 assert parser is not None
                 out.start_ns = 0
-                guard.arm(perf_counter_ns() + req.timeout_ns)
+                if not deadline_ns:
+                    deadline_ns = perf_counter_ns() + req.timeout_ns
+                guard.arm(deadline_ns)
                 error = _NONE
                 early = False  # answered before the request was all sent: never reused
                 try:
@@ -403,7 +416,8 @@ class Connection:
                         fd = self._fd
                         self._out = data
                         self._sent_ns = 0
-                        self._flush_guard = guard
+                        # The send starts the timeout, except a retry's (see below).
+                        self._flush_guard = None if first_start_ns else guard
                         self._flush_timeout_ns = req.timeout_ns
                         # The reactor sends it at the end of its round (``flush_send``).
                         try:
@@ -449,7 +463,9 @@ class Connection:
                     error = _TIMEOUT
                 guard.disarm()
                 out.end_ns = perf_counter_ns()
-                if out.start_ns == 0:  # the request could not even be started
+                if first_start_ns:
+                    out.start_ns = first_start_ns
+                elif out.start_ns == 0:  # the request could not even be started
                     out.start_ns = out.end_ns
                 out.bytes_received = parser.bytes_received
                 if error is _NONE:
@@ -462,6 +478,10 @@ class Connection:
                     and req.method in _IDEMPOTENT
                 ):
                     reused = False  # retry once, on a fresh connection
+                    out.retried = True
+                    first_start_ns = out.start_ns
+                    # What is left of the timeout, which ran from the first send.
+                    deadline_ns = first_start_ns + req.timeout_ns
                     continue
                 out.error = error
                 await checkpoint()  # the failure may have come before any park (see above)
@@ -475,10 +495,11 @@ class Connection:
                 self.close()
         except BaseException:
             # The hard stop (Interrupted) or an interrupt: never leak the socket, and leave
-            # ``out`` describing how far the request got.
+            # ``out`` describing how far the request got: ``start_ns`` stays 0 when nothing
+            # was sent (cut while connecting, or parked for the send at the end of a round).
             out.end_ns = perf_counter_ns()
-            if out.start_ns == 0:
-                out.start_ns = out.end_ns
+            if first_start_ns:
+                out.start_ns = first_start_ns
             if parser is not None:
                 out.bytes_received = parser.bytes_received
             guard.disarm()  # never leave this request's deadline armed for the next one

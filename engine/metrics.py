@@ -345,6 +345,7 @@ _F_BYTES = _FIELDS.index("bytes_received")
 _F_NEW_CONNECTION = _FIELDS.index("new_connection")
 _F_CONNECT = _FIELDS.index("connect_ns")
 _F_SCHEDULED = _FIELDS.index("scheduled_ns")
+_F_RETRIED = _FIELDS.index("retried")
 # Reducer.add tells an all-request batch by the width of its columns.
 if any(
     len(t.__struct_fields__) >= _REQUEST_WIDTH
@@ -412,6 +413,7 @@ class Reducer:
         self.bytes_received = 0
         self.new_connections = 0  # connections opened (the connect succeeded)
         self.failed_connects = 0  # attempts whose connect failed: nothing was sent
+        self.retried = 0  # requests sent again after a stale kept-alive connection failed
         self._connect_sum_ns = 0
         self._connect_max_ns = 0
         self.dropped_iterations = 0
@@ -511,6 +513,9 @@ class Reducer:
                     failed += c
                     if e in EXCLUDED_FROM_LATENCY:
                         excluded = True
+        retried = cols[_F_RETRIED]
+        if any(retried):
+            self.retried += sum(retried)
         b = sum(cols[_F_BYTES])
         self.bytes_received += b
         self._iv_bytes += b
@@ -726,6 +731,7 @@ class Reducer:
         self.bytes_received += other.bytes_received
         self.new_connections += other.new_connections
         self.failed_connects += other.failed_connects
+        self.retried += other.retried
         self._connect_sum_ns += other._connect_sum_ns
         self._connect_max_ns = max(self._connect_max_ns, other._connect_max_ns)
         self.dropped_iterations += other.dropped_iterations

@@ -424,7 +424,8 @@ class ReplayVerifier:
         if st.starts > len(windows):
             return  # reported on the VuStarted
         if ev.error == ErrorKind.INTERRUPTED:
-            # Cut at the hard stop, maybe while it waited to connect: its start is the cut.
+            # Cut at the hard stop; in logs from before unsent requests went unrecorded, maybe
+            # while it waited to connect, and then its start is the cut.
             return
         stop = windows[st.starts - 1][1]
         latest = round(stop * _NS) + LATE_TOLERANCE_NS

@@ -253,6 +253,7 @@ def build_summary(
             "total": total,
             "ok": total - failed,
             "failed": failed,
+            "retried": reducer.retried,
             "by_name": by_name,
             "by_status": {str(s): n for s, n in reducer.by_status().items()},
         },

@@ -304,7 +304,10 @@ class VuRuntime:
         is the VU id of the decision key (``ARRIVAL_VU_KEY`` in the open model, which runs
         one iteration per call; a closed VU counts its finished iterations in ``slot``).
         Returns early when the window or the run ends; returns whether any request was sent
-        (an open-model iteration that never sent one was dropped, not run).
+        (an open-model iteration that never sent one was dropped, not run). The hard stop
+        (``Interrupted``) propagates, recording the request it cut in flight; a request it cut
+        before its bytes left is not recorded (and an open-model iteration cut so before its
+        first request returns False).
 
         One call runs a closed VU's whole window, so the set-up below is paid once per window
         rather than once per iteration (a coroutine and a dozen lookups per request).
@@ -336,7 +339,16 @@ class VuRuntime:
                 try:
                     await conn.request(requests[req_index], out, guard)
                 except Interrupted as exc:
-                    # The hard stop cut the request: record it as interrupted, then end.
+                    if out.start_ns == 0:
+                        # Cut before its bytes left (connecting, or parked for the send at
+                        # the end of the round): the server never saw it, so it is no
+                        # request. An open-model arrival that sent nothing is dropped.
+                        c.requests_started -= 1
+                        if not closed and iteration == first and step == 0:
+                            return False
+                        raise
+                    # The hard stop cut the request in flight: record it as interrupted, then
+                    # end.
                     stopped = exc
                     out.status = 0
                     out.error = ErrorKind.INTERRUPTED
@@ -357,6 +369,7 @@ class VuRuntime:
                         out.connect_ns,
                         scheduled_ns,
                         t_ns,
+                        out.retried,
                     )
                 )
                 c.events += 1

@@ -24,6 +24,9 @@ class RequestEvent(msgspec.Struct, array_like=True, tag=1, gc=False):
     open model meant the iteration to start (-1 in closed models). ``error`` is an
     ``ErrorKind`` value. ``connect_ns`` is the connection setup time when ``new_connection``.
     ``think_ns`` is the think time drawn after this request (recorded for ``z6 replay``).
+    ``retried``: the first attempt failed on a stale kept-alive connection (closed or reset
+    with no response byte) and this idempotent request went again on a new connection;
+    ``start_ns`` is the first attempt's (logs before it hold False).
     """
 
     vu: int
@@ -39,6 +42,7 @@ class RequestEvent(msgspec.Struct, array_like=True, tag=1, gc=False):
     connect_ns: int
     scheduled_ns: int = -1
     think_ns: int = 0
+    retried: bool = False
 
 
 class VuStarted(msgspec.Struct, array_like=True, tag=2, gc=False):

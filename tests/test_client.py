@@ -403,7 +403,7 @@ def test_nothing_is_sent_after_the_hard_stop(engine: str) -> None:
                 await conn.request(get("/ok"), out)
             except Interrupted:
                 seen.append("interrupted")
-                assert out.start_ns == out.end_ns  # never started
+                assert out.start_ns == 0  # never sent
                 raise
             finally:
                 conn.close()
@@ -806,3 +806,70 @@ def test_stale_keep_alive_connection_is_retried_once(
     else:
         assert [(s, n) for _, s, n, _ in got] == [(200, True), (0, False), (200, True)]
         assert got[1][0] in (ErrorKind.CLOSED_EARLY, ErrorKind.RESET)
+
+
+@pytest.mark.parametrize(
+    ("new_conn_stall_s", "error"),
+    [(0.0, ErrorKind.NONE), (0.15, ErrorKind.TIMEOUT)],
+    ids=["answered", "out-of-time"],
+)
+def test_a_retried_request_is_timed_and_bounded_from_its_first_attempt(
+    engine: str, new_conn_stall_s: float, error: ErrorKind, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that holds a kept-alive request for 80 ms and then drops the connection
+    without a byte: the GET is retried on a new connection, and its latency runs from the
+    first attempt's send (the stall was real time the request took; timing the retry alone
+    made such a server look fast). The retry has what is left of the 200 ms timeout: a new
+    connection that then stalls 150 ms more times out at 200 ms, not 80 + 200."""
+    monkeypatch.setattr(client_module, "_IDLE_CHECK_NS", 1 << 62)
+    listener, port = _listener(timeout_s=2.0)
+    stall_s = 0.08
+
+    def serve() -> None:
+        for first_conn in (True, False):
+            try:
+                conn, _addr = listener.accept()
+            except OSError:
+                return
+            with conn:
+                if first_conn:  # answer the first request, then hold the second and drop it
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    conn.recv(65536)
+                    time.sleep(stall_s)
+                    continue
+                conn.recv(65536)
+                time.sleep(new_conn_stall_s)
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    got: list[tuple[ErrorKind, bool, bool, int]] = []
+
+    async def main() -> None:
+        conn = Connection(
+            "127.0.0.1",
+            port,
+            tls=None,
+            server_hostname=None,
+            connect_timeout_s=2.0,
+            parser_factory=engine_factory(engine),
+        )
+        out = Outcome()
+        for path in ("/a", "/b"):
+            await conn.request(get(path, timeout_s=0.2), out)
+            got.append((out.error, out.new_connection, out.retried, out.latency_ns))
+        conn.close()
+
+    try:
+        trio.run(run_tasks, main())
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+    assert [g[:3] for g in got] == [(ErrorKind.NONE, True, False), (error, True, True)]
+    latency_s = got[1][3] / 1e9
+    if error is ErrorKind.NONE:
+        assert stall_s <= latency_s < 0.2
+    else:
+        assert 0.2 <= latency_s < stall_s + 0.2

@@ -44,6 +44,7 @@ EXAMPLES: list[Event] = [
         connect_ns=50_000,
         scheduled_ns=999_000,
         think_ns=10_000_000,
+        retried=True,
     ),
     VuStarted(vu=3, t_ns=5),
     VuStopped(vu=3, t_ns=6, iterations=8),
@@ -68,6 +69,7 @@ _events = st.one_of(
         connect_ns=_INT,
         scheduled_ns=_INT,
         think_ns=_INT,
+        retried=st.booleans(),
     ),
     st.builds(VuStarted, vu=_INT, t_ns=_INT),
     st.builds(VuStopped, vu=_INT, t_ns=_INT, iterations=_INT),
@@ -101,7 +103,9 @@ def test_wire_form_is_tagged_arrays() -> None:
     raw = msgspec.msgpack.decode(encode_batch(EXAMPLES[1:4]))
     assert raw == [[2, 3, 5], [3, 3, 6, 8], [4, 11, 12]]
     req = msgspec.msgpack.decode(encode_batch(EXAMPLES[:1]))
-    assert req == [[1, 3, 7, 1, 2, 1_000_000, 250_000, 200, 0, 1234, True, 50_000, 999_000, 10**7]]
+    assert req == [
+        [1, 3, 7, 1, 2, 1_000_000, 250_000, 200, 0, 1234, True, 50_000, 999_000, 10**7, True]
+    ]
 
 
 def test_trailing_defaults_may_be_absent() -> None:
@@ -109,7 +113,12 @@ def test_trailing_defaults_may_be_absent() -> None:
     data = msgspec.msgpack.encode([[1, 0, 0, 0, 0, 0, 5, 200, 0, 10, False, 0]])
     (ev,) = decode_batch(data)
     assert isinstance(ev, RequestEvent)
-    assert (ev.scheduled_ns, ev.think_ns) == (-1, 0)
+    assert (ev.scheduled_ns, ev.think_ns, ev.retried) == (-1, 0, False)
+    # The logs written before ``retried`` existed: 14 fields.
+    old = [[1, 0, 0, 0, 0, 0, 5, 200, 0, 10, False, 0, 3, 4]]
+    (ev,) = decode_batch(msgspec.msgpack.encode(old))
+    assert isinstance(ev, RequestEvent)
+    assert (ev.scheduled_ns, ev.think_ns, ev.retried) == (3, 4, False)
 
 
 def test_encode_into_buffer_reuses_it() -> None:

@@ -51,6 +51,7 @@ def req(
     new_connection: bool = False,
     connect_ns: int = 0,
     scheduled_ns: int = -1,
+    retried: bool = False,
 ) -> RequestEvent:
     """A request event with sensible defaults."""
     return RequestEvent(
@@ -66,6 +67,7 @@ def req(
         new_connection=new_connection,
         connect_ns=connect_ns,
         scheduled_ns=scheduled_ns,
+        retried=retried,
     )
 
 
@@ -390,6 +392,24 @@ def test_duration_prefers_the_latest_of_finish_request_end_and_vu_stop() -> None
     assert r.duration_ns == 2_700 * MS
     r.add([WorkerFinished(0, 3 * S, 3, 1, 0)])
     assert r.duration_ns == 3 * S
+
+
+def test_an_aborted_run_lasts_to_its_abort() -> None:
+    r = Reducer(["a"])
+    r.add([req(start_ns=10 * MS, latency_ns=20 * MS)])
+    r.add_abort(1_700 * MS)
+    assert r.duration_ns == 1_700 * MS
+    r.add_abort(MS)  # an earlier instant changes nothing
+    assert r.duration_ns == 1_700 * MS
+
+
+def test_retried_requests_are_counted_and_merged() -> None:
+    a, b = Reducer(["a"]), Reducer(["a"])
+    a.add([req(), req(retried=True, new_connection=True, connect_ns=MS), req()])
+    assert a.retried == 1
+    b.add([req(retried=True), req(retried=True, error=ErrorKind.RESET)])
+    a.merge(b)
+    assert (a.retried, a.total, a.failed) == (3, 5, 1)
 
 
 def test_accounting_per_worker() -> None:

@@ -5,15 +5,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 import trio
 
 from z6.engine.client import Outcome
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.loader import load_scenario_text
-from z6.engine.reactor import TimeoutGuard, checkpoint
+from z6.engine.reactor import Interrupted, TimeoutGuard, checkpoint
 from z6.engine.requests import PreparedRequest
 from z6.engine.vu import BATCH_MAX, VuRuntime, WorkPlan
-from z6.ipc.events import Event, RequestEvent, VuStarted, VuStopped, WorkerFinished
+from z6.ipc.events import (
+    Event,
+    IterationDropped,
+    RequestEvent,
+    VuStarted,
+    VuStopped,
+    WorkerFinished,
+)
 
 SCENARIO = """
 [runtime]
@@ -84,7 +92,7 @@ def _plan(iterations: int) -> WorkPlan:
     )
 
 
-def _run(conn: Any) -> list[Event]:
+def _run(conn: Any, plan: WorkPlan | None = None) -> list[Event]:
     events: list[Event] = []
 
     async def write_batch(batch: list[Event]) -> None:
@@ -92,7 +100,7 @@ def _run(conn: Any) -> list[Event]:
         await trio.lowlevel.checkpoint()
 
     async def main() -> None:
-        runtime = VuRuntime(_plan(2), write_batch)
+        runtime = VuRuntime(plan if plan is not None else _plan(2), write_batch)
         original = runtime._new_slot
 
         def new_slot(vu: int) -> Any:
@@ -190,3 +198,87 @@ def test_connects_that_fail_at_once_still_let_the_worker_run() -> None:
     assert max(sizes) <= BATCH_MAX + 2
     finished = [e for e in events if type(e) is WorkerFinished]
     assert finished[0].requests_started == len(reqs)
+
+
+class _StoppedConnection:
+    """Answers its requests until call ``stop_at`` (1-based), where it raises the hard stop
+    (``Interrupted``) the way the real connection does: with ``out.start_ns`` 0 when nothing
+    had been sent (``sent=False``), else the send time (a request cut in flight)."""
+
+    def __init__(self, stop_at: int, *, sent: bool) -> None:
+        self.calls = 0
+        self.stop_at = stop_at
+        self.sent = sent
+
+    async def request(self, req: PreparedRequest, out: Outcome, guard: TimeoutGuard) -> None:
+        self.calls += 1
+        out.start_ns = 0
+        await checkpoint()
+        if self.calls == self.stop_at:
+            out.end_ns = time.perf_counter_ns()
+            if self.sent:
+                out.start_ns = out.end_ns - 1_000
+            raise Interrupted
+        out.start_ns = time.perf_counter_ns()
+        out.status = 200
+        out.error = ErrorKind.NONE
+        out.bytes_received = 10
+        out.new_connection = False
+        out.connect_ns = 0
+        out.end_ns = out.start_ns + 1_000
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("sent", [False, True], ids=["before-send", "in-flight"])
+def test_the_hard_stop_records_a_request_cut_in_flight_but_not_one_never_sent(
+    sent: bool,
+) -> None:
+    """With ``graceful_stop_seconds = 0`` the hard stop can catch a request chosen in its
+    round before its bytes left: the server never saw it, so it is no request (counting it
+    made z6 read a few more requests than nginx's log, all failed). One cut in flight is an
+    ``interrupted`` request."""
+    events = _run(_StoppedConnection(stop_at=2, sent=sent))
+    reqs = [e for e in events if type(e) is RequestEvent]
+    expected = [(0, 0, 0)] + ([(0, 1, int(ErrorKind.INTERRUPTED))] if sent else [])
+    assert [(e.iteration, e.step, e.error) for e in reqs] == expected
+    finished = [e for e in events if type(e) is WorkerFinished]
+    assert finished[0].requests_started == len(reqs)  # started = recorded still holds
+    assert [s.iterations for s in events if type(s) is VuStopped] == [0]
+
+
+OPEN_SCENARIO = """
+[runtime]
+duration_seconds = 0.35
+[target]
+base_url = "http://127.0.0.1:9"
+[[requests]]
+name = "a"
+method = "GET"
+path = "/a"
+[schedule]
+type = "arrival_rate"
+rate = 10
+max_vus = 1
+"""
+
+
+def test_an_arrival_the_hard_stop_caught_before_its_request_left_is_dropped() -> None:
+    plan = WorkPlan(
+        scenario=load_scenario_text(OPEN_SCENARIO, "open-test.toml"),
+        seed=1,
+        procs=1,
+        worker_index=0,
+        run_start_ns=time.perf_counter_ns(),
+        duration_s=0.35,
+        iterations=None,
+        vus=1,
+    )
+    events = _run(_StoppedConnection(stop_at=2, sent=False), plan)
+    reqs = [e for e in events if type(e) is RequestEvent]
+    assert [e.iteration for e in reqs] == [0, 2, 3]
+    assert [e.iteration for e in events if type(e) is IterationDropped] == [1]
+    assert [s.iterations for s in events if type(s) is VuStopped] == [1, 0, 1, 1]
+    finished = [e for e in events if type(e) is WorkerFinished]
+    assert finished[0].requests_started == 3
