@@ -391,6 +391,15 @@ def run_replay(path: Path, verify: bool) -> int:
 # ---------------------------------------------------------------------- diff
 
 
+_MAX_SUMMARY_BYTES = 64 * 1024 * 1024
+
+
+def _no_constant(name: str) -> Any:
+    """``json.loads`` hook: z6 never writes NaN or Infinity, and printing them back out would
+    not be JSON."""
+    raise ValueError(f"{name} is not a number a z6 summary holds")
+
+
 def load_run_summary(path: str | Path) -> dict[str, Any]:
     """The summary of a run given as a directory (its ``summary.json``, else its
     ``events.bin``), a ``summary.json`` file or an event log (analyzed)."""
@@ -405,6 +414,8 @@ def load_run_summary(path: str | Path) -> dict[str, Any]:
     try:
         with open(p, "rb") as f:
             head = f.read(len(MAGIC))
+            # A summary is a few kB: reading stops past the cap (/dev/zero, a huge file).
+            text = b"" if head == MAGIC else head + f.read(_MAX_SUMMARY_BYTES)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file or directory") from None
     except OSError as exc:
@@ -414,9 +425,15 @@ def load_run_summary(path: str | Path) -> dict[str, Any]:
         for w in result.warnings:
             print(f"z6: warning: {w}", file=sys.stderr)
         return result.summary
+    if len(text) > _MAX_SUMMARY_BYTES:
+        raise ConfigError(
+            f"{p}: neither an event log nor a JSON summary (larger than "
+            f"{_MAX_SUMMARY_BYTES // (1024 * 1024)} MiB)"
+        )
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(text.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: bad JSON, NaN/Infinity, an integer of more than 4300 digits.
         raise ConfigError(f"{p}: neither an event log nor a JSON summary ({exc})") from None
     if not isinstance(data, dict) or "requests" not in data:
         raise ConfigError(f"{p}: not a z6 summary (no 'requests' key)")

@@ -6,6 +6,7 @@ Imports of the heavy modules happen inside the commands so that ``z6 --help`` an
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,11 @@ def _fail(exc: BaseException) -> typer.Exit:
     if isinstance(exc, Z6Error):
         code = exc.exit_code
         message = str(exc)
+    elif isinstance(exc, OSError):
+        # Not a z6 bug but the machine: most often the report could not be printed (stdout
+        # on a full disk or a closed pipe). A runtime failure, like an unwritable output.
+        code = 3
+        message = f"cannot write the output: {exc.strerror or exc}"
     else:
         code = 4
         message = f"internal error: {type(exc).__name__}: {exc}"
@@ -70,6 +76,9 @@ def _exit_with(command: Callable[[], int | None]) -> NoReturn:
     """
     try:
         code = command()
+        # Inside the guard: a report that cannot be printed (stdout on a full disk) is an
+        # error of this command, not a traceback at the interpreter's exit.
+        sys.stdout.flush()
     except KeyboardInterrupt:
         typer.echo("z6: interrupted", err=True)
         raise typer.Exit(130) from None
@@ -81,7 +90,7 @@ def _exit_with(command: Callable[[], int | None]) -> NoReturn:
 @app.command()
 def version() -> None:
     """Print the z6 version."""
-    typer.echo(f"z6 {__version__}")
+    _exit_with(lambda: typer.echo(f"z6 {__version__}"))
 
 
 @app.command()
@@ -106,7 +115,7 @@ def run(
         typer.Option(help="PRNG seed, 0 to 2**64-1 (overrides runtime.prng_seed)."),
     ] = None,
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(help="Output directory (default: results/<UTC timestamp>/)."),
     ] = None,
     vus: Annotated[
@@ -137,7 +146,13 @@ def run(
     ] = None,
 ) -> None:
     """Run a load test. Exit 0 when every goal passed, 1 when a goal failed."""
-    from z6.cli.options import check_procs, check_seed, parse_percentiles, parse_shard
+    from z6.cli.options import (
+        check_procs,
+        check_seed,
+        parse_out,
+        parse_percentiles,
+        parse_shard,
+    )
     from z6.cli.run_cmd import RunOptions, run_scenario
 
     def body() -> int:
@@ -145,7 +160,7 @@ def run(
             scenario=scenario,
             procs=check_procs(procs),
             seed=check_seed(seed),
-            out=out,
+            out=parse_out(out),
             vus=vus,
             duration=duration,
             json=json_out,
@@ -164,14 +179,14 @@ def demo(
     procs: Annotated[
         int | None, typer.Option("--procs", "-p", help="Worker processes, 1-1024.")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    out: Annotated[str | None, typer.Option(help="Output directory.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
 ) -> None:
     """Run scenarios/quickstart.toml against a built-in server started for the occasion."""
-    from z6.cli.options import check_procs
+    from z6.cli.options import check_procs, parse_out
     from z6.cli.run_cmd import run_demo
 
-    _exit_with(lambda: run_demo(check_procs(procs), quiet, out))
+    _exit_with(lambda: run_demo(check_procs(procs), quiet, parse_out(out)))
 
 
 @app.command()
@@ -244,6 +259,11 @@ def main() -> None:
     ``from None``, so its own, already reported, 130 does not match.)"""
     try:
         app()
+    except OSError as exc:
+        # click printing its help or a usage error to a full or broken stdout/stderr.
+        with contextlib.suppress(OSError, ValueError):
+            typer.echo(f"z6: cannot write the output: {exc.strerror or exc}", err=True)
+        raise SystemExit(3) from None
     except SystemExit as exc:
         stop = exc.__context__
         if isinstance(stop, typer.Exit) and isinstance(stop.__cause__, KeyboardInterrupt):

@@ -30,6 +30,7 @@ def main() -> None:
     """Run the z6 command line; an interrupt that no command reported exits 130 with one
     line."""
     try:
+        _steady_std_streams()
         # Inside the try: a Ctrl-C during these imports is reported like any other.
         import signal
 
@@ -60,6 +61,33 @@ def main() -> None:
         if not (_after_interrupt(exc) or _stop_signal_seen):
             raise
         _exit_interrupted(INTERRUPTED_EXIT, report=True)
+
+
+def _steady_std_streams() -> None:
+    """Make standard input, output and error safe to use, whatever z6 was started with.
+
+    A closed descriptor 0, 1 or 2 (``z6 run ... 2>&-``) gets ``/dev/null``: Python leaves the
+    stream ``None`` (the progress display then failed with exit 4), and the next file z6
+    opened (the event log) would have taken that number, so a stray write to "stdout" would
+    land in it. Output and error also replace characters their encoding lacks (a scenario
+    named in Unicode under ``LC_ALL=C``) with escapes instead of failing the command after
+    the run."""
+    import os
+
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: ``fd`` itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        stream = getattr(sys, name)
+        if stream is None:
+            # Lives as long as the process, like the stream Python would have made.
+            setattr(sys, name, open(fd, "w" if fd else "r", encoding="utf-8", closefd=False))  # noqa: SIM115
+        elif fd and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _after_interrupt(exc: BaseException) -> bool:

@@ -3,8 +3,10 @@ analyze`` must not pay for the run machinery)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from z6.engine.errors import ConfigError
-from z6.engine.summary import DEFAULT_PERCENTILES
+from z6.engine.summary import DEFAULT_PERCENTILES, percentile_key
 
 __all__ = [
     "MAX_PROCS",
@@ -12,6 +14,7 @@ __all__ = [
     "check_port",
     "check_procs",
     "check_seed",
+    "parse_out",
     "parse_percentiles",
     "parse_shard",
 ]
@@ -36,7 +39,16 @@ def parse_percentiles(text: str | None) -> tuple[float, ...]:
             raise ConfigError(f"--percentiles: '{part}' is not a number") from None
         if not 0 < v <= 100:
             raise ConfigError(f"--percentiles: {part} is not in (0, 100]")
-        values.append(v)
+        shown = format(v, "g")
+        if "e" in shown or float(shown) != v:
+            # Its summary key would name another value (99.99999999999 -> p100) or read
+            # p1e-05: at most 6 significant digits, at least 0.0001.
+            raise ConfigError(
+                f"--percentiles: {part} cannot be named in the summary (it would read "
+                f"{percentile_key(v)}): use at most 6 significant digits, from 0.0001"
+            )
+        if v not in values:  # 50,50 is 50 once
+            values.append(v)
     if not values:
         raise ConfigError("--percentiles: give at least one value, e.g. 50,90,99")
     return tuple(values)
@@ -48,6 +60,8 @@ def parse_shard(text: str | None) -> tuple[int, int]:
         return (0, 1)
     try:
         i_s, n_s = text.split("/")
+        if not (i_s.strip().isascii() and n_s.strip().isascii()):
+            raise ValueError(text)  # int() also takes other scripts' digits
         i, n = int(i_s), int(n_s)
     except ValueError:
         raise ConfigError(f"--shard: expected I/N like 0/4, got '{text}'") from None
@@ -56,6 +70,18 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if n > MAX_SHARDS:
         raise ConfigError(f"--shard: N must be at most {MAX_SHARDS}, got '{text}'")
     return (i, n)
+
+
+def parse_out(text: str | None, option: str = "--out") -> Path | None:
+    """``--out DIR`` as a path (None: the default directory); an empty value is refused.
+
+    ``--out "$DIR"`` with ``DIR`` unset would otherwise name the current directory, and a
+    run replaces the summary files of its output directory."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise ConfigError(f"{option}: empty directory name (use {option} . for this directory)")
+    return Path(text)
 
 
 def check_procs(procs: int | None, option: str = "--procs") -> int | None:

@@ -80,14 +80,27 @@ def _prepare_out_dir(path: Path) -> None:
 OUTPUT_FILES = ("summary.json", "summary.txt", "timeseries.csv", "scenario.toml")
 
 
-def _refuse_to_overwrite(scenario: Path, outputs: list[Path]) -> None:
-    """Raise ``ConfigError`` when an output would replace the scenario file itself (an
-    ``event_log_path`` naming it, or ``--out`` its own directory with it called
-    scenario.toml): the run must never destroy its own input."""
+def _refuse_to_overwrite(inputs: list[tuple[Path, str]], outputs: list[Path]) -> None:
+    """Raise ``ConfigError`` when an output would replace one of the run's inputs, given as
+    ``(path, what it is)``: the scenario file (an ``event_log_path`` naming it, or ``--out``
+    its own directory with it called scenario.toml), a ``body_file``, the ``ca_bundle``. The
+    run must never destroy its own input."""
     for path in outputs:
-        with contextlib.suppress(OSError):
-            if path.exists() and path.samefile(scenario):
-                raise ConfigError(f"{path} is the scenario file itself: z6 run would overwrite it")
+        for source, what in inputs:
+            with contextlib.suppress(OSError):
+                if path.exists() and path.samefile(source):
+                    raise ConfigError(f"{path} is {what}: z6 run would overwrite it")
+
+
+def _inputs_of(scenario_path: Path, scenario: Scenario) -> list[tuple[Path, str]]:
+    """The files a run reads, for ``_refuse_to_overwrite``."""
+    inputs = [(scenario_path, "the scenario file itself")]
+    for req in scenario.requests:
+        if req.body_file is not None:
+            inputs.append((Path(req.body_file), f"the body_file of request '{req.name}'"))
+    if scenario.target.ca_bundle is not None:
+        inputs.append((Path(scenario.target.ca_bundle), "the scenario's target.ca_bundle"))
+    return inputs
 
 
 def _raise_nofile_limit(needed: int) -> str | None:
@@ -128,7 +141,9 @@ def run_scenario(opts: RunOptions) -> int:
     if opts.out is None and scenario.runtime.event_log_path:
         log_path = Path(scenario.runtime.event_log_path)
         _prepare_out_dir(log_path.parent)
-    _refuse_to_overwrite(opts.scenario, [log_path, *(out_dir / n for n in OUTPUT_FILES)])
+    _refuse_to_overwrite(
+        _inputs_of(opts.scenario, scenario), [log_path, *(out_dir / n for n in OUTPUT_FILES)]
+    )
     _clear_previous_outputs(out_dir)
 
     note = _raise_nofile_limit(vus // max(procs, 1) + 256)
@@ -301,7 +316,8 @@ def _write_outputs(
         path = out_dir / name
         tmp = _tmp_name(out_dir, name)
         try:
-            tmp.write_text(text)
+            # UTF-8 whatever the locale: a scenario's name or headers may be any text.
+            tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):

@@ -84,6 +84,8 @@ MAX_SCENARIO_BYTES = 16 * 1024 * 1024
 _MAX_REPEAT = 1_000_000
 _MAX_WEIGHT = 1e12
 MAX_SEED = 2**64 - 1
+# A log size limit in MiB: 1 PiB, far above any disk, and its bytes stay an int64.
+MAX_LOG_MB = 1024.0**3
 
 _TABLES: dict[str, type[msgspec.Struct]] = {
     "metadata": Metadata,
@@ -1093,7 +1095,14 @@ def _check_limits(
     _num(ctx, "limits.max_vus", lim.max_vus, low=1, high=MAX_VUS)
     _num(ctx, "limits.max_connections", lim.max_connections, low=1, high=MAX_VUS)
     _num(ctx, "limits.request_timeout_ms", lim.request_timeout_ms, low=1, high=MAX_MS)
-    _num(ctx, "limits.max_event_log_size_mb", lim.max_event_log_size_mb, low=0, low_open=True)
+    _num(
+        ctx,
+        "limits.max_event_log_size_mb",
+        lim.max_event_log_size_mb,
+        low=0,
+        low_open=True,
+        high=MAX_LOG_MB,
+    )
     peak = peak_vus(s)
     what = "VU pool" if s.type == "arrival_rate" else "peak"
     if lim.max_vus is not None and peak > lim.max_vus:

@@ -9,6 +9,7 @@ any more: the worker notices within ``_STOP_POLL_S`` and exits at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -128,5 +129,6 @@ def worker_main(args: WorkerArgs) -> None:
         code = 3
     finally:
         ring.close()
-    sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stdout.flush()  # a closed or full stdout is the supervisor's to report
     os._exit(code)

@@ -1,0 +1,202 @@
+"""The CLI's edges that are not the scenario: standard streams that are closed, full or of
+another encoding, option values that only look valid, inputs a run's outputs would overwrite,
+and files that are not summaries (each through the real CLI, as a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import SCENARIOS, one_line_exit_2, run_z6, z6_command
+from servers import z6_server
+
+from z6.cli.options import parse_percentiles, parse_shard
+from z6.engine.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    """One ``z6 serve`` for the module."""
+    with z6_server(procs=1) as p:
+        yield p
+
+
+def scenario(tmp: Path, port: int, *, name: str = "streams", extra: str = "") -> Path:
+    """A 1-VU, 3-iteration scenario on ``z6 serve``'s ``GET /``."""
+    path = tmp / "s.toml"
+    path.write_text(
+        f"""
+[metadata]
+name = "{name}"
+[runtime]
+iterations = 3
+vus = 1
+[target]
+base_url = "http://127.0.0.1:{port}"
+[[requests]]
+name = "root"
+method = "GET"
+path = "/"
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def z6_with(args: list[str], **popen: object) -> tuple[int, str]:
+    """Run z6 with its streams set by ``popen`` (``stdout=``, ``stderr=``); return the exit
+    code and what it wrote on stderr when stderr was captured."""
+    proc = subprocess.run(
+        [*z6_command(), *args],
+        timeout=120,
+        check=False,
+        text=True,
+        **popen,  # type: ignore[call-overload]
+    )
+    return proc.returncode, proc.stderr or ""
+
+
+@pytest.mark.parametrize(
+    "args", [["version"], ["--help"], ["validate", str(SCENARIOS / "quickstart.toml")]]
+)
+def test_a_full_stdout_is_exit_3_with_one_line(args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        code, err = z6_with(args, stdout=full, stderr=subprocess.PIPE)
+    assert code == 3
+    assert err == "z6: cannot write the output: No space left on device\n"
+
+
+def test_a_run_with_stderr_closed_still_runs(tmp_path: Path, port: int) -> None:
+    """Closed stderr: Python's ``sys.stderr`` is None (the progress display failed, exit 4),
+    and the event log could have taken descriptor 2."""
+    out = tmp_path / "o"
+    code, _ = z6_with(
+        ["run", str(scenario(tmp_path, port)), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        pass_fds=(),
+        preexec_fn=lambda: os.close(2),
+    )
+    assert code == 0
+    assert json.loads((out / "summary.json").read_text())["requests"]["total"] == 3
+
+
+def test_a_run_with_stdout_closed_writes_its_files_without_tracebacks(
+    tmp_path: Path, port: int
+) -> None:
+    out = tmp_path / "o"
+    code, err = z6_with(
+        ["run", str(scenario(tmp_path, port)), "--out", str(out), "--quiet"],
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert (code, err) == (0, "")  # the workers printed a traceback each
+    assert json.loads((out / "summary.json").read_text())["requests"]["total"] == 3
+
+
+def test_a_unicode_scenario_under_the_c_locale(tmp_path: Path, port: int) -> None:
+    """The outputs are UTF-8 whatever the locale (summary.txt was left as an empty temporary
+    file, exit 4), and the report escapes what the terminal cannot show."""
+    out = tmp_path / "o"
+    proc = run_z6(
+        ["run", str(scenario(tmp_path, port, name="tést☃")), "--out", str(out), "-q"],
+        env={"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "t\\xe9st\\u2603" in proc.stdout
+    assert "scenario: tést☃" in (out / "summary.txt").read_text(encoding="utf-8")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "events.bin",
+        "scenario.toml",
+        "summary.json",
+        "summary.txt",
+        "timeseries.csv",
+    ]
+
+
+def test_an_empty_out_is_refused_not_the_current_directory(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text("mine")
+    proc = run_z6(["run", str(SCENARIOS / "quickstart.toml"), "--out", ""], cwd=tmp_path)
+    assert "--out: empty directory name" in one_line_exit_2(proc)
+    assert (tmp_path / "summary.json").read_text() == "mine"
+
+
+@pytest.mark.parametrize("where", ["event_log_path", "out"])
+def test_a_run_never_overwrites_a_body_file(tmp_path: Path, where: str) -> None:
+    """The outputs may not replace any input: a body_file named as the event log, or lying in
+    ``--out`` under an output's name, was overwritten (exit 0)."""
+    body = tmp_path / ("payload.bin" if where == "event_log_path" else "o/summary.json")
+    body.parent.mkdir(exist_ok=True)
+    body.write_bytes(b"precious")
+    log_line = f'event_log_path = "{body}"' if where == "event_log_path" else ""
+    path = tmp_path / "s.toml"
+    path.write_text(
+        f"""
+[runtime]
+iterations = 1
+vus = 1
+{log_line}
+[target]
+base_url = "http://127.0.0.1:9"
+[[requests]]
+name = "up"
+method = "PUT"
+path = "/"
+body_file = "{body}"
+"""
+    )
+    args = ["run", str(path), "-q"]
+    if where == "out":
+        args += ["--out", str(body.parent)]
+    line = one_line_exit_2(run_z6(args, cwd=tmp_path))
+    assert "is the body_file of request 'up': z6 run would overwrite it" in line
+    assert body.read_bytes() == b"precious"
+
+
+def test_an_oversized_event_log_limit_is_a_scenario_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        (SCENARIOS / "quickstart.toml").read_text() + "\n[limits]\nmax_event_log_size_mb = 1e308\n"
+    )
+    line = one_line_exit_2(run_z6(["validate", str(path)]))
+    assert "limits.max_event_log_size_mb: must be <= 1073741824" in line
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (None, "larger than 64 MiB"),
+        (b"[" * 200_000, "neither an event log nor a JSON summary"),
+        (b'{"requests": {"total": NaN}}', "NaN is not a number a z6 summary holds"),
+        (b'{"requests": {"total": ' + b"9" * 5000 + b"}}", "neither an event log nor"),
+    ],
+    ids=["dev-zero", "deep", "nan", "huge-int"],
+)
+def test_diff_of_files_that_are_no_summary(tmp_path: Path, content: bytes | None, why: str) -> None:
+    good = tmp_path / "a.json"
+    good.write_text(json.dumps({"requests": {"total": 1, "ok": 1, "failed": 0}}))
+    if content is None:
+        other = "/dev/zero"  # read whole, it took 24 GB before the kernel killed z6
+    else:
+        (tmp_path / "b.json").write_bytes(content)
+        other = str(tmp_path / "b.json")
+    assert why in one_line_exit_2(run_z6(["diff", str(good), other]))
+
+
+def test_percentiles_that_no_key_can_name_are_refused() -> None:
+    assert parse_percentiles("50,50,99.9") == (50.0, 99.9)
+    assert parse_percentiles("0.0001,99.9999") == (0.0001, 99.9999)
+    for bad in ("99.99999999999", "1e-300", "0.00001"):
+        with pytest.raises(ConfigError, match="cannot be named in the summary"):
+            parse_percentiles(bad)
+
+
+def test_a_shard_in_other_digits_is_refused() -> None:
+    assert parse_shard(" 1 / 2 ") == (1, 2)
+    with pytest.raises(ConfigError, match="expected I/N"):
+        parse_shard("١/٢")
