@@ -10,7 +10,7 @@ import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import IO, Annotated, Any, NoReturn
 
 import typer
 
@@ -31,6 +31,23 @@ app = typer.Typer(
 )
 
 _debug = False
+
+
+def _usage_error_line(self: Any, file: IO[Any] | None = None) -> None:
+    """Print a usage error (unknown option, missing argument, bad value) as the one ``z6:``
+    line every other error is, with where to look, instead of click's usage block."""
+    ctx = getattr(self, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    with contextlib.suppress(OSError, ValueError):
+        typer.echo(f"z6: {self.format_message()}{hint}", err=True)
+
+
+# click's UsageError, reached through typer's public BadParameter (typer vendors click in a
+# private module since 0.26): when its shape is not the expected one, click's block stays.
+for _cls in typer.BadParameter.__mro__:
+    if _cls.__name__ == "UsageError" and callable(getattr(_cls, "show", None)):
+        setattr(_cls, "show", _usage_error_line)  # noqa: B010 (mypy: a method of a class object)
+        break
 
 
 @app.callback()
@@ -65,7 +82,9 @@ def _fail(exc: BaseException) -> typer.Exit:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    typer.echo(f"z6: {message}", err=True)
+    with contextlib.suppress(OSError, ValueError):
+        # stderr on a full disk or closed: the exit code still tells what happened.
+        typer.echo(f"z6: {message}", err=True)
     return typer.Exit(code)
 
 

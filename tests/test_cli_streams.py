@@ -200,3 +200,28 @@ def test_a_shard_in_other_digits_is_refused() -> None:
     assert parse_shard(" 1 / 2 ") == (1, 2)
     with pytest.raises(ConfigError, match="expected I/N"):
         parse_shard("١/٢")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["run", "--foo", "x"], "z6: No such option: --foo"),
+        (["run"], "z6: Missing argument 'scenario'."),
+        (["run", "s.toml", "--procs", "abc"], "z6: Invalid value for '--procs'"),
+        (["frob"], "z6: No such command 'frob'."),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], line: str) -> None:
+    """click's usage block (Usage, Try, blank, Error: 4 lines) is one ``z6:`` line, like every
+    other error, with where to look."""
+    err = one_line_exit_2(run_z6(args))
+    assert err.startswith(line)
+    assert err.rstrip().endswith("--help')")
+
+
+def test_a_full_stderr_keeps_the_exit_code(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("x =\n")
+    with open("/dev/full", "w") as full:
+        code, _ = z6_with(["validate", str(bad)], stderr=full)
+    assert code == 2  # the message could not be written; the code still says what happened
