@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -755,8 +756,9 @@ def _check_target(ctx: _Context, target: Target) -> None:
 def _check_ca_bundle(ctx: _Context, path: Path, verify: bool) -> None:
     """Load the bundle the way the workers will, so that a file that is not PEM certificates
     fails here (exit 2) rather than in every worker."""
-    if not path.is_file():
-        ctx.fail("target.ca_bundle", f"file not found: {path}")
+    problem = _not_a_file(path)
+    if problem:
+        ctx.fail("target.ca_bundle", f"{problem}: {path}")
     from z6.engine.client import make_ssl_context  # trio + ssl: only for scenarios that need it
 
     try:
@@ -868,16 +870,30 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
         )
 
 
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` is not a readable regular file (``file not found``, ``is a directory``,
+    ``not a regular file`` for a device or FIFO, the OS's words for the rest, such as a
+    symlink loop), or None when it is one."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    return None
+
+
 def _read_body_file(ctx: _Context, key: str, path: Path) -> bytes:
     """Read a body file: a regular file of at most ``MAX_BODY_BYTES`` (not a device or FIFO,
     which could block or never end)."""
     try:
-        if path.is_dir():
-            ctx.fail(key, f"is a directory: {path}")
-        if not path.exists():
-            ctx.fail(key, f"file not found: {path}")
-        if not path.is_file():
-            ctx.fail(key, f"not a regular file: {path}")
+        problem = _not_a_file(path)
+        if problem:
+            ctx.fail(key, f"{problem}: {path}")
         size = path.stat().st_size
         if size > MAX_BODY_BYTES:
             ctx.fail(key, f"{path} is {size} bytes; bodies are limited to {MAX_BODY_BYTES}")

@@ -633,6 +633,24 @@ def test_body_file_device_is_rejected() -> None:
     assert "not a regular file" in err.message
 
 
+def test_body_file_symlink_loop_says_so(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    p = tmp_path / "s.toml"
+    p.write_text(_req('body_file = "loop"\n'))
+    with pytest.raises(ScenarioError, match="Too many levels of symbolic links"):
+        load_scenario(p)  # it said "file not found"
+
+
+@pytest.mark.parametrize(
+    ("target", "fragment"),
+    [("/dev/zero", "not a regular file"), ("/nonexistent.pem", "file not found")],
+)
+def test_ca_bundle_that_is_no_file_says_why(target: str, fragment: str) -> None:
+    err = fail(_tg(f'base_url = "https://x"\nca_bundle = "{target}"\n'))
+    assert err.key == "target.ca_bundle"
+    assert fragment in err.message  # /dev/zero said "file not found"
+
+
 def test_relative_body_file_without_base_dir() -> None:
     with pytest.raises(ScenarioError, match="directory") as info:
         load_scenario_text(_req('body_file = "b.json"\n'), env={})
