@@ -848,14 +848,7 @@ def test_a_retried_request_is_timed_and_bounded_from_its_first_attempt(
     got: list[tuple[ErrorKind, bool, bool, int]] = []
 
     async def main() -> None:
-        conn = Connection(
-            "127.0.0.1",
-            port,
-            tls=None,
-            server_hostname=None,
-            connect_timeout_s=2.0,
-            parser_factory=engine_factory(engine),
-        )
+        conn = plain_connection(port, engine)
         out = Outcome()
         for path in ("/a", "/b"):
             await conn.request(get(path, timeout_s=0.2), out)

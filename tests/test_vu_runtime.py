@@ -79,16 +79,19 @@ class _FakeConnection:
         self.closed += 1
 
 
-def _plan(iterations: int) -> WorkPlan:
+def _plan(
+    iterations: int | None, *, text: str = SCENARIO, duration_s: float | None = None, vus: int = 1
+) -> WorkPlan:
+    """Worker 0 of 1 running ``text`` (by ``iterations``, or for ``duration_s``), from now."""
     return WorkPlan(
-        scenario=load_scenario_text(SCENARIO, "vu-test.toml"),
+        scenario=load_scenario_text(text, "vu-test.toml"),
         seed=1,
         procs=1,
         worker_index=0,
         run_start_ns=time.perf_counter_ns(),
-        duration_s=None,
+        duration_s=duration_s,
         iterations=iterations,
-        vus=1,
+        vus=vus,
     )
 
 
@@ -173,16 +176,7 @@ def test_connects_that_fail_at_once_still_let_the_worker_run() -> None:
     text = SCENARIO.replace("http://127.0.0.1:9", "http://bad..name:80").replace(
         "duration_ms = 30", "duration_ms = 0"
     )
-    plan = WorkPlan(
-        scenario=load_scenario_text(text, "vu-test.toml"),
-        seed=1,
-        procs=1,
-        worker_index=0,
-        run_start_ns=time.perf_counter_ns(),
-        duration_s=0.3,
-        iterations=None,
-        vus=2,
-    )
+    plan = _plan(None, text=text, duration_s=0.3, vus=2)
     sizes: list[int] = []
     events: list[Event] = []
 
@@ -265,16 +259,7 @@ max_vus = 1
 
 
 def test_an_arrival_the_hard_stop_caught_before_its_request_left_is_dropped() -> None:
-    plan = WorkPlan(
-        scenario=load_scenario_text(OPEN_SCENARIO, "open-test.toml"),
-        seed=1,
-        procs=1,
-        worker_index=0,
-        run_start_ns=time.perf_counter_ns(),
-        duration_s=0.35,
-        iterations=None,
-        vus=1,
-    )
+    plan = _plan(None, text=OPEN_SCENARIO, duration_s=0.35)
     events = _run(_StoppedConnection(stop_at=2, sent=False), plan)
     reqs = [e for e in events if type(e) is RequestEvent]
     assert [e.iteration for e in reqs] == [0, 2, 3]
