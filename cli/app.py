@@ -7,6 +7,7 @@ Imports of the heavy modules happen inside the commands so that ``z6 --help`` an
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -70,9 +71,17 @@ def _fail(exc: BaseException) -> typer.Exit:
     if isinstance(exc, Z6Error):
         code = exc.exit_code
         message = str(exc)
+    elif isinstance(exc, BrokenPipeError):
+        # The reader went away (``| head``): nobody to tell. Exit 3 (the output was cut)
+        # without a word, and without a second error when Python flushes stdout at exit.
+        with contextlib.suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+        return typer.Exit(3)
     elif isinstance(exc, OSError):
         # Not a z6 bug but the machine: most often the report could not be printed (stdout
-        # on a full disk or a closed pipe). A runtime failure, like an unwritable output.
+        # on a full disk). A runtime failure, like an unwritable output.
         code = 3
         message = f"cannot write the output: {exc.strerror or exc}"
     else:

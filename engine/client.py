@@ -133,6 +133,19 @@ class _TlsFeed:
                 return True
 
 
+_NEVER_NS = 1 << 62
+
+
+def _retry_out_of_time(out: Outcome, first_start_ns: int) -> None:
+    """A retry whose request timeout ran out while it reconnected: ``TIMEOUT``, timed from the
+    first attempt's send to ``out.end_ns``; nothing was sent again, and no new connection
+    counts (its connect did not finish in time, or finished too late to be used)."""
+    out.error = _TIMEOUT
+    out.new_connection = False
+    out.connect_ns = 0
+    out.start_ns = first_start_ns
+
+
 class Outcome:
     """The result of one request, filled by ``Connection.request``.
 
@@ -142,7 +155,8 @@ class Outcome:
     is the setup time (DNS, TCP, TLS) when ``new_connection`` is True, else 0. ``status`` is 0
     unless a complete response was read. ``retried``: the first attempt failed on a stale
     kept-alive connection and the request went again on a new one; ``start_ns`` is then the
-    first attempt's, so the latency holds both attempts and the reconnect.
+    first attempt's, so the latency holds both attempts and the reconnect (except when the
+    reconnect itself failed: a failed connect has ``start_ns == end_ns``, no latency).
     """
 
     __slots__ = (
@@ -367,25 +381,37 @@ class Connection:
                 reused = False
             while True:
                 if self._raw is None:
+                    # A retry's reconnect is bounded by what is left of the request's
+                    # timeout too: past it, the request timed out.
+                    limit_ns = deadline_ns if first_start_ns else _NEVER_NS
                     limiter = self.connect_limiter
                     if limiter is not None:
                         # Waiting for a connect slot counts as connecting: it is bounded by
                         # the connect timeout too (then CONNECT_TIMEOUT, nothing was sent).
                         w0 = perf_counter_ns()
-                        if not await limiter.acquire(w0 + self.connect_timeout_ns):
+                        if not await limiter.acquire(min(w0 + self.connect_timeout_ns, limit_ns)):
+                            out.end_ns = perf_counter_ns()
+                            if out.end_ns >= limit_ns:
+                                _retry_out_of_time(out, first_start_ns)
+                                return
                             out.new_connection = True
                             out.error = ErrorKind.CONNECT_TIMEOUT
-                            out.end_ns = perf_counter_ns()
                             out.connect_ns = out.end_ns - w0
                             out.start_ns = out.end_ns
                             return
                     try:
                         t0 = perf_counter_ns()  # after the wait for a connect slot
-                        error = await self._connect(t0 + self.connect_timeout_ns)
+                        error = await self._connect(min(t0 + self.connect_timeout_ns, limit_ns))
                         t1 = perf_counter_ns()
                     finally:
                         if limiter is not None:
                             limiter.release()
+                    if t1 >= limit_ns and error in (_NONE, ErrorKind.CONNECT_TIMEOUT):
+                        # (A connection that came up after all stays for the next request.)
+                        out.end_ns = t1
+                        _retry_out_of_time(out, first_start_ns)
+                        await checkpoint()
+                        return
                     out.new_connection = True
                     out.connect_ns = t1 - t0
                     if error is not _NONE:

@@ -871,7 +871,7 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
 
 
 def _not_a_file(path: Path) -> str | None:
-    """Why ``path`` is not a readable regular file (``file not found``, ``is a directory``,
+    """Why ``path`` is not a regular file (``file not found``, ``is a directory``,
     ``not a regular file`` for a device or FIFO, the OS's words for the rest, such as a
     symlink loop), or None when it is one."""
     try:

@@ -229,6 +229,8 @@ class ReplayVerifier:
         self._iterations = scenario.runtime.iterations
         duration = scenario.runtime.duration_seconds
         self._run_length = duration if duration is not None else math.inf
+        # The hard stop: the end plus the graceful stop, when in-flight work is cut.
+        self._hard_stop_ns = (self._run_length + scenario.runtime.graceful_stop_seconds) * _NS
         # Duration mode, closed model: iterations must not begin after their window's stop.
         self._check_late = duration is not None and not self._open and self._iterations is None
         self._connect_allowance_ns = 2 * scenario.target.connection_timeout_ms * 1_000_000
@@ -433,7 +435,8 @@ class ReplayVerifier:
             latest += self._connect_allowance_ns
             if ev.new_connection:
                 # Maybe the idempotent retry on a fresh connection of a request that first
-                # failed on a stale one, after up to its timeout: the retry's start counts.
+                # failed on a stale one, after up to its timeout: the retry's start counted in
+                # logs before ``retried`` existed (and still does when the reconnect failed).
                 latest += (
                     self._timeouts_ns[ev.request] if ev.request < len(self._timeouts_ns) else 0
                 )
@@ -635,11 +638,12 @@ class ReplayVerifier:
             if (
                 st is not None
                 and started < len(due)
-                and st.cut
                 and st.last_stop_ns >= due[started][0] * _NS
+                and (st.cut or st.last_stop_ns >= self._hard_stop_ns - LATE_TOLERANCE_NS)
             ):
                 # Still in an iteration of its last window when the next one opened, and until
-                # it stopped (the hard stop cut a request that hung): it could not start it.
+                # the hard stop ended it (cutting a request that hung, or one still connecting,
+                # which is not recorded): it could not start it.
                 continue
             if started < len(due):
                 self._mismatch(

@@ -87,6 +87,9 @@ class LogHeader(msgspec.Struct, kw_only=True):
 class LogFooter(msgspec.Struct, kw_only=True):
     """The last frame of a run that ended in an orderly way (even if it failed).
 
+    ``end_wall_ns`` is ``time.time_ns()`` at the end of the run; for an ``"aborted"`` run, at
+    the second interrupt (the summary's duration ends there).
+
     ``worker_events[w]`` counts the events the aggregator received from worker ``w``;
     ``worker_reported[w]`` what the worker said it produced (-1 when it never said).
     ``outcome`` is ``"complete"``, ``"interrupted"``, ``"worker_failed"``, ``"aborted"`` or

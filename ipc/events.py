@@ -26,7 +26,8 @@ class RequestEvent(msgspec.Struct, array_like=True, tag=1, gc=False):
     ``think_ns`` is the think time drawn after this request (recorded for ``z6 replay``).
     ``retried``: the first attempt failed on a stale kept-alive connection (closed or reset
     with no response byte) and this idempotent request went again on a new connection;
-    ``start_ns`` is the first attempt's (logs before it hold False).
+    ``start_ns`` is the first attempt's, unless the reconnect failed (a connect-phase error
+    with ``latency_ns`` 0, like any failed connect). Logs written before it hold False.
     """
 
     vu: int

@@ -177,6 +177,7 @@ class _Aggregator:
         self.stop_flag = self.ctx.Event()
         self.interrupted = False
         self.aborted = False
+        self.aborted_wall_ns = 0  # when the second interrupt came (the footer's end then)
         self.limited = False
         self.progress_off = False
         self._progress_ns = setup.plan.run_start_ns  # end of the interval last shown
@@ -280,6 +281,7 @@ class _Aggregator:
                 )
             if self.sigs.count >= 2:
                 self.aborted = True
+                self.aborted_wall_ns = time.time_ns()
                 self._kill_all()
                 self.messages.append("aborted by a second interrupt: in-flight requests are lost")
                 return
@@ -389,7 +391,8 @@ class _Aggregator:
         return LogFooter(
             worker_events=list(self.received),
             worker_reported=list(self.reported),
-            end_wall_ns=time.time_ns(),
+            # An aborted run ends at the abort, not after killing the workers and draining.
+            end_wall_ns=self.aborted_wall_ns if self.aborted else time.time_ns(),
             outcome=outcome,
             failed_workers=sorted(self.failed),
             message="; ".join(self.messages),

@@ -225,3 +225,15 @@ def test_a_full_stderr_keeps_the_exit_code(tmp_path: Path) -> None:
     with open("/dev/full", "w") as full:
         code, _ = z6_with(["validate", str(bad)], stderr=full)
     assert code == 2  # the message could not be written; the code still says what happened
+
+
+def test_a_reader_that_went_away_is_exit_3_without_a_word() -> None:
+    """``z6 validate ... | head`` with head gone: a broken pipe is no error to report to
+    anyone (it was exit 4, an internal error), but the output was cut."""
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before z6 writes
+    with os.fdopen(w, "w") as gone:
+        code, err = z6_with(
+            ["validate", str(SCENARIOS / "quickstart.toml")], stdout=gone, stderr=subprocess.PIPE
+        )
+    assert (code, err) == (3, "")

@@ -27,7 +27,7 @@ from z6.engine.client import Connection, Outcome, classify_exception, make_ssl_c
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.errors import ConfigError
 from z6.engine.protocol import ClosedEarly, ProtocolViolation, engine_factory
-from z6.engine.reactor import Interrupted, Reactor, run_tasks
+from z6.engine.reactor import Interrupted, Reactor, Semaphore, run_tasks
 from z6.engine.requests import PreparedRequest, make_request
 
 Snapshot = tuple[ErrorKind, int, bool, int]  # error, status, new_connection, bytes_received
@@ -809,18 +809,28 @@ def test_stale_keep_alive_connection_is_retried_once(
 
 
 @pytest.mark.parametrize(
-    ("new_conn_stall_s", "error"),
-    [(0.0, ErrorKind.NONE), (0.15, ErrorKind.TIMEOUT)],
-    ids=["answered", "out-of-time"],
+    ("new_conn_stall_s", "no_slot", "error"),
+    [
+        (0.0, False, ErrorKind.NONE),
+        (0.15, False, ErrorKind.TIMEOUT),
+        (0.0, True, ErrorKind.TIMEOUT),
+    ],
+    ids=["answered", "out-of-time", "no-connect-slot"],
 )
 def test_a_retried_request_is_timed_and_bounded_from_its_first_attempt(
-    engine: str, new_conn_stall_s: float, error: ErrorKind, monkeypatch: pytest.MonkeyPatch
+    engine: str,
+    new_conn_stall_s: float,
+    no_slot: bool,
+    error: ErrorKind,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A server that holds a kept-alive request for 80 ms and then drops the connection
     without a byte: the GET is retried on a new connection, and its latency runs from the
     first attempt's send (the stall was real time the request took; timing the retry alone
     made such a server look fast). The retry has what is left of the 200 ms timeout: a new
-    connection that then stalls 150 ms more times out at 200 ms, not 80 + 200."""
+    connection that then stalls 150 ms more times out at 200 ms, not 80 + 200; so does a
+    reconnect that waits for a connect slot (it waited the 2 s connect timeout, then read
+    ``connect_timeout``)."""
     monkeypatch.setattr(client_module, "_IDLE_CHECK_NS", 1 << 62)
     listener, port = _listener(timeout_s=2.0)
     stall_s = 0.08
@@ -848,11 +858,14 @@ def test_a_retried_request_is_timed_and_bounded_from_its_first_attempt(
     got: list[tuple[ErrorKind, bool, bool, int]] = []
 
     async def main() -> None:
-        conn = plain_connection(port, engine)
+        slots = Semaphore(1)
+        conn = plain_connection(port, engine, connect_limiter=slots)
         out = Outcome()
         for path in ("/a", "/b"):
             await conn.request(get(path, timeout_s=0.2), out)
             got.append((out.error, out.new_connection, out.retried, out.latency_ns))
+            if no_slot and path == "/a":
+                assert await slots.acquire(time.perf_counter_ns() + 10**9)  # none left to reconnect
         conn.close()
 
     try:
@@ -860,7 +873,7 @@ def test_a_retried_request_is_timed_and_bounded_from_its_first_attempt(
     finally:
         listener.close()
         thread.join(timeout=5)
-    assert [g[:3] for g in got] == [(ErrorKind.NONE, True, False), (error, True, True)]
+    assert [g[:3] for g in got] == [(ErrorKind.NONE, True, False), (error, not no_slot, True)]
     latency_s = got[1][3] / 1e9
     if error is ErrorKind.NONE:
         assert stall_s <= latency_s < 0.2

@@ -500,7 +500,8 @@ def test_duration_mode_keeps_the_schedule_windows() -> None:
 
 def test_duration_mode_schedule_checks_spare_legitimate_lateness() -> None:
     """What a real run does that looks late but is not: a request cut at the hard stop
-    (its start is the cut, maybe while it waited to connect); the retry on a fresh connection
+    (in older logs its start was the cut, maybe while it waited to connect); the retry on a
+    fresh connection
     of a request that first failed on a stale one, up to its timeout later; and a VU whose
     request hung from one window past the opening of its next, until the hard stop, so that
     it never started that window."""
@@ -523,7 +524,7 @@ def test_duration_mode_schedule_checks_spare_legitimate_lateness() -> None:
     )
     assert vu_windows(scenario_of(steps).schedule, 1, 4.0) == [(0.0, 1.0), (2.0, 4.0)]
 
-    def run(vu1_stop_ms: int, cut: bool) -> list[str]:
+    def run(vu1_stop_ms: int, cut: bool, recorded: bool = True) -> list[str]:
         events: list[Event] = [WorkerStarted(0, 1, 0, 2), VuStarted(0, 1_000)]
         events += [
             RequestEvent(0, i, 0, 0, i * 100 * MS, MS, 200, 0, 10, i == 0, 0) for i in range(40)
@@ -531,9 +532,12 @@ def test_duration_mode_schedule_checks_spare_legitimate_lateness() -> None:
         events.append(VuStopped(0, 4_001 * MS, 40))
         events.append(VuStarted(1, 1_000))
         error = ErrorKind.INTERRUPTED if cut else 0
-        events.append(
-            RequestEvent(1, 0, 0, 0, 0, vu1_stop_ms * MS, 0 if cut else 200, error, 0, True, 0)
-        )
+        if recorded:
+            events.append(
+                RequestEvent(1, 0, 0, 0, 0, vu1_stop_ms * MS, 0 if cut else 200, error, 0, True, 0)
+            )
+        else:  # one request done, the next still connecting at the hard stop: not recorded
+            events.append(RequestEvent(1, 0, 0, 0, 500 * MS, MS, 200, 0, 0, True, 0))
         events.append(VuStopped(1, vu1_stop_ms * MS, 0 if cut else 1))
         events.append(WorkerFinished(0, 5_002 * MS, len(events), 41, 0))
         result = verify_batches(
@@ -542,6 +546,9 @@ def test_duration_mode_schedule_checks_spare_legitimate_lateness() -> None:
         return [m.describe() for m in result.mismatches]
 
     assert run(5_000, cut=True) == []  # hung until the hard stop: window 2 could not start
+    # Connecting from 0.9 s until the hard stop, which left no record of that request; ending
+    # earlier, it would have had to start window 2.
+    assert run(9_000, cut=False, recorded=False) == []  # 4 s + the default 5 s graceful stop
     never_back = [
         "mismatch: vu 1: started 1 time(s), its schedule has 2 window(s) beginning at least "
         "1 s before the end (next at 2.000000 s)"
@@ -549,6 +556,7 @@ def test_duration_mode_schedule_checks_spare_legitimate_lateness() -> None:
     assert run(1_000, cut=False) == never_back  # stopped at its window's end, never came back
     # Its request ended at 3 s, before the hard stop: it had to start window 2 then, late.
     assert run(3_000, cut=False) == never_back
+    assert run(7_000, cut=False, recorded=False) == never_back  # 2 s before the hard stop
 
 
 def test_missing_iteration_is_incomplete_only_when_the_run_completed(tmp_path: Path) -> None:
