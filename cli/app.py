@@ -7,7 +7,6 @@ Imports of the heavy modules happen inside the commands so that ``z6 --help`` an
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import IO, Annotated, Any, NoReturn
 
 import typer
 
-from z6.cli.entry import report_interrupted
+from z6.cli.entry import drop_stdout, report_interrupted
 from z6.engine.errors import Z6Error, sole_error
 from z6.engine.version import __version__
 
@@ -74,10 +73,7 @@ def _fail(exc: BaseException) -> typer.Exit:
     elif isinstance(exc, BrokenPipeError):
         # The reader went away (``| head``): nobody to tell. Exit 3 (the output was cut)
         # without a word, and without a second error when Python flushes stdout at exit.
-        with contextlib.suppress(OSError, ValueError):
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, sys.stdout.fileno())
-            os.close(null)
+        drop_stdout()
         return typer.Exit(3)
     elif isinstance(exc, OSError):
         # Not a z6 bug but the machine: most often the report could not be printed (stdout

@@ -90,6 +90,19 @@ def _steady_std_streams() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def drop_stdout() -> None:
+    """Point descriptor 1 at ``/dev/null`` after a write to stdout failed: what is still
+    buffered would fail again when Python flushes it at exit, print "Exception ignored" and
+    turn the exit code into 120."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+
+
 def _after_interrupt(exc: BaseException) -> bool:
     """True when ``exc`` was raised because of, or while handling, a KeyboardInterrupt."""
     seen: set[int] = set()

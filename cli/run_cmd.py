@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import resource
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from z6.cli.entry import drop_stdout
 from z6.cli.progress import Progress
 from z6.cli.report import render_text, render_timeseries_csv
 from z6.engine.decisions import resolve_seed
@@ -238,13 +240,17 @@ def _finish_run(
         unwritten = exc  # still print the report: it may be the only copy of the numbers
     # The outputs are on disk; a terminal that was closed (SIGHUP: EIO) must not turn the run
     # into an error now, so the report is written where it can be and dropped where not.
-    with contextlib.suppress(OSError):
+    unprinted: OSError | None = None
+    try:
         if opts.json:
             print(json.dumps(summary, indent=2), flush=True)
         else:
             print(render_text(summary))
             if unwritten is None:
                 print(f"\nresults: {out_dir}/", flush=True)
+    except OSError as exc:
+        unprinted = exc
+        drop_stdout()  # what is still buffered would fail again at exit
     with contextlib.suppress(OSError):
         for message in outcome.messages:
             print(f"z6: {message}", file=sys.stderr, flush=True)
@@ -259,7 +265,22 @@ def _finish_run(
         return EXIT_INTERRUPTED
     if outcome.failed_workers or outcome.limited:
         return EXIT_RUNTIME
-    return EXIT_OK if summary["passed"] else EXIT_GOALS
+    if not summary["passed"]:
+        return EXIT_GOALS
+    if unprinted is not None and unprinted.errno != errno.EIO:
+        # A run that passed but whose report went nowhere (``--json > summary.json`` on a
+        # full disk) must not read as a success; a closed terminal (EIO) is not that, and a
+        # reader that went away (EPIPE) has nobody to tell.
+        if not isinstance(unprinted, BrokenPipeError):
+            with contextlib.suppress(OSError):
+                print(
+                    f"z6: cannot print the report: {unprinted.strerror or unprinted}; it is "
+                    f"in {out_dir}/",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return EXIT_RUNTIME
+    return EXIT_OK
 
 
 def _split_pool_note(summary: dict[str, Any], parts: int) -> str | None:

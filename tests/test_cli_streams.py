@@ -237,3 +237,19 @@ def test_a_reader_that_went_away_is_exit_3_without_a_word() -> None:
             ["validate", str(SCENARIOS / "quickstart.toml")], stdout=gone, stderr=subprocess.PIPE
         )
     assert (code, err) == (3, "")
+
+
+def test_a_run_whose_report_cannot_be_printed_is_not_a_success(tmp_path: Path, port: int) -> None:
+    """``z6 run --json > summary.json`` on a full disk: the goals passed, but the report went
+    nowhere, and exit 0 told the script that read that file it was fine. The files are on
+    disk and the message says where."""
+    out = tmp_path / "o"
+    with open("/dev/full", "w") as full:
+        code, err = z6_with(
+            ["run", str(scenario(tmp_path, port)), "--out", str(out), "-q", "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+        )
+    assert code == 3
+    assert err == f"z6: cannot print the report: No space left on device; it is in {out}/\n"
+    assert json.loads((out / "summary.json").read_text())["passed"] is True
