@@ -138,76 +138,84 @@ def run_scenario(opts: RunOptions) -> int:
     shard_index, shard_count = opts.shard
 
     out_dir = opts.out if opts.out is not None else _default_out_dir()
+    created = not out_dir.exists()
     _prepare_out_dir(out_dir)
-    log_path = out_dir / "events.bin"
-    if opts.out is None and scenario.runtime.event_log_path:
-        log_path = Path(scenario.runtime.event_log_path)
-        _prepare_out_dir(log_path.parent)
-    _refuse_to_overwrite(
-        _inputs_of(opts.scenario, scenario), [log_path, *(out_dir / n for n in OUTPUT_FILES)]
-    )
-    _clear_previous_outputs(out_dir)
-
-    note = _raise_nofile_limit(vus // max(procs, 1) + 256)
-    if note and not opts.quiet:
-        print(f"z6: {note}", file=sys.stderr)
-
-    run_start_ns = time.perf_counter_ns() + int((_START_DELAY_S + 0.02 * procs) * 1e9)
-    wall_start_ns = time.time_ns() + (run_start_ns - time.perf_counter_ns())
-    options: dict[str, str] = {"engine": engine}
-    if opts.vus is not None:
-        options["vus"] = str(opts.vus)
-    if opts.duration is not None:
-        options["duration"] = str(opts.duration)
-    if opts.base_url is not None:
-        options["base_url"] = opts.base_url
-    header = LogHeader(
-        z6_version=__version__,
-        seed=seed,
-        scenario_text=scenario.source_text,
-        scenario_sha256=scenario.sha256,
-        scenario_path=str(opts.scenario),
-        procs=procs,
-        wall_start_ns=wall_start_ns,
-        shard_index=shard_index,
-        shard_count=shard_count,
-        percentiles=list(opts.percentiles),
-        options=options,
-    )
-    plan = WorkPlan(
-        scenario=scenario,
-        seed=seed,
-        procs=procs,
-        worker_index=0,
-        run_start_ns=run_start_ns,
-        duration_s=scenario.runtime.duration_seconds,
-        iterations=scenario.runtime.iterations,
-        vus=vus,
-        engine=engine,
-        shard_index=shard_index,
-        shard_count=shard_count,
-    )
-    progress = None if opts.quiet else Progress(scenario.runtime.duration_seconds)
-    max_log = scenario.limits.max_event_log_size_mb
-    # SIGINT/SIGTERM/SIGHUP are counted from here until the outputs are written: the run
-    # itself acts on them; one that arrives after the workers finished changes nothing (the
-    # run is complete) and cannot kill z6 before summary.json is written (docs/reliability.md).
-    with signals_held() as sigs:
-        setup = RunSetup(
-            plan=plan,
-            log_path=log_path,
-            header=header,
-            progress=progress.update if progress is not None else None,
-            max_log_bytes=int(max_log * 1024 * 1024) if max_log is not None else None,
-            signals=sigs,
+    try:
+        log_path = out_dir / "events.bin"
+        if opts.out is None and scenario.runtime.event_log_path:
+            log_path = Path(scenario.runtime.event_log_path)
+            _prepare_out_dir(log_path.parent)
+        _refuse_to_overwrite(
+            _inputs_of(opts.scenario, scenario), [log_path, *(out_dir / n for n in OUTPUT_FILES)]
         )
-        try:
-            outcome = run_workers(setup)
-        finally:
-            if progress is not None:
-                with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
-                    progress.close()
-        return _finish_run(opts, scenario, header, out_dir, log_path, outcome)
+        _clear_previous_outputs(out_dir)
+
+        note = _raise_nofile_limit(vus // max(procs, 1) + 256)
+        if note and not opts.quiet:
+            print(f"z6: {note}", file=sys.stderr)
+
+        run_start_ns = time.perf_counter_ns() + int((_START_DELAY_S + 0.02 * procs) * 1e9)
+        wall_start_ns = time.time_ns() + (run_start_ns - time.perf_counter_ns())
+        options: dict[str, str] = {"engine": engine}
+        if opts.vus is not None:
+            options["vus"] = str(opts.vus)
+        if opts.duration is not None:
+            options["duration"] = str(opts.duration)
+        if opts.base_url is not None:
+            options["base_url"] = opts.base_url
+        header = LogHeader(
+            z6_version=__version__,
+            seed=seed,
+            scenario_text=scenario.source_text,
+            scenario_sha256=scenario.sha256,
+            scenario_path=str(opts.scenario),
+            procs=procs,
+            wall_start_ns=wall_start_ns,
+            shard_index=shard_index,
+            shard_count=shard_count,
+            percentiles=list(opts.percentiles),
+            options=options,
+        )
+        plan = WorkPlan(
+            scenario=scenario,
+            seed=seed,
+            procs=procs,
+            worker_index=0,
+            run_start_ns=run_start_ns,
+            duration_s=scenario.runtime.duration_seconds,
+            iterations=scenario.runtime.iterations,
+            vus=vus,
+            engine=engine,
+            shard_index=shard_index,
+            shard_count=shard_count,
+        )
+        progress = None if opts.quiet else Progress(scenario.runtime.duration_seconds)
+        max_log = scenario.limits.max_event_log_size_mb
+        # SIGINT/SIGTERM/SIGHUP are counted from here until the outputs are written: the run
+        # itself acts on them; one that arrives after the workers finished changes nothing (the
+        # run is complete) and cannot kill z6 before summary.json is written (docs/reliability.md).
+        with signals_held() as sigs:
+            setup = RunSetup(
+                plan=plan,
+                log_path=log_path,
+                header=header,
+                progress=progress.update if progress is not None else None,
+                max_log_bytes=int(max_log * 1024 * 1024) if max_log is not None else None,
+                signals=sigs,
+            )
+            try:
+                outcome = run_workers(setup)
+            finally:
+                if progress is not None:
+                    with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+                        progress.close()
+            return _finish_run(opts, scenario, header, out_dir, log_path, outcome)
+    finally:
+        if created:
+            # A run that failed before writing anything leaves no empty results/<time>/
+            # behind (rmdir removes only an empty directory).
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
 
 
 def _finish_run(

@@ -253,3 +253,15 @@ def test_a_run_whose_report_cannot_be_printed_is_not_a_success(tmp_path: Path, p
     assert code == 3
     assert err == f"z6: cannot print the report: No space left on device; it is in {out}/\n"
     assert json.loads((out / "summary.json").read_text())["passed"] is True
+
+
+def test_a_run_that_fails_before_it_starts_leaves_no_empty_results_dir(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        (SCENARIOS / "quickstart.toml")
+        .read_text()
+        .replace("[runtime]\n", '[runtime]\nevent_log_path = "/proc/z6-test/events.bin"\n', 1)
+    )
+    proc = run_z6(["run", str(path), "-q"], cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert list((tmp_path / "results").iterdir()) == []  # it left results/<time>/ behind
