@@ -407,7 +407,10 @@ class Connection:
                         if limiter is not None:
                             limiter.release()
                     if t1 >= limit_ns and error in (_NONE, ErrorKind.CONNECT_TIMEOUT):
-                        # (A connection that came up after all stays for the next request.)
+                        # A connection that came up too late is closed: counted nowhere, it
+                        # must not carry the next request either (connections.new = the
+                        # server's count of connections).
+                        self.close()
                         out.end_ns = t1
                         _retry_out_of_time(out, first_start_ns)
                         await checkpoint()
