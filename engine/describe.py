@@ -8,7 +8,7 @@ same function the VU runtime follows.
 from __future__ import annotations
 
 from z6.engine.scenario import Assertions, Scenario, Schedule
-from z6.engine.schedule import peak_vus, target_vus
+from z6.engine.schedule import arrivals_total, peak_vus, started_vus, target_vus
 
 __all__ = ["describe_scenario"]
 
@@ -64,7 +64,7 @@ def describe_scenario(s: Scenario) -> str:
     out.append(_kv(vus_label, str(pool)))
 
     out.append(_kv("Schedule", _schedule_line(s.schedule, rt.duration_seconds)))
-    out.extend(_profile(s.schedule, rt.duration_seconds))
+    out.extend(_profile(s.schedule, rt.duration_seconds, starts_only=rt.iterations is not None))
 
     out.append("")
     if s.sequence is not None:
@@ -154,6 +154,10 @@ def _kv(key: str, value: str) -> str:
     return f"{key + ':':<{_LABEL}} {value}"
 
 
+def _vus(n: int | None) -> str:
+    return f"{n} VU" if n == 1 else f"{n} VUs"
+
+
 def _num(value: float) -> str:
     if float(value).is_integer():
         return str(int(value))
@@ -168,29 +172,31 @@ def _secs(value: float) -> str:
 
 def _schedule_line(s: Schedule, duration: float | None) -> str:
     if s.type == "constant":
-        return f"constant, {s.vus} VUs for the whole run"
+        return f"constant, {_vus(s.vus)} for the whole run"
     if s.type == "ramp":
         text = (
-            f"ramp from {s.start_vus} to {s.end_vus} VUs over "
+            f"ramp from {s.start_vus} to {_vus(s.end_vus)} over "
             f"{_secs(s.ramp_duration_seconds or 0.0)}"
         )
         if s.hold_duration_seconds:
-            text += f", then hold {s.end_vus} VUs for {_secs(s.hold_duration_seconds)}"
+            text += f", then hold {_vus(s.end_vus)} for {_secs(s.hold_duration_seconds)}"
         return text
     if s.type == "spike":
         start = s.spike_start_seconds or 0.0
         return (
-            f"spike: {s.baseline_vus} VUs, {s.spike_vus} VUs from {_secs(start)} for "
-            f"{_secs(s.spike_duration_seconds or 0.0)}, then {s.baseline_vus} VUs again"
+            f"spike: {_vus(s.baseline_vus)}, {_vus(s.spike_vus)} from {_secs(start)} for "
+            f"{_secs(s.spike_duration_seconds or 0.0)}, then {_vus(s.baseline_vus)} again"
         )
     if s.type == "steps":
-        parts = [f"{st.vus} VUs for {_secs(st.duration_seconds)}" for st in s.steps]
+        parts = [f"{_vus(st.vus)} for {_secs(st.duration_seconds)}" for st in s.steps]
         return f"{len(s.steps)} steps: " + ", ".join(parts)
     rate = s.rate or 0.0
-    expected = f", about {_num(round(rate * duration))} iterations" if duration else ""
+    due = arrivals_total(rate, duration) if duration else 0
+    # Exactly the arrivals the run schedules: iteration n is due at n / rate, before the end.
+    expected = f", {due} iteration{'s' if due != 1 else ''} due" if duration else ""
     return (
         f"arrival rate (open model): {_num(rate)} iterations/s{expected}, from a pool of "
-        f"{s.max_vus} VUs (an iteration with no free VU is counted as dropped)"
+        f"{_vus(s.max_vus)} (an iteration with no free VU is counted as dropped)"
     )
 
 
@@ -209,18 +215,21 @@ def _span(s: Schedule, duration: float | None) -> float | None:
     return None
 
 
-def _profile(s: Schedule, duration: float | None) -> list[str]:
-    """A few rows of 'time | bar  VUs' sampled evenly over the run (ASCII only)."""
+def _profile(s: Schedule, duration: float | None, *, starts_only: bool = False) -> list[str]:
+    """A few rows of 'time | bar  VUs' sampled evenly over the run (ASCII only).
+
+    ``starts_only`` (iterations mode): each VU runs all its iterations once started, so the
+    rows show how many VUs have started by then, not the shape's decreases."""
     if s.type in ("constant", "arrival_rate"):
         return []
     span = _span(s, duration)
     if not span or span <= 0:
         return []
     peak = max(peak_vus(s), 1)
-    rows = ["  VU profile:"]
+    rows = ["  VU profile (VUs started by then):" if starts_only else "  VU profile:"]
     for i in range(_PROFILE_ROWS):
         t = span * i / (_PROFILE_ROWS - 1)
-        vus = target_vus(s, t)
+        vus = started_vus(s, t) if starts_only else target_vus(s, t)
         bar = "#" * round(_BAR_WIDTH * vus / peak)
         rows.append(f"    {_num(round(t, 1)):>8} s |{bar:<{_BAR_WIDTH}} {vus}")
     return rows
@@ -275,7 +284,8 @@ def _notes(s: Scenario) -> list[str]:
     if rt.iterations is not None and s.schedule.type != "constant":
         notes.append(
             "the run ends when every VU has finished its iterations; the schedule decides "
-            "when each VU starts"
+            "only when each VU starts: once started, a VU runs all its iterations (a "
+            "ramp-down, the end of a spike or a lower step stops none)"
         )
     if s.sequence is None and any(r.weight == 0 for r in s.requests):
         zero = [r.name for r in s.requests if r.weight == 0]

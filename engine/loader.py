@@ -823,6 +823,14 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
             ctx.fail(
                 f"{where}.path", f"must be ASCII (percent-encode other characters): {req.path!r}"
             )
+        if "#" in req.path:
+            # A fragment is the client's business, never part of the request-target (RFC 9112
+            # 3.2): h11 and httptools would send it as it is.
+            ctx.fail(
+                f"{where}.path",
+                f"must not contain '#' (a fragment is never sent; write a literal # as %23): "
+                f"{req.path!r}",
+            )
         resolved_headers: dict[str, str] = {}
         names: dict[str, str] = {}  # lower-case header name -> the name as first written
         for name, value in req.headers.items():

@@ -145,6 +145,22 @@ def target_vus(schedule: Schedule, t_s: float) -> int:
     return 0  # unreachable: the last piece ends at +inf
 
 
+def started_vus(schedule: Schedule, t_s: float) -> int:
+    """Closed model, iterations mode: how many VUs have started ``t_s`` seconds after the
+    start, i.e. the highest target reached in ``[0, t_s]`` (a VU started there runs all its
+    iterations; the shape's decreases stop none)."""
+    if t_s < 0:
+        return 0
+    best = 0
+    for piece in _pieces(schedule):
+        t0, t1 = piece[0], piece[1]
+        if t0 > t_s:
+            break
+        # A piece is linear: its highest level up to t_s is at one of the two ends.
+        best = max(best, _level(piece, t0), _level(piece, min(t_s, t1)))
+    return best
+
+
 MIN_WINDOW_S = 1e-6  # shorter VU windows are rounding at a shape's edges, not load
 
 

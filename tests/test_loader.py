@@ -546,6 +546,7 @@ def test_requests_good(extra: str) -> None:
         ),
         (_req("").replace('path = "/"', 'path = "/a b"'), "requests[0].path", "spaces", None),
         (_req("").replace('path = "/"', 'path = "/é"'), "requests[0].path", "ASCII", None),
+        (_req("").replace('path = "/"', 'path = "/?q=1#frag"'), "requests[0].path", "'#'", None),
         (_req("timeout_ms = 0\n"), "requests[0].timeout_ms", ">= 1", None),
         (_req("weight = -1\n"), "requests[0].weight", ">= 0", None),
         (_req("weight = 0\n"), "requests", "sum to 0", None),
@@ -1241,7 +1242,53 @@ def test_describe_arrival_rate_shows_rate_and_pool() -> None:
     text = describe_scenario(s)
     assert "50 iterations/s" in text
     assert "pool of 7 VUs" in text
-    assert "about 500 iterations" in text
+    assert "500 iterations due" in text
+
+
+@pytest.mark.parametrize(
+    ("rate", "duration", "due"),
+    [
+        ("1", "0.1", "1 iteration due"),
+        ("0.4", "3", "2 iterations due"),
+        ("2.5", "1", "3 iterations due"),
+    ],
+)
+def test_describe_arrival_rate_counts_the_arrivals_due(rate: str, duration: str, due: str) -> None:
+    # Iteration n is due at n / rate: 2.5/s for 1 s runs three (0, 0.4, 0.8 s), not round(2.5).
+    s = load(
+        _sch(
+            f"duration_seconds = {duration}\n",
+            f'type = "arrival_rate"\nrate = {rate}\nmax_vus = 1\n',
+        )
+    )
+    text = describe_scenario(s)
+    assert due in text
+    assert "pool of 1 VU " in text
+
+
+def test_describe_iterations_mode_draws_the_vus_started_not_the_ramp_down() -> None:
+    s = load(
+        _sch(
+            "iterations = 20\nvus = 4\n",
+            'type = "ramp"\nstart_vus = 4\nend_vus = 0\nramp_duration_seconds = 1\n',
+        )
+    )
+    text = describe_scenario(s)
+    rows = [line for line in text.splitlines() if " s |" in line]
+    assert rows
+    assert all(line.endswith(" 4") for line in rows)
+    assert "VUs started by then" in text
+    assert "a ramp-down, the end of a spike or a lower step stops none" in text
+    # Duration mode still draws the shape itself.
+    d = load(
+        _sch(
+            "duration_seconds = 1\nvus = 4\n",
+            'type = "ramp"\nstart_vus = 4\nend_vus = 0\nramp_duration_seconds = 1\n',
+        )
+    )
+    drows = [line for line in describe_scenario(d).splitlines() if " s |" in line]
+    assert drows[0].endswith(" 4")
+    assert drows[-1].endswith(" 0")
 
 
 def test_unknown_key_with_newline_renders_on_one_line() -> None:

@@ -15,6 +15,7 @@ from z6.engine.schedule import (
     arrivals_total,
     peak_vus,
     schedule_length_s,
+    started_vus,
     target_vus,
     vu_profile,
     vu_windows,
@@ -267,6 +268,27 @@ def test_peak_bounds_target(schedule: Schedule, t: float) -> None:
     assert 0 <= target_vus(schedule, t) <= peak_vus(schedule)
     if peak_vus(schedule) > 0:
         assert vu_windows(schedule, peak_vus(schedule), 1000) == []
+
+
+def test_started_vus_is_the_highest_level_reached_so_far() -> None:
+    down = ramp(4, 0, 1.0)
+    assert [started_vus(down, t) for t in (-1, 0, 0.5, 1, 9)] == [0, 4, 4, 4, 4]
+    up = ramp(0, 4, 1.0)
+    assert [started_vus(up, t) for t in (0, 0.25, 0.5, 0.99, 1, 5)] == [0, 1, 2, 3, 4, 4]
+    sp = spike(1, 4, 0.5, 0.2)
+    assert [started_vus(sp, t) for t in (0, 0.49, 0.5, 0.7, 3)] == [1, 1, 4, 4, 4]
+    st_ = steps((2, 1), (6, 1), (0, 1), (3, 1))
+    assert [started_vus(st_, t) for t in (0, 1, 2.5, 3.5)] == [2, 6, 6, 6]
+
+
+@given(schedules, st.lists(st.floats(min_value=0, max_value=400), min_size=2, max_size=12))
+def test_started_vus_bounds_every_earlier_target(schedule: Schedule, times: list[float]) -> None:
+    times.sort()
+    started = [started_vus(schedule, t) for t in times]
+    assert started == sorted(started)  # never falls
+    for i, t in enumerate(times):
+        assert target_vus(schedule, t) <= started[i] <= peak_vus(schedule)
+        assert all(target_vus(schedule, u) <= started[i] for u in times[: i + 1])
 
 
 # --- open model -------------------------------------------------------------------------------
