@@ -7,10 +7,10 @@ and checks, for every event:
 
 - ``RequestEvent``: the request index and think time are those the planner derives for
   ``(vu, iteration, step)`` (open model: for ``(ARRIVAL_VU_KEY, iteration)``); the think time
-  of an ``interrupted`` request is not checked (it is recorded as 0); steps of one VU follow
-  each other in order (iteration ``i`` step ``s`` is followed by step ``s + 1`` or by
-  iteration ``i + 1`` step 0); in iterations mode no iteration number reaches
-  ``runtime.iterations``;
+  of an ``interrupted`` request is 0 (the hard stop ends the VU there, and nothing of it
+  follows); steps of one VU follow each other in order (iteration ``i`` step ``s`` is
+  followed by step ``s + 1`` or by iteration ``i + 1`` step 0); in iterations mode no
+  iteration number reaches ``runtime.iterations``;
 - every VU id belongs to the run (and to its shard) and to the worker whose frame carried it
   (``worker_slice``); ``WorkerStarted`` reports the right number of VUs;
 - closed model: the ``k``-th ``VuStarted`` of a VU is not earlier than the start of its
@@ -368,16 +368,20 @@ class ReplayVerifier:
                 ev.iteration,
                 ev.step,
             )
-        if ev.error != _INTERRUPTED:
-            want = think_ns(self._think, self.seed, key_vu, ev.iteration, ev.step)
-            if ev.think_ns != want:
-                self._mismatch(
-                    "think",
-                    f"{where}: expected think time {want} ns, found {ev.think_ns} ns",
-                    ev.vu,
-                    ev.iteration,
-                    ev.step,
-                )
+        # An interrupted request draws no think time: the VU ends there (recorded as 0).
+        want = (
+            think_ns(self._think, self.seed, key_vu, ev.iteration, ev.step)
+            if ev.error != _INTERRUPTED
+            else 0
+        )
+        if ev.think_ns != want:
+            self._mismatch(
+                "think",
+                f"{where}: expected think time {want} ns, found {ev.think_ns} ns",
+                ev.vu,
+                ev.iteration,
+                ev.step,
+            )
 
     def _advance(self, st: _VuState, ev: RequestEvent, plan_len: int) -> None:
         """Order check, then move the VU's expected position past ``ev``."""
@@ -415,10 +419,23 @@ class ReplayVerifier:
                 ev.step,
             )
         st = self._state(ev.vu)
+        self._after_cut(st, ev)
         st.cut = ev.error == ErrorKind.INTERRUPTED
         if ev.step == 0 and self._check_late and st.starts:
             self._late_iteration(ev, st)
         self._advance(st, ev, self._plan_len(ev.vu, ev.iteration))
+
+    def _after_cut(self, st: _VuState, ev: RequestEvent) -> None:
+        """Nothing of a VU follows its request the hard stop cut (``interrupted``)."""
+        if st.cut:
+            self._mismatch(
+                "order",
+                f"vu {ev.vu} iteration {ev.iteration} step {ev.step}: after the VU's "
+                "interrupted request (the hard stop ends a VU)",
+                ev.vu,
+                ev.iteration,
+                ev.step,
+            )
 
     def _late_iteration(self, ev: RequestEvent, st: _VuState) -> None:
         """An iteration must begin before the stop of the VU's current window."""
@@ -455,6 +472,8 @@ class ReplayVerifier:
         if not self._check_vu(ev.vu, worker):
             return
         st = self._state(ev.vu)
+        self._after_cut(st, ev)
+        st.cut = ev.error == ErrorKind.INTERRUPTED
         n = ev.iteration
         if ev.step == 0:
             # A pool VU may leave an arrival unfinished only at the end of the run; a new

@@ -358,14 +358,25 @@ def test_edited_think_time_is_reported(tmp_path: Path) -> None:
     assert (count, kinds) == (1, ["think"])
 
 
-def test_interrupted_request_skips_the_think_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("where", "think", "kinds"),
+    [("last", 0, []), ("last", 5, ["think"]), ("middle", 0, ["order"])],
+)
+def test_an_interrupted_request_ends_its_vu_and_draws_no_think_time(
+    tmp_path: Path, where: str, think: int, kinds: list[str]
+) -> None:
+    # The hard stop records its cut request with think time 0 and ends the VU: a think
+    # time, or more requests of that VU after it, are not what z6 writes.
     def edit(per_worker: list[list[Event]]) -> None:
-        ev = first_request(per_worker, 0, 4)
+        reqs = [e for e in per_worker[0] if isinstance(e, RequestEvent)]
+        ev = [e for e in reqs if e.vu == reqs[0].vu][-1 if where == "last" else 2]
         ev.error = int(ErrorKind.INTERRUPTED)
-        ev.think_ns = 0
+        ev.think_ns = think
 
-    count, _, _ = verify_path(synth_log(tmp_path / "e.bin", edit=edit), WEIGHTED)
-    assert count == 0
+    path = synth_log(tmp_path / "e.bin", edit=edit, outcome="interrupted")
+    count, found, _ = verify_path(path, WEIGHTED)
+    assert found[:1] == kinds
+    assert count >= len(kinds)
 
 
 def test_vu_in_the_wrong_worker_is_reported(tmp_path: Path) -> None:
