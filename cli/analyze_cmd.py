@@ -209,6 +209,8 @@ def analyze_logs(
     warnings = [w for p in parts for w in p.warnings]
     if len(parts) > 1:
         _warn_if_apart(parts, warnings)
+    if len(parts) > 1:
+        _warn_if_mixed_models(parts, warnings)
     reducer = first.reducer
     if len(parts) > 1:
         # The first log's reducer is ours to extend: its workers stay part 0, log k's are
@@ -274,6 +276,21 @@ def _planned_s(parts: Sequence[LogReduction]) -> float | None:
     ``None`` when one of them ran by iterations."""
     planned = [p.scenario.runtime.duration_seconds for p in parts]
     return None if None in planned else max(d for d in planned if d is not None)
+
+
+def _warn_if_mixed_models(parts: Sequence[LogReduction], warnings: list[str]) -> None:
+    """Only open-model requests have a scheduled start: in a merge of open- and closed-model
+    logs, the corrected latency covers fewer requests than the latency beside it."""
+    open_parts = [p for p in parts if p.reducer.open_model]
+    if open_parts and len(open_parts) < len(parts):
+        covered = sum(p.reducer.total for p in open_parts)
+        total = sum(p.reducer.total for p in parts)
+        k = len(open_parts)
+        which = "is an open-model run" if k == 1 else "are open-model runs"
+        warnings.append(
+            f"{k} of the {len(parts)} logs {which}: the corrected latency covers only "
+            f"{covered} of the {total} requests"
+        )
 
 
 def _warn_if_apart(parts: Sequence[LogReduction], warnings: list[str]) -> None:

@@ -7,6 +7,7 @@ Imports of the heavy modules happen inside the commands so that ``z6 --help`` an
 from __future__ import annotations
 
 import contextlib
+import difflib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,8 +39,20 @@ def _usage_error_line(self: Any, file: IO[Any] | None = None) -> None:
     line every other error is, with where to look, instead of click's usage block."""
     ctx = getattr(self, "ctx", None)
     hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    text = self.format_message()
+    name, offered = getattr(self, "option_name", None), getattr(self, "possibilities", None)
+    if isinstance(name, str) and offered:
+        # click offers any option difflib finds close with the dashes counted in ("--foo":
+        # "--out", "--verbose": "--procs"); offer only real near-misses of the name itself.
+        kept = sorted(p for p in offered if _near(name, p))
+        text = str(self.message) + (f"; did you mean {' or '.join(kept)}?" if kept else "")
     with contextlib.suppress(OSError, ValueError):
-        typer.echo(f"z6: {self.format_message()}{hint}", err=True)
+        typer.echo(f"z6: {text}{hint}", err=True)
+
+
+def _near(typed: str, option: str) -> bool:
+    """Whether ``option`` is a likely typo fix for ``typed`` (dashes left out)."""
+    return difflib.SequenceMatcher(None, typed.lstrip("-"), option.lstrip("-")).ratio() >= 0.75
 
 
 # click's UsageError, reached through typer's public BadParameter (typer vendors click in a
@@ -153,9 +166,15 @@ def run(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the JSON summary instead of the text one.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No live progress (notes and errors still go to stderr)."
+        ),
+    ] = False,
     percentiles: Annotated[
-        str | None, typer.Option(help="Percentiles to report, e.g. 50,90,99,99.9.")
+        str | None,
+        typer.Option(help="Percentiles to report [default: 50,90,95,99,99.9].", show_default=False),
     ] = None,
     http: Annotated[
         str,
@@ -204,7 +223,12 @@ def demo(
         int | None, typer.Option("--procs", "-p", help="Worker processes, 1-1024.")
     ] = None,
     out: Annotated[str | None, typer.Option(help="Output directory.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No live progress (notes and errors still go to stderr)."
+        ),
+    ] = False,
 ) -> None:
     """Run scenarios/quickstart.toml against a built-in server started for the occasion."""
     from z6.cli.options import check_procs, parse_out
@@ -232,7 +256,11 @@ def analyze(
         str, typer.Option("--format", "-f", help="Output: summary, json or csv (time series).")
     ] = "summary",
     percentiles: Annotated[
-        str | None, typer.Option(help="Percentiles to report, e.g. 50,90,99,99.9.")
+        str | None,
+        typer.Option(
+            help="Percentiles to report [default: those the (first) run reported].",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Recompute every metric from event logs. Exit 0 when every goal passed, 1 otherwise."""

@@ -69,6 +69,15 @@ def _default_out_dir() -> Path:
     return path
 
 
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and those of its ancestors that do not exist yet, deepest first."""
+    missing: list[Path] = []
+    while not path.exists() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
 def _prepare_out_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -124,7 +133,7 @@ def run_scenario(opts: RunOptions) -> int:
         written, duration=opts.duration, vus=opts.vus, base_url=opts.base_url
     )
     cut = duration_cut_note(written, opts.duration)
-    if cut and not opts.quiet:
+    if cut:
         print(f"z6: note: {cut}", file=sys.stderr)
     engine_factory(opts.engine)  # fail early on an unknown or missing protocol engine
     engine = opts.engine
@@ -136,9 +145,18 @@ def run_scenario(opts: RunOptions) -> int:
         raise ConfigError("--procs must be at least 1")
     vus = peak_vus(scenario.schedule)
     shard_index, shard_count = opts.shard
+    if shard_index >= vus:
+        # VU v belongs to shard v % N: this shard has none and sends nothing (its goals
+        # then have no data), which looks like a broken run unless said.
+        pool = "VU pool" if scenario.schedule.type == "arrival_rate" else "VUs"
+        print(
+            f"z6: note: shard {shard_index}/{shard_count} holds no VU (the scenario's {pool}: "
+            f"{vus}; VU v belongs to shard v % {shard_count}): it sends no request",
+            file=sys.stderr,
+        )
 
     out_dir = opts.out if opts.out is not None else _default_out_dir()
-    created = not out_dir.exists()
+    created = _missing_dirs(out_dir)
     _prepare_out_dir(out_dir)
     try:
         log_path = out_dir / "events.bin"
@@ -151,7 +169,7 @@ def run_scenario(opts: RunOptions) -> int:
         _clear_previous_outputs(out_dir)
 
         note = _raise_nofile_limit(vus // max(procs, 1) + 256)
-        if note and not opts.quiet:
+        if note:
             print(f"z6: {note}", file=sys.stderr)
 
         run_start_ns = time.perf_counter_ns() + int((_START_DELAY_S + 0.02 * procs) * 1e9)
@@ -211,11 +229,11 @@ def run_scenario(opts: RunOptions) -> int:
                         progress.close()
             return _finish_run(opts, scenario, header, out_dir, log_path, outcome)
     finally:
-        if created:
-            # A run that failed before writing anything leaves no empty results/<time>/
-            # behind (rmdir removes only an empty directory).
+        # A run that failed before writing anything leaves no empty results/<time>/ (nor the
+        # results/ it made for it) behind: rmdir removes only an empty directory.
+        for made in created:
             with contextlib.suppress(OSError):
-                out_dir.rmdir()
+                made.rmdir()
 
 
 def _finish_run(
@@ -263,7 +281,7 @@ def _finish_run(
         for message in outcome.messages:
             print(f"z6: {message}", file=sys.stderr, flush=True)
         note = _split_pool_note(summary, meta.procs * meta.shard_count)
-        if note and not opts.quiet:
+        if note:
             print(f"z6: note: {note}", file=sys.stderr, flush=True)
     if unwritten is not None:
         with contextlib.suppress(OSError):
@@ -393,11 +411,11 @@ def run_demo(procs: int | None, quiet: bool, out: Path | None) -> int:
 
 
 def find_quickstart() -> Path:
-    """The quickstart scenario: ``scenarios/`` of this checkout, else the packaged copy."""
+    """The quickstart scenario: ``scenarios/`` of this checkout, else the packaged copy (a
+    link to it in the source tree, a file in a wheel)."""
     here = Path(__file__).resolve().parent
     for candidate in (
         here.parent / "scenarios" / "quickstart.toml",
-        Path("scenarios") / "quickstart.toml",
         here / "quickstart.toml",
     ):
         if candidate.is_file():

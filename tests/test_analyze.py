@@ -84,6 +84,21 @@ def test_open_model_log(tmp_path: Path) -> None:
     assert "latency_corrected_ms" in s
 
 
+def test_a_merge_of_open_and_closed_model_logs_says_what_corrected_latency_covers(
+    tmp_path: Path,
+) -> None:
+    # Only the open-model log's requests have a scheduled start to correct against.
+    closed = synth_log(tmp_path / "c.bin")
+    opened = synth_log(tmp_path / "o.bin", OPEN, wall_start_ns=1_700_000_000 * 10**9 + 1)
+    result = analyze_logs([closed, opened])
+    assert result.summary["requests"]["total"] == 20 + 18
+    assert (
+        "1 of the 2 logs is an open-model run: the corrected latency covers only 18 of the "
+        "38 requests"
+    ) in result.warnings
+    assert not any("open-model" in w for w in analyze_logs([opened]).warnings)
+
+
 def test_two_logs_merge(tmp_path: Path) -> None:
     a = synth_log(tmp_path / "a.bin")
     b = synth_log(tmp_path / "b.bin", outcome="interrupted", wall_start_ns=1_800_000_000 * 10**9)

@@ -205,7 +205,12 @@ def test_a_shard_in_other_digits_is_refused() -> None:
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["run", "--foo", "x"], "z6: No such option: --foo"),
+        # click's "(Possible options: --out)" for --foo is no help: only near-misses are
+        # offered.
+        (["run", "--foo", "x"], "z6: No such option: --foo (see"),
+        (["run", "--verbose", "x"], "z6: No such option: --verbose (see"),
+        (["run", "--proc", "1", "x"], "z6: No such option: --proc; did you mean --procs? (see"),
+        (["analyze", "--fromat", "json"], "z6: No such option: --fromat; did you mean --format?"),
         (["run"], "z6: Missing argument 'scenario'."),
         (["run", "s.toml", "--procs", "abc"], "z6: Invalid value for '--procs'"),
         (["frob"], "z6: No such command 'frob'."),
@@ -264,4 +269,10 @@ def test_a_run_that_fails_before_it_starts_leaves_no_empty_results_dir(tmp_path:
     )
     proc = run_z6(["run", str(path), "-q"], cwd=tmp_path)
     assert proc.returncode == 3, proc.stderr
-    assert list((tmp_path / "results").iterdir()) == []  # it left results/<time>/ behind
+    # It left results/<time>/ behind, then the empty results/ it had made for it.
+    assert not (tmp_path / "results").exists()
+    # A results/ that was there before stays.
+    (tmp_path / "results").mkdir()
+    proc = run_z6(["run", str(path), "-q"], cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert list((tmp_path / "results").iterdir()) == []

@@ -186,12 +186,13 @@ def test_arrival_rate_drops_are_counted_never_hidden(tmp_path: Path, port: int) 
 
 def test_drops_with_a_split_pool_come_with_a_note(tmp_path: Path, port: int) -> None:
     """A saturated pool split over two workers drops more than one process would (each VU
-    takes only its worker's arrivals): the run says so on stderr, and only then."""
+    takes only its worker's arrivals): the run says so on stderr, and only then; --quiet
+    silences the live progress, not this advice."""
     scenario = write_scenario(tmp_path, port, ARRIVAL.format(path="/delay/200", pool=2))
     notes = {}
     for procs in ("1", "2"):
         args = ["run", str(scenario), "--out", str(tmp_path / procs), "--procs", procs]
-        proc = run_z6([*args, "--duration", "1", "--json"])
+        proc = run_z6([*args, "--duration", "1", "--json", "--quiet"])
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["dropped_iterations"] > 50
         notes[procs] = [ln for ln in proc.stderr.splitlines() if "pool split" in ln]
@@ -249,6 +250,8 @@ def test_arrival_rate_shards_add_up_to_the_unsharded_test(tmp_path: Path, port: 
         code, part, err = run_json(scenario, tmp_path / f"s{i}", *seed, "--shard", f"{i}/2")
         assert code == 0, err
         assert part["dropped_iterations"] == 0
+        # Shard 1 owns no VU of the pool: said, not left to look like a broken run.
+        assert ("shard 1/2 holds no VU" in err) == (i == 1), err
         logs.append(str(tmp_path / f"s{i}" / "events.bin"))
         verify = run_z6(["replay", logs[-1], "--verify"])
         assert verify.returncode == 0, verify.stdout + verify.stderr

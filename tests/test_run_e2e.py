@@ -283,6 +283,20 @@ def test_connect_refused_is_recorded_not_crashed(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+def test_the_quickstart_ships_in_the_package() -> None:
+    # ``z6 demo`` from an installed wheel (no checkout) finds it beside z6.cli; the file is
+    # a link to scenarios/quickstart.toml, so the two cannot drift apart.
+    import tomllib
+
+    import z6.cli
+
+    packaged = Path(z6.cli.__file__).parent / "quickstart.toml"
+    checkout = Path(__file__).resolve().parent.parent / "scenarios" / "quickstart.toml"
+    assert packaged.read_bytes() == checkout.read_bytes()
+    data = tomllib.loads((checkout.parent.parent / "pyproject.toml").read_text())
+    assert "quickstart.toml" in data["tool"]["setuptools"]["package-data"]["z6.cli"]
+
+
 def test_demo_runs_on_its_own(tmp_path: Path) -> None:
     proc = run_z6(["demo", "--quiet", "--out", str(tmp_path / "demo")], timeout=180)
     assert proc.returncode in (0, 1), proc.stderr
