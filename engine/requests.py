@@ -10,8 +10,8 @@ Header rules (documented in ``docs/scenario.md``):
   ``User-Agent: z6/<version>`` first; a user header of the same name (case-insensitive)
   replaces the default value in place.
 - ``Content-Length`` is added when the request has a body, and as ``0`` for an empty
-  POST/PUT/PATCH (many servers answer 411 otherwise). A user ``Content-Length`` must match the
-  body; ``Transfer-Encoding`` is rejected, since z6 always frames bodies by length.
+  POST/PUT/PATCH (many servers answer 411 otherwise). The loader rejects a user
+  ``Content-Length`` or ``Transfer-Encoding``: z6 always frames bodies by length itself.
 """
 
 from __future__ import annotations
