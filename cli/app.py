@@ -51,8 +51,12 @@ def _usage_error_line(self: Any, file: IO[Any] | None = None) -> None:
 
 
 def _near(typed: str, option: str) -> bool:
-    """Whether ``option`` is a likely typo fix for ``typed`` (dashes left out)."""
-    return difflib.SequenceMatcher(None, typed.lstrip("-"), option.lstrip("-")).ratio() >= 0.75
+    """Whether ``option`` is a likely fix for ``typed`` (dashes left out): a typo of it, or
+    one of the two a start of the other of at least 3 letters (``--output``, ``--dur``)."""
+    a, b = typed.lstrip("-").lower(), option.lstrip("-").lower()
+    if min(len(a), len(b)) >= 3 and (a.startswith(b) or b.startswith(a)):
+        return True
+    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.75
 
 
 # click's UsageError, reached through typer's public BadParameter (typer vendors click in a

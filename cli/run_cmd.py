@@ -69,18 +69,20 @@ def _default_out_dir() -> Path:
     return path
 
 
-def _missing_dirs(path: Path) -> list[Path]:
-    """``path`` and those of its ancestors that do not exist yet, deepest first."""
-    missing: list[Path] = []
-    while not path.exists() and path.parent != path:
-        missing.append(path)
-        path = path.parent
-    return missing
-
-
-def _prepare_out_dir(path: Path) -> None:
+def _prepare_out_dir(path: Path, created: list[Path]) -> None:
+    """``mkdir -p path`` and a write probe; appends to ``created`` each directory made here
+    (top down), so that a run that fails early can remove exactly those."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        parts = path.parts
+        for i in range(1, len(parts) + 1):
+            # One component at a time, as written: with "new/../results" a test of the whole
+            # path would take an existing results/ for one of ours.
+            step = Path(*parts[:i])
+            try:
+                step.mkdir()
+            except FileExistsError:
+                continue
+            created.append(step)
         probe = path / ".z6-write-test"
         probe.write_bytes(b"")
         probe.unlink()
@@ -156,13 +158,13 @@ def run_scenario(opts: RunOptions) -> int:
         )
 
     out_dir = opts.out if opts.out is not None else _default_out_dir()
-    created = _missing_dirs(out_dir)
-    _prepare_out_dir(out_dir)
+    created: list[Path] = []
     try:
+        _prepare_out_dir(out_dir, created)
         log_path = out_dir / "events.bin"
         if opts.out is None and scenario.runtime.event_log_path:
             log_path = Path(scenario.runtime.event_log_path)
-            _prepare_out_dir(log_path.parent)
+            _prepare_out_dir(log_path.parent, created)
         _refuse_to_overwrite(
             _inputs_of(opts.scenario, scenario), [log_path, *(out_dir / n for n in OUTPUT_FILES)]
         )
@@ -231,7 +233,7 @@ def run_scenario(opts: RunOptions) -> int:
     finally:
         # A run that failed before writing anything leaves no empty results/<time>/ (nor the
         # results/ it made for it) behind: rmdir removes only an empty directory.
-        for made in created:
+        for made in reversed(created):
             with contextlib.suppress(OSError):
                 made.rmdir()
 

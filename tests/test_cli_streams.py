@@ -15,6 +15,7 @@ from conftest import SCENARIOS, one_line_exit_2, run_z6, z6_command
 from servers import z6_server
 
 from z6.cli.options import parse_percentiles, parse_shard
+from z6.cli.run_cmd import _prepare_out_dir
 from z6.engine.errors import ConfigError
 
 
@@ -210,6 +211,8 @@ def test_a_shard_in_other_digits_is_refused() -> None:
         (["run", "--foo", "x"], "z6: No such option: --foo (see"),
         (["run", "--verbose", "x"], "z6: No such option: --verbose (see"),
         (["run", "--proc", "1", "x"], "z6: No such option: --proc; did you mean --procs? (see"),
+        (["run", "--output", "o", "x"], "z6: No such option: --output; did you mean --out? (see"),
+        (["run", "--dur", "1", "x"], "z6: No such option: --dur; did you mean --duration? (see"),
         (["analyze", "--fromat", "json"], "z6: No such option: --fromat; did you mean --format?"),
         (["run"], "z6: Missing argument 'scenario'."),
         (["run", "s.toml", "--procs", "abc"], "z6: Invalid value for '--procs'"),
@@ -258,6 +261,16 @@ def test_a_run_whose_report_cannot_be_printed_is_not_a_success(tmp_path: Path, p
     assert code == 3
     assert err == f"z6: cannot print the report: No space left on device; it is in {out}/\n"
     assert json.loads((out / "summary.json").read_text())["passed"] is True
+
+
+def test_the_output_directory_records_only_the_directories_it_made(tmp_path: Path) -> None:
+    # "new/../results/x": results/ existed (empty), so the early-failure cleanup must not
+    # take it for one of z6's; new/ is z6's (the path as written goes through it).
+    (tmp_path / "results").mkdir()
+    created: list[Path] = []
+    _prepare_out_dir(tmp_path / "new" / ".." / "results" / "x", created)
+    assert created == [tmp_path / "new", tmp_path / "new" / ".." / "results" / "x"]
+    assert (tmp_path / "results" / "x").is_dir()
 
 
 def test_a_run_that_fails_before_it_starts_leaves_no_empty_results_dir(tmp_path: Path) -> None:

@@ -292,7 +292,7 @@ def test_the_quickstart_ships_in_the_package() -> None:
 
     packaged = Path(z6.cli.__file__).parent / "quickstart.toml"
     checkout = Path(__file__).resolve().parent.parent / "scenarios" / "quickstart.toml"
-    assert packaged.read_bytes() == checkout.read_bytes()
+    assert packaged.resolve() == checkout.resolve()  # a link, not a copy that could drift
     data = tomllib.loads((checkout.parent.parent / "pyproject.toml").read_text())
     assert "quickstart.toml" in data["tool"]["setuptools"]["package-data"]["z6.cli"]
 
