@@ -129,7 +129,16 @@ def render_text(summary: Mapping[str, Any]) -> str:
     if "latency_corrected_ms" in summary or summary.get("dropped_iterations"):
         out.append(_line("dropped iterations", str(summary.get("dropped_iterations", 0))))
     if summary.get("ring_waits"):
-        out.append(_line("ring waits", str(summary["ring_waits"])))
+        waited = summary.get("ring_wait_s")
+        # Old logs have no wait time (None) or 0 for it.
+        blocked = f", {waited:g} s in all" if waited else ""
+        out.append(
+            _line(
+                "ring waits",
+                f"{summary['ring_waits']} (workers waited for the aggregator{blocked}; "
+                "requests in flight meanwhile include that wait)",
+            )
+        )
 
     by_name = req.get("by_name", {})
     if by_name:

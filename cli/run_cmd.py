@@ -117,15 +117,26 @@ def _inputs_of(scenario_path: Path, scenario: Scenario) -> list[tuple[Path, str]
 
 
 def _raise_nofile_limit(needed: int) -> str | None:
-    """Raise the open-files soft limit toward ``needed``; return a note when it changed."""
+    """Raise the open-files soft limit toward ``needed``; return what to say on stderr: that
+    it was raised, or a warning when it stays below ``needed`` (the hard limit is lower)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= needed:
         return None
     new = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    with contextlib.suppress(ValueError, OSError):
+    try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (ValueError, OSError):
+        new = soft
+    if new >= needed:
         return f"raised the open-files limit from {soft} to {new}"
-    return None
+    # Said before the run: otherwise the VUs past the limit fail every request as `other`
+    # and the run reads as a server problem.
+    return (
+        f"warning: the open-files limit is {new} (hard limit {hard}), below the {needed} a "
+        "worker of this run may need (a socket per VU, plus 256): VUs past it cannot "
+        f"connect and their requests fail; raise the hard limit (ulimit -Hn {needed}) or "
+        "spread the VUs over more --procs"
+    )
 
 
 def run_scenario(opts: RunOptions) -> int:
@@ -170,7 +181,8 @@ def run_scenario(opts: RunOptions) -> int:
         )
         _clear_previous_outputs(out_dir)
 
-        note = _raise_nofile_limit(vus // max(procs, 1) + 256)
+        shard_vus = -(-vus // shard_count)
+        note = _raise_nofile_limit(-(-shard_vus // max(procs, 1)) + 256)
         if note:
             print(f"z6: {note}", file=sys.stderr)
 
@@ -282,9 +294,12 @@ def _finish_run(
     with contextlib.suppress(OSError):
         for message in outcome.messages:
             print(f"z6: {message}", file=sys.stderr, flush=True)
-        note = _split_pool_note(summary, meta.procs * meta.shard_count)
-        if note:
-            print(f"z6: note: {note}", file=sys.stderr, flush=True)
+        for note in (
+            _split_pool_note(summary, meta.procs * meta.shard_count),
+            _ring_wait_note(summary),
+        ):
+            if note:
+                print(f"z6: note: {note}", file=sys.stderr, flush=True)
     if unwritten is not None:
         with contextlib.suppress(OSError):
             print(f"z6: {unwritten}", file=sys.stderr, flush=True)
@@ -309,6 +324,18 @@ def _finish_run(
                 )
         return EXIT_RUNTIME
     return EXIT_OK
+
+
+def _ring_wait_note(summary: dict[str, Any]) -> str | None:
+    """What a worker waiting for room in its ring did to the numbers, or ``None``."""
+    waits = summary.get("ring_waits") or 0
+    if not waits:
+        return None
+    return (
+        f"the workers found their rings full {waits} time(s) and waited "
+        f"{summary.get('ring_wait_s') or 0:g} s in all for the aggregator (a slow disk, or z6 "
+        "itself stopped): requests in flight meanwhile have that wait in their latency"
+    )
 
 
 def _split_pool_note(summary: dict[str, Any], parts: int) -> str | None:

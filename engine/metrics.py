@@ -418,6 +418,7 @@ class Reducer:
         self._connect_max_ns = 0
         self.dropped_iterations = 0
         self.ring_waits = 0
+        self.ring_wait_ns = 0
         self._max_end_ns = 0
         self._max_vu_ns = 0
         self._max_finished_ns = 0
@@ -661,6 +662,7 @@ class Reducer:
             elif t is WorkerFinished:
                 assert isinstance(ev, WorkerFinished)
                 self.ring_waits += ev.ring_waits
+                self.ring_wait_ns += ev.ring_wait_ns
                 self._max_finished_ns = max(self._max_finished_ns, ev.t_ns)
                 w = ev.worker if worker < 0 else worker
                 self._reported[(0, w)] = (ev.events, ev.requests_started)
@@ -736,6 +738,7 @@ class Reducer:
         self._connect_max_ns = max(self._connect_max_ns, other._connect_max_ns)
         self.dropped_iterations += other.dropped_iterations
         self.ring_waits += other.ring_waits
+        self.ring_wait_ns += other.ring_wait_ns
         if other._max_end_ns:
             self._max_end_ns = max(self._max_end_ns, other._max_end_ns + offset_ns)
         if other._max_vu_ns:

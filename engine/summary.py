@@ -279,6 +279,7 @@ def build_summary(
     }
     summary["dropped_iterations"] = reducer.dropped_iterations
     summary["ring_waits"] = reducer.ring_waits
+    summary["ring_wait_s"] = round(reducer.ring_wait_ns / 1e9, 3)
     summary["accounting"] = _accounting(reducer)
     if meta.shard_count > 1:
         summary["shard"] = {"index": meta.shard_index, "count": meta.shard_count}

@@ -105,6 +105,7 @@ class _Counters:
     events: int = 0
     requests_started: int = 0
     ring_waits: int = 0
+    ring_wait_ns: int = 0
     # Never replaced (flushes copy and clear it): the reactor watches its length.
     batch: list[Event] = field(default_factory=list)
 
@@ -193,9 +194,11 @@ class VuRuntime:
                 async with self._flush_lock:
                     await self._write_batch(batch)
 
-    def add_ring_waits(self, n: int) -> None:
-        """Count times the ring was full (reported in ``WorkerFinished``)."""
-        self._c.ring_waits += n
+    def add_ring_wait(self, wait_ns: int) -> None:
+        """Count one write that found the ring full and waited ``wait_ns`` for room
+        (reported in ``WorkerFinished``)."""
+        self._c.ring_waits += 1
+        self._c.ring_wait_ns += wait_ns
 
     # -- running ---------------------------------------------------------------------------
 
@@ -234,6 +237,7 @@ class VuRuntime:
             c.events,
             c.requests_started,
             c.ring_waits,
+            c.ring_wait_ns,
         )
         c.batch.append(fin)
         await self.flush()

@@ -82,7 +82,9 @@ class WorkerFinished(msgspec.Struct, array_like=True, tag=6, gc=False):
 
     ``events`` counts every event this worker produced *before* this one; the aggregator
     compares it with what it received. ``requests_started`` counts requests begun, so that
-    started = recorded request events holds. ``ring_waits`` counts times the ring was full.
+    started = recorded request events holds. ``ring_waits`` counts the writes that found the
+    ring full (one however long each waited; logs before ``ring_wait_ns`` counted every 0.5 ms
+    retry), ``ring_wait_ns`` the time the worker spent waiting for room (0 in older logs).
     """
 
     worker: int
@@ -90,6 +92,7 @@ class WorkerFinished(msgspec.Struct, array_like=True, tag=6, gc=False):
     events: int
     requests_started: int
     ring_waits: int
+    ring_wait_ns: int = 0
 
 
 Event = RequestEvent | VuStarted | VuStopped | IterationDropped | WorkerStarted | WorkerFinished

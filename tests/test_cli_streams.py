@@ -289,3 +289,53 @@ def test_a_run_that_fails_before_it_starts_leaves_no_empty_results_dir(tmp_path:
     proc = run_z6(["run", str(path), "-q"], cwd=tmp_path)
     assert proc.returncode == 3, proc.stderr
     assert list((tmp_path / "results").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "fails", "said"),
+    [
+        (8000, 9000, False, None),
+        (1024, -1, False, "raised the open-files limit from 1024 to 5256"),
+        (1024, 8000, False, "raised the open-files limit from 1024 to 5256"),
+        (
+            1024,
+            4096,
+            False,
+            "warning: the open-files limit is 4096 (hard limit 4096), below the 5256",
+        ),
+        (
+            1024,
+            8000,
+            True,
+            "warning: the open-files limit is 1024 (hard limit 8000), below the 5256",
+        ),
+    ],
+)
+def test_an_open_files_limit_that_stays_too_low_is_a_warning(
+    monkeypatch: pytest.MonkeyPatch, soft: int, hard: int, fails: bool, said: str | None
+) -> None:
+    """A hard limit below what the VUs need used to read "raised the open-files limit from
+    1024 to 4096", and then 1,848 of 10,000 VUs failed every request without a word why."""
+    import resource
+
+    from z6.cli import run_cmd
+
+    hard_limit = resource.RLIM_INFINITY if hard == -1 else hard
+    set_to: list[tuple[int, int]] = []
+
+    def setrlimit(_what: int, limits: tuple[int, int]) -> None:
+        if fails:
+            raise ValueError("not allowed")
+        set_to.append(limits)
+
+    monkeypatch.setattr(run_cmd.resource, "getrlimit", lambda _what: (soft, hard_limit))
+    monkeypatch.setattr(run_cmd.resource, "setrlimit", setrlimit)
+    note = run_cmd._raise_nofile_limit(5256)
+    if said is None:
+        assert note is None
+        assert set_to == []
+    else:
+        assert note is not None
+        assert note.startswith(said)
+        if not fails:
+            assert set_to == [(min(5256, hard_limit if hard != -1 else 5256), hard_limit)]

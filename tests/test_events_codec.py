@@ -50,7 +50,9 @@ EXAMPLES: list[Event] = [
     VuStopped(vu=3, t_ns=6, iterations=8),
     IterationDropped(iteration=11, scheduled_ns=12),
     WorkerStarted(worker=1, pid=4321, t_ns=0, vus=50),
-    WorkerFinished(worker=1, t_ns=99, events=1000, requests_started=900, ring_waits=3),
+    WorkerFinished(
+        worker=1, t_ns=99, events=1000, requests_started=900, ring_waits=3, ring_wait_ns=7
+    ),
 ]
 
 _events = st.one_of(
@@ -82,6 +84,7 @@ _events = st.one_of(
         events=_INT,
         requests_started=_INT,
         ring_waits=_INT,
+        ring_wait_ns=_INT,
     ),
 )
 
@@ -119,6 +122,10 @@ def test_trailing_defaults_may_be_absent() -> None:
     (ev,) = decode_batch(msgspec.msgpack.encode(old))
     assert isinstance(ev, RequestEvent)
     assert (ev.scheduled_ns, ev.think_ns, ev.retried) == (3, 4, False)
+    # WorkerFinished before ``ring_wait_ns``: 5 fields.
+    (fin,) = decode_batch(msgspec.msgpack.encode([[6, 1, 99, 10, 9, 3]]))
+    assert isinstance(fin, WorkerFinished)
+    assert (fin.ring_waits, fin.ring_wait_ns) == (3, 0)
 
 
 def test_encode_into_buffer_reuses_it() -> None:

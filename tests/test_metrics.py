@@ -415,7 +415,7 @@ def test_retried_requests_are_counted_and_merged() -> None:
 def test_accounting_per_worker() -> None:
     r = Reducer(["a"])
     r.add([WorkerStarted(0, 11, 0, 1), VuStarted(0, 0), req(), req()], 0)
-    r.add([req(), VuStopped(0, S, 3), WorkerFinished(0, S, 6, 3, 2)], 0)
+    r.add([req(), VuStopped(0, S, 3), WorkerFinished(0, S, 6, 3, 2, 1_500_000_000)], 0)
     r.add([WorkerStarted(1, 12, 0, 1), req(vu=1)], 1)  # worker 1 never finished
     r.add([req()], -1)  # unattributed: counted in metrics only
     accts = {a.worker: a for a in r.workers()}
@@ -425,8 +425,12 @@ def test_accounting_per_worker() -> None:
     assert accts[0].requests_started == 3
     assert accts[1].received == 2
     assert accts[1].reported is None
-    assert r.ring_waits == 2
+    assert (r.ring_waits, r.ring_wait_ns) == (2, 1_500_000_000)
     assert r.total == 5
+    other = Reducer(["a"])
+    other.add([WorkerFinished(0, S, 0, 0, 1, 250_000_000)], 0)
+    r.merge(other)
+    assert (r.ring_waits, r.ring_wait_ns) == (3, 1_750_000_000)
 
 
 # ---------------------------------------------------------------- open model

@@ -76,6 +76,19 @@ def test_render_text_shows_the_numbers() -> None:
     assert "dropped" not in text  # closed model without drops
 
 
+def test_render_text_says_how_long_workers_waited_for_the_aggregator() -> None:
+    s = _summary()
+    assert "ring waits" not in render_text(s)
+    s["ring_waits"], s["ring_wait_s"] = 3, 2.5
+    assert "ring waits .......... 3 (workers waited for the aggregator, 2.5 s in all;" in (
+        render_text(s)
+    )
+    s["ring_wait_s"] = None  # a log from before the wait time was kept
+    assert "ring waits .......... 3 (workers waited for the aggregator; requests" in (
+        render_text(s)
+    )
+
+
 def test_render_text_passed_and_no_goals() -> None:
     assert "result: PASSED (all 1 goals met)" in render_text(_summary(rps_min=1))
     assert "result: PASSED (no goals)" in render_text(_summary())

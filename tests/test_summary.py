@@ -81,7 +81,7 @@ def _run(open_model: bool = False) -> Reducer:
     events.append(IterationDropped(3, 500 * MS))
     events.append(VuStopped(0, 1_900 * MS, 10))
     r.add(events, 0)
-    r.add([WorkerFinished(0, 2 * S, len(events), 10, 4)], 0)
+    r.add([WorkerFinished(0, 2 * S, len(events), 10, 4, 2_345_600_000)], 0)
     return r
 
 
@@ -156,6 +156,7 @@ def test_summary_has_the_spec_keys_and_values() -> None:
     assert s["connections"] == {"new": 1, "failed": 1, "connect_ms": {"mean": 1.0, "max": 1.0}}
     assert s["dropped_iterations"] == 1
     assert s["ring_waits"] == 4
+    assert s["ring_wait_s"] == 2.346
     assert s["accounting"]["complete"] is True
     assert s["accounting"]["missing"] == 0
     assert s["accounting"]["workers"][0]["received"] == 14
