@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -862,40 +862,68 @@ class Reducer:
                 out[e] += c
         return dict(sorted(out.items()))
 
-    def _latency_counts(self, corrected: bool) -> Counter[int]:
-        """All latency counts so far: finalized seconds plus the live seconds' histograms."""
+    def _latency_sources(self, corrected: bool) -> list[Mapping[int, int]]:
+        """Where the latency counts so far are: the finalized seconds' counts, plus the live
+        seconds' histograms merged (a few seconds' worth: small). Never a copy of the large
+        one, which holds an entry per (request, bucket) ever seen (docs/metrics.md)."""
         if corrected:
-            return self._corr
-        live = [sec.hist for sec in self._live.values() if sec.hist]
-        if not live:
-            return self._lat
-        out = Counter(self._lat)
-        for hist in live:
-            out.update(hist)
-        return out
+            return [self._corr]
+        live: Counter[int] = Counter()
+        for sec in self._live.values():
+            if sec.hist:
+                live.update(sec.hist)
+        return [self._lat, live] if live else [self._lat]
 
     def latency_buckets(
         self, request: int | None = None, *, corrected: bool = False
     ) -> Counter[int]:
         """Sparse ``{bucket index: count}`` of one request (or all when ``None``)."""
-        src = self._latency_counts(corrected)
-        if request is None:
-            return _strip_request(src)
+        if request is not None:
+            return self.latency_buckets_of(corrected=corrected)(request)
         out: Counter[int] = Counter()
-        for key, n in src.items():
-            if key >> _KEY_BITS == request:
+        for src in self._latency_sources(corrected):
+            for key, n in src.items():
                 out[key & _KEY_LOW] += n
         return out
 
+    def latency_buckets_of(self, *, corrected: bool = False) -> Callable[[int], Counter[int]]:
+        """A function giving one request's ``{bucket index: count}`` at a time.
+
+        One pass groups the keys by request (a list of references, 8 bytes a key); each call
+        then builds only that request's counts. Grouping the counts themselves by request
+        (:meth:`buckets_by_request`) took as much memory again as the counts, which hold an
+        entry per (request, bucket): 2.7 million of them for 300 names with latencies spread
+        from 1 ms to 2 s."""
+        groups: list[tuple[Mapping[int, int], dict[int, list[int]]]] = []
+        for src in self._latency_sources(corrected):
+            by_request: dict[int, list[int]] = {}
+            for key in src:
+                keys = by_request.get(key >> _KEY_BITS)
+                if keys is None:
+                    keys = by_request[key >> _KEY_BITS] = []
+                keys.append(key)
+            groups.append((src, by_request))
+
+        def of(request: int) -> Counter[int]:
+            out: Counter[int] = Counter()
+            for src, by_request in groups:
+                for key in by_request.get(request, ()):
+                    out[key & _KEY_LOW] += src[key]
+            return out
+
+        return of
+
     def buckets_by_request(self, *, corrected: bool = False) -> dict[int, Counter[int]]:
-        """``{request index: {bucket index: count}}`` in one pass over the latency counts."""
+        """``{request index: {bucket index: count}}`` in one pass over the latency counts
+        (as much memory again as the counts: :meth:`latency_buckets` takes one request)."""
         out: dict[int, Counter[int]] = {}
-        for key, n in self._latency_counts(corrected).items():
-            r = key >> _KEY_BITS
-            c = out.get(r)
-            if c is None:
-                c = out[r] = Counter()
-            c[key & _KEY_LOW] += n
+        for src in self._latency_sources(corrected):
+            for key, n in src.items():
+                r = key >> _KEY_BITS
+                c = out.get(r)
+                if c is None:
+                    c = out[r] = Counter()
+                c[key & _KEY_LOW] += n
         return out
 
     def histogram(self, request: int | None = None, *, corrected: bool = False) -> HdrHistogram:

@@ -219,20 +219,21 @@ def build_summary(
     total, failed = reducer.total, reducer.failed
     duration_s = measured_duration_ns(reducer, footer, planned_s) / 1e9
     counts = reducer.counts_by_request()
-    plain = reducer.buckets_by_request()
-    corrected = reducer.buckets_by_request(corrected=True) if reducer.open_model else {}
     by_name: dict[str, Any] = {}
+    # One request's buckets at a time: the latency counts hold an entry per (request,
+    # bucket), and a copy grouped by request doubled the memory of a run with many names.
+    plain = reducer.latency_buckets_of()
+    corrected = reducer.latency_buckets_of(corrected=True) if reducer.open_model else None
     for r in reducer.request_indices():
         t, f = counts.get(r, (0, 0))
         entry: dict[str, Any] = {
             "total": t,
             "ok": t - f,
             "failed": f,
-            "latency_ms": latency_stats(histogram_of(plain.get(r, {})), ps),
+            "latency_ms": latency_stats(histogram_of(plain(r)), ps),
         }
-        if reducer.open_model:
-            hist = histogram_of(corrected.get(r, {}))
-            entry["latency_corrected_ms"] = latency_stats(hist, ps)
+        if corrected is not None:
+            entry["latency_corrected_ms"] = latency_stats(histogram_of(corrected(r)), ps)
         by_name[reducer.name_of(r)] = entry
 
     summary: dict[str, Any] = {

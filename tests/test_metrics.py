@@ -99,6 +99,14 @@ def _buckets_equal(a: Reducer, b: Reducer) -> None:
     assert a.latency_buckets() == b.latency_buckets()
     assert a.buckets_by_request() == b.buckets_by_request()
     assert a.buckets_by_request(corrected=True) == b.buckets_by_request(corrected=True)
+    # The one-request-at-a-time view the summary uses agrees with the grouped one, live
+    # seconds included.
+    for corrected in (False, True):
+        grouped = a.buckets_by_request(corrected=corrected)
+        one = a.latency_buckets_of(corrected=corrected)
+        assert {r: one(r) for r in grouped} == grouped
+        assert all(a.latency_buckets(r, corrected=corrected) == c for r, c in grouped.items())
+        assert one(max(grouped, default=0) + 1) == {}
 
 
 # ---------------------------------------------------------------- HDR layout
