@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from z6.engine.scenario import Scenario
 from z6.engine.summary import (
     RunMeta,
     build_summary,
+    iter_timeseries_rows,
     measured_duration_ns,
     note_abort,
     timeseries_rows,
@@ -181,6 +182,10 @@ class AnalyzeResult:
         """The per-second time series (``timeseries.csv`` rows), computed on demand."""
         return timeseries_rows(self.reducer, self.duration_s)
 
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        """:meth:`rows` one at a time."""
+        return iter_timeseries_rows(self.reducer, self.duration_s)
+
 
 def analyze_logs(
     paths: Sequence[str | Path], percentiles: Sequence[float] | None = None
@@ -334,7 +339,7 @@ def _check_format(fmt: str, allowed: Sequence[str]) -> None:
 
 def run_analyze(paths: Sequence[Path], fmt: str, percentiles: Sequence[float] | None) -> int:
     """``z6 analyze``: print the result in ``fmt``; exit 1 when a goal failed, else 0."""
-    from z6.cli.report import render_text, render_timeseries_csv
+    from z6.cli.report import render_text, write_timeseries_csv
 
     _check_format(fmt, ANALYZE_FORMATS)
     result = analyze_logs(paths, percentiles)
@@ -343,7 +348,7 @@ def run_analyze(paths: Sequence[Path], fmt: str, percentiles: Sequence[float] | 
     if fmt == "json":
         print(json.dumps(result.summary, indent=2))
     elif fmt == "csv":
-        sys.stdout.write(render_timeseries_csv(result.rows()))
+        write_timeseries_csv(result.iter_rows(), sys.stdout)
     else:
         print(render_text(result.summary))
         if "logs" in result.summary:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -981,11 +981,14 @@ class Reducer:
 
     def timeseries(self) -> list[SecondRow]:
         """One row per second from 0 to the last second with any event; does not finalize."""
+        return list(self.iter_timeseries())
+
+    def iter_timeseries(self) -> Iterator[SecondRow]:
+        """:meth:`timeseries` one row at a time (a month-long run has 2.6 million rows)."""
         last = max(
             max(self._seconds, default=-1),
             max(self._vu_delta, default=-1),
         )
-        rows: list[SecondRow] = []
         level = sum(d for s, d in self._vu_delta.items() if s < 0)
         seconds: Iterable[int] = range(0, last + 1)
         if last > _DENSE_SECONDS_MAX:
@@ -1007,7 +1010,7 @@ class Reducer:
                     p50, p99 = pct.get(50.0), pct.get(99.0)
                 else:
                     p50, p99 = sec.p50, sec.p99
-            rows.append(
+            yield (
                 SecondRow(
                     second=s,
                     requests=sec.requests if sec else 0,
@@ -1020,7 +1023,6 @@ class Reducer:
                     vu_ns=max(vu_ns, 0),
                 )
             )
-        return rows
 
 
 _DENSE_SECONDS_MAX = 31 * 24 * 3600  # a month of per-second rows

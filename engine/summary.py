@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -27,6 +27,7 @@ __all__ = [
     "HeaderLike",
     "RunMeta",
     "build_summary",
+    "iter_timeseries_rows",
     "latency_stats",
     "measured_duration_ns",
     "note_abort",
@@ -322,7 +323,14 @@ def _accounting(reducer: Reducer) -> dict[str, Any]:
 
 
 def timeseries_rows(reducer: Reducer, duration_s: float | None = None) -> list[dict[str, Any]]:
-    """Per-second rows for ``timeseries.csv``.
+    """Per-second rows for ``timeseries.csv``: :func:`iter_timeseries_rows` as a list."""
+    return list(iter_timeseries_rows(reducer, duration_s))
+
+
+def iter_timeseries_rows(
+    reducer: Reducer, duration_s: float | None = None
+) -> Iterator[dict[str, Any]]:
+    """Per-second rows for ``timeseries.csv``, one at a time.
 
     Columns: ``second, requests, ok, errors, rps, p50_ms, p99_ms, active_vus, vus_avg`` plus
     ``started, dropped`` in the open model. ``rps`` and ``vus_avg`` (the mean number of active
@@ -331,8 +339,7 @@ def timeseries_rows(reducer: Reducer, duration_s: float | None = None) -> list[d
     the end read 10/s). Pass ``measured_duration_ns / 1e9`` unrounded: that last row often
     covers about 1 ms.
     """
-    rows: list[dict[str, Any]] = []
-    for r in reducer.timeseries():
+    for r in reducer.iter_timeseries():
         covered = 1.0 if duration_s is None else duration_s - r.second
         if not 0 < covered < 1:
             covered = 1.0
@@ -350,5 +357,4 @@ def timeseries_rows(reducer: Reducer, duration_s: float | None = None) -> list[d
         if reducer.open_model:
             row["started"] = r.started
             row["dropped"] = r.dropped
-        rows.append(row)
-    return rows
+        yield row
