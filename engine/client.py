@@ -61,7 +61,8 @@ _IDLE_CHECK_NS = 1_000_000
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
-# (host, port) -> (family, type, proto, sockaddr) of the first getaddrinfo answer.
+# (host, port) -> (family, type, proto, sockaddr): the first getaddrinfo answer, or with
+# several the first that accepted a connection (prefetch_address).
 _ADDR_CACHE: dict[tuple[str, int], tuple[int, int, int, Any]] = {}
 # (host, port) -> why prefetch_address could not resolve it.
 _ADDR_FAILED: dict[tuple[str, int], BaseException] = {}
@@ -236,8 +237,25 @@ def make_ssl_context(verify: bool = True, ca_bundle: str | None = None) -> ssl.S
     return ctx
 
 
-def _resolve(host: str, port: int) -> tuple[int, int, int, Any]:
-    """The first stream address of ``host:port``, cached per process.
+_Address = tuple[int, int, int, Any]  # family, type, proto, sockaddr
+
+
+def _addresses(host: str, port: int) -> list[_Address]:
+    """The distinct stream addresses of ``host:port``, in getaddrinfo's order (blocking)."""
+    out: list[_Address] = []
+    for family, type_, proto, _canon, sockaddr in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    ):
+        addr = (int(family), int(type_), proto, sockaddr)
+        if addr not in out:
+            out.append(addr)
+    if not out:
+        raise socket.gaierror(f"no address for {host!r}")
+    return out
+
+
+def _resolve(host: str, port: int) -> _Address:
+    """The stream address of ``host:port`` to connect to, cached per process.
 
     Blocking on a cache miss: the VU runtime resolves its target with ``prefetch_address``
     (in a trio thread) before any VU starts, so a miss only happens in tools and tests.
@@ -248,17 +266,19 @@ def _resolve(host: str, port: int) -> tuple[int, int, int, Any]:
         failed = _ADDR_FAILED.get(key)
         if failed is not None:
             raise failed.with_traceback(None)  # no frames piling up on the shared object
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        if not infos:
-            raise socket.gaierror(f"no address for {host!r}")
-        family, type_, proto, _canon, sockaddr = infos[0]
-        addr = (int(family), int(type_), proto, sockaddr)
-        _ADDR_CACHE[key] = addr
+        addr = _ADDR_CACHE[key] = _addresses(host, port)[0]
     return addr
 
 
-async def prefetch_address(host: str, port: int) -> None:
+async def prefetch_address(host: str, port: int, probe_timeout_s: float = 1.0) -> None:
     """Resolve ``host:port`` into the cache without blocking trio (before the VUs start).
+
+    With several addresses, the first that accepts a TCP connection (each tried for up to
+    ``probe_timeout_s``) is the run's, else the first: ``localhost`` is ``::1`` and
+    ``127.0.0.1`` on most systems, and a server often listens on only one of them (``z6
+    serve`` on 127.0.0.1, many dev servers on ::1); every request failed ``connect_refused``
+    when the other came first. Browsers and Go's dialer (k6) fall back the same way. The
+    probe is one connection per worker, opened and closed before any request.
 
     A failure is remembered for the process (``_ADDR_FAILED``): every connect then reports
     ``DNS_ERROR`` at once instead of blocking the VUs' loop on a resolver timeout each time.
@@ -267,9 +287,34 @@ async def prefetch_address(host: str, port: int) -> None:
     if key in _ADDR_CACHE or key in _ADDR_FAILED:
         return
     try:
-        await trio.to_thread.run_sync(_resolve, host, port)
+        addrs = await trio.to_thread.run_sync(_addresses, host, port)
     except (OSError, UnicodeError) as exc:
         _ADDR_FAILED[key] = exc
+        return
+    chosen = addrs[0]
+    if len(addrs) > 1:
+        for addr in addrs:
+            if await _accepts(addr, probe_timeout_s):
+                chosen = addr
+                break
+    _ADDR_CACHE[key] = chosen
+
+
+async def _accepts(addr: _Address, timeout_s: float) -> bool:
+    """Whether a TCP connection to ``addr`` is accepted within ``timeout_s``."""
+    family, type_, proto, sockaddr = addr
+    try:
+        sock = trio.socket.socket(family, type_, proto)
+    except OSError:
+        return False  # a family this machine lacks (IPv6 off)
+    with sock:
+        with trio.move_on_after(timeout_s):
+            try:
+                await sock.connect(sockaddr)
+            except OSError:
+                return False
+            return True
+    return False
 
 
 class Connection:

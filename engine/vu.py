@@ -214,7 +214,7 @@ class VuRuntime:
         self._emit(
             WorkerStarted(plan.worker_index, _pid(), self._rel(time.perf_counter_ns()), len(my_vus))
         )
-        await prefetch_address(self._host, self._port)
+        await prefetch_address(self._host, self._port, min(self._connect_timeout_s, 1.0))
         if plan.open_model:
             reactor.spawn(self._open_model(my_vus))
         else:

@@ -879,3 +879,30 @@ def test_a_retried_request_is_timed_and_bounded_from_its_first_attempt(
         assert stall_s <= latency_s < 0.2
     else:
         assert 0.2 <= latency_s < stall_s + 0.2
+
+
+@pytest.mark.parametrize("listening", [0, 1, None])
+def test_a_name_with_several_addresses_takes_the_first_that_accepts(
+    monkeypatch: pytest.MonkeyPatch, listening: int | None
+) -> None:
+    """``localhost`` is ``::1`` and ``127.0.0.1`` on most systems and a server often listens
+    on one only: the run's address is the first that accepts a connection (else the first),
+    not every request ``connect_refused`` on the other one."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    # 127.0.0.2 is loopback too, with nothing listening on it: refused at once.
+    hosts = ["127.0.0.2", "127.0.0.1"] if listening == 1 else ["127.0.0.1", "127.0.0.2"]
+    if listening is None:
+        hosts = ["127.0.0.2", "127.0.0.3"]
+    infos = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (h, port)) for h in hosts]
+    monkeypatch.setattr(client_module.socket, "getaddrinfo", lambda *_a, **_k: infos)
+    monkeypatch.setattr(client_module, "_ADDR_CACHE", {})
+    monkeypatch.setattr(client_module, "_ADDR_FAILED", {})
+    try:
+        trio.run(client_module.prefetch_address, "multi.test", port, 1.0)
+    finally:
+        server.close()
+    chosen = client_module._ADDR_CACHE[("multi.test", port)][3]
+    assert chosen == (("127.0.0.1" if listening is not None else "127.0.0.2"), port)
