@@ -187,7 +187,12 @@ def render_text(summary: Mapping[str, Any]) -> str:
         else:
             out.append(f"\n  result: PASSED (all {len(goals)} goals met)")
     else:
-        out.append("  result: PASSED (no goals)" if summary.get("passed", True) else "  FAILED")
+        # Not "PASSED": a run of refused connects has no goal to fail either (exit 0).
+        out.append(
+            "  result: no goals (the run is not judged; [assertions] sets them)"
+            if summary.get("passed", True)
+            else "  result: FAILED"
+        )
     return "\n".join(out)
 
 

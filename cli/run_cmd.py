@@ -296,11 +296,12 @@ def _finish_run(
         for message in outcome.messages:
             print(f"z6: {message}", file=sys.stderr, flush=True)
         for note in (
+            _failures_note(summary, scenario.target.base_url),
             _split_pool_note(summary, meta.procs * meta.shard_count),
             _ring_wait_note(summary),
         ):
             if note:
-                print(f"z6: note: {note}", file=sys.stderr, flush=True)
+                print(f"z6: {note}", file=sys.stderr, flush=True)
     if unwritten is not None:
         with contextlib.suppress(OSError):
             print(f"z6: {unwritten}", file=sys.stderr, flush=True)
@@ -327,28 +328,72 @@ def _finish_run(
     return EXIT_OK
 
 
+# The likely cause of each failure kind, for a run where most requests failed: the event log
+# keeps the kind, not the OS or TLS error text.
+_FAILURE_HINTS = {
+    "connect_refused": "nothing accepted connections at {url}: is the server up, the port right?",
+    "connect_timeout": "connections to {url} timed out: a wrong host, a firewall, or "
+    "target.connection_timeout_ms too short",
+    "dns_error": "the host name of {url} does not resolve",
+    "tls_error": "the TLS handshake with {url} failed: a self-signed or private certificate "
+    "needs target.ca_bundle (or verify_cert = false); a plain-HTTP server cannot answer "
+    "https://",
+    "reset": "the server reset the connections: an https:// server given as http://?",
+    "closed_early": "the server closed the connections before answering: an https:// server "
+    "given as http://, or a server that is not HTTP/1.1?",
+    "protocol_error": "the responses are not HTTP/1.1: an https:// server given as http://?",
+    "status": "the responses' statuses failed the check (expect_status, or >= 400): see "
+    "the status codes",
+    "timeout": "the responses took longer than timeout_ms",
+}
+
+
+def _failures_note(summary: dict[str, Any], base_url: str) -> str | None:
+    """A warning when at least half of the requests failed, with the likeliest cause: such a
+    run still has a request rate, and without goals it is not judged (exit 0)."""
+    total = summary["requests"]["total"]
+    failed = summary["requests"]["failed"]
+    if not total or failed * 2 < total:
+        return None
+    kinds = summary["errors"]["by_kind"]
+    top = max(kinds, key=kinds.get) if kinds else None
+    text = f"warning: {failed} of {total} requests failed"
+    if top is not None:
+        text += f" ({', '.join(f'{k}: {n}' for k, n in kinds.items())})"
+        hint = _FAILURE_HINTS.get(top)
+        if hint:
+            text += "; " + hint.format(url=base_url)
+    return text
+
+
 def _ring_wait_note(summary: dict[str, Any]) -> str | None:
     """What a worker waiting for room in its ring did to the numbers, or ``None``."""
     waits = summary.get("ring_waits") or 0
     if not waits:
         return None
     return (
-        f"the workers found their rings full {waits} time(s) and waited "
+        "note: the workers found their rings full {waits} time(s) and waited "
         f"{summary.get('ring_wait_s') or 0:g} s in all for the aggregator (a slow disk, or z6 "
         "itself stopped): requests in flight meanwhile have that wait in their latency"
     )
 
 
 def _split_pool_note(summary: dict[str, Any], parts: int) -> str | None:
-    """Why an open-model run over several workers (or shards) may have dropped more than one
-    process would, or ``None``. Each worker's VUs take only the arrivals routed to them, so a
-    VU that is busy drops its arrival while another worker's VU is free: 3 workers with one
-    VU each ran 201 iterations where one process with 3 VUs ran 258 (docs/scenario.md)."""
+    """That an open-model run dropped iterations, and over several workers (or shards) why it
+    may have dropped more than one process would; ``None`` when nothing was dropped. Each
+    worker's VUs take only the arrivals routed to them, so a VU that is busy drops its arrival
+    while another worker's VU is free: 3 workers with one VU each ran 201 iterations where
+    one process with 3 VUs ran 258 (docs/scenario.md)."""
     dropped = summary.get("dropped_iterations", 0)
-    if not dropped or parts <= 1:
+    if not dropped:
         return None
+    if parts <= 1:
+        return (
+            f"note: {dropped} iterations were dropped (no VU of the pool was free when they "
+            "came due): raise max_vus to run the full rate"
+        )
     return (
-        f"{dropped} iterations were dropped; with the pool split over {parts} workers, each "
+        f"note: {dropped} iterations were dropped; with the pool split over {parts} workers, each "
         "VU takes only its own worker's arrivals, so a saturated pool drops more than with "
         "--procs 1 (docs/scenario.md). Raise max_vus to run the full rate"
     )

@@ -196,6 +196,8 @@ def test_drops_with_a_split_pool_come_with_a_note(tmp_path: Path, port: int) -> 
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["dropped_iterations"] > 50
         notes[procs] = [ln for ln in proc.stderr.splitlines() if "pool split" in ln]
+        # Any drop is said, with one worker too.
+        assert "iterations were dropped" in proc.stderr
     assert notes["1"] == []
     (note,) = notes["2"]
     assert note.startswith("z6: note: ")

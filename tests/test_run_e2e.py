@@ -268,8 +268,11 @@ def test_connect_refused_is_recorded_not_crashed(tmp_path: Path) -> None:
     )
     out = tmp_path / "out"
     code, summary, err = run_json(scenario, out, "--procs", "1", "--vus", "2", "--http", "h11")
-    assert code == 0, err  # no goals: a run full of errors still "passes"
+    assert code == 0, err  # no goals: a run full of errors is not judged
     assert summary["requests"]["total"] == 6
+    # ...but it says so, with the likely cause, and does not read "PASSED".
+    assert "z6: warning: 6 of 6 requests failed (connect_refused: 6); nothing accepted " in err
+    assert "result: no goals" in (out / "summary.txt").read_text()
     # What ran beyond the saved scenario.toml: the overrides and the engine.
     assert summary["options"] == {"engine": "h11", "vus": "2"}
     assert "  options engine h11, vus 2\n" in (out / "summary.txt").read_text()
