@@ -22,6 +22,7 @@ from z6.engine.scenario import Assertions
 
 __all__ = [
     "DEFAULT_PERCENTILES",
+    "MIN_RATE_SPAN_S",
     "EndedFooter",
     "FooterLike",
     "HeaderLike",
@@ -36,6 +37,10 @@ __all__ = [
 ]
 
 DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+MIN_RATE_SPAN_S = 0.1
+"""A last time-series row covering less of its second than this has no ``rps``: two requests
+ending in the 0.6 ms the run covered read 3,138/s in a run of 2/s."""
 
 
 class HeaderLike(Protocol):
@@ -335,9 +340,11 @@ def iter_timeseries_rows(
     Columns: ``second, requests, ok, errors, rps, p50_ms, p99_ms, active_vus, vus_avg`` plus
     ``started, dropped`` in the open model. ``rps`` and ``vus_avg`` (the mean number of active
     VUs) are over the part of the second the run covered: the whole second, except in the
-    last row when the run's ``duration_s`` ends inside it (its 10 requests in the 9 ms before
-    the end read 10/s). Pass ``measured_duration_ns / 1e9`` unrounded: that last row often
-    covers about 1 ms.
+    last row when the run's ``duration_s`` ends inside it (10 requests in its last 0.25 s
+    are 40/s, not a collapse to 10). When that part is under ``MIN_RATE_SPAN_S`` the row's
+    ``rps`` is ``None`` (unless it is second 0, the whole of a run that short): the last row
+    often covers about 1 ms (pass ``measured_duration_ns / 1e9`` unrounded), where the few
+    requests that ended during the graceful stop read as thousands per second.
     """
     for r in reducer.iter_timeseries():
         covered = 1.0 if duration_s is None else duration_s - r.second
@@ -348,7 +355,12 @@ def iter_timeseries_rows(
             "requests": r.requests,
             "ok": r.requests - r.errors,
             "errors": r.errors,
-            "rps": round(r.requests / covered, 3),
+            # Second 0 is the whole run when it is that short: its rate is the summary's.
+            "rps": (
+                round(r.requests / covered, 3)
+                if covered >= MIN_RATE_SPAN_S or r.second == 0
+                else None
+            ),
             "p50_ms": _ms(r.p50_us),
             "p99_ms": _ms(r.p99_us),
             "active_vus": r.active_vus,

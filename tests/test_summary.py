@@ -299,6 +299,11 @@ def test_the_last_partial_second_s_rate_is_over_the_part_the_run_covered() -> No
     assert [(row["requests"], row["rps"]) for row in rows] == [(10, 10.0), (3, 12.0)]
     assert [row["rps"] for row in timeseries_rows(r, 2.0)] == [10.0, 3.0]
     assert [row["rps"] for row in timeseries_rows(r)] == [10.0, 3.0]
+    # A sliver of a second (the graceful stop's last responses) has no rate: 3 requests in
+    # 1 ms would read 3,000/s.
+    rows = timeseries_rows(r, 1.001)
+    assert [(row["requests"], row["rps"]) for row in rows] == [(10, 10.0), (3, None)]
+    assert [row["rps"] for row in timeseries_rows(r, 1.1)] == [10.0, 30.0]
 
 
 def test_a_complete_run_lasts_its_planned_length_for_rps() -> None:
