@@ -19,11 +19,13 @@ from typing import IO, Any
 from z6.cli.entry import drop_stdout
 from z6.cli.progress import Progress
 from z6.cli.report import render_text, write_timeseries_csv
+from z6.engine.client import choose_address
 from z6.engine.decisions import resolve_seed
 from z6.engine.errors import ConfigError, RunError
 from z6.engine.loader import load_scenario
 from z6.engine.overrides import apply_overrides, duration_cut_note
 from z6.engine.protocol import engine_factory, httptools_available
+from z6.engine.requests import parse_base_url
 from z6.engine.scenario import Scenario
 from z6.engine.schedule import peak_vus
 from z6.engine.summary import (
@@ -132,8 +134,9 @@ def _raise_nofile_limit(needed: int) -> str | None:
         return f"raised the open-files limit from {soft} to {new}"
     # Said before the run: otherwise the VUs past the limit fail every request as `other`
     # and the run reads as a server problem.
+    shown = "unlimited" if hard == resource.RLIM_INFINITY else hard
     return (
-        f"warning: the open-files limit is {new} (hard limit {hard}), below the {needed} a "
+        f"warning: the open-files limit is {new} (hard limit {shown}), below the {needed} a "
         "worker of this run may need (a socket per VU, plus 256): VUs past it cannot "
         f"connect and their requests fail; raise the hard limit (ulimit -Hn {needed}) or "
         "spread the VUs over more --procs"
@@ -187,6 +190,10 @@ def run_scenario(opts: RunOptions) -> int:
         if note:
             print(f"z6: {note}", file=sys.stderr)
 
+        # Before the run's clock starts: the workers inherit the choice (fork), and a probe
+        # of a name's several addresses must not spend the run's first second.
+        _scheme, host, port, _prefix = parse_base_url(scenario.target.base_url)
+        choose_address(host, port, min(scenario.target.connection_timeout_ms / 1000, 1.0))
         run_start_ns = time.perf_counter_ns() + int((_START_DELAY_S + 0.02 * procs) * 1e9)
         wall_start_ns = time.time_ns() + (run_start_ns - time.perf_counter_ns())
         options: dict[str, str] = {"engine": engine}
@@ -371,10 +378,12 @@ def _ring_wait_note(summary: dict[str, Any]) -> str | None:
     waits = summary.get("ring_waits") or 0
     if not waits:
         return None
+    waited = summary.get("ring_wait_s") or 0
+    length = f"{waited:g} s" if waited else "under 1 ms"
     return (
-        "note: the workers found their rings full {waits} time(s) and waited "
-        f"{summary.get('ring_wait_s') or 0:g} s in all for the aggregator (a slow disk, or z6 "
-        "itself stopped): requests in flight meanwhile have that wait in their latency"
+        f"note: the workers found their rings full {waits} time(s) and waited {length} in all "
+        "for the aggregator (a slow disk, or z6 itself stopped): requests in flight meanwhile "
+        "have that wait in their latency"
     )
 
 

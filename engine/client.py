@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import socket
 import ssl
 from collections.abc import Callable
@@ -270,15 +271,18 @@ def _resolve(host: str, port: int) -> _Address:
     return addr
 
 
-async def prefetch_address(host: str, port: int, probe_timeout_s: float = 1.0) -> None:
-    """Resolve ``host:port`` into the cache without blocking trio (before the VUs start).
+def choose_address(host: str, port: int, probe_timeout_s: float = 1.0) -> None:
+    """Resolve ``host:port`` into the process's cache (blocking): ``z6 run`` calls it before
+    it starts the run's clock and forks the workers, which inherit the cache.
 
-    With several addresses, the first that accepts a TCP connection (each tried for up to
-    ``probe_timeout_s``) is the run's, else the first: ``localhost`` is ``::1`` and
-    ``127.0.0.1`` on most systems, and a server often listens on only one of them (``z6
-    serve`` on 127.0.0.1, many dev servers on ::1); every request failed ``connect_refused``
-    when the other came first. Browsers and Go's dialer (k6) fall back the same way. The
-    probe is one connection per worker, opened and closed before any request.
+    With several addresses the run takes the first, in getaddrinfo's order, that accepts a
+    TCP connection: ``localhost`` is ``::1`` and ``127.0.0.1`` on most systems, and a server
+    often listens on only one of them (``z6 serve`` on 127.0.0.1, many dev servers on
+    ``::1``); every request failed ``connect_refused`` when the other came first. Browsers
+    and Go's dialer (k6) fall back the same way. The probes go out together and take at
+    most ``probe_timeout_s`` in all (an address that drops connections costs that once);
+    when none accepts in time, the first address is the run's. Each probe connection is
+    closed at once, before any request.
 
     A failure is remembered for the process (``_ADDR_FAILED``): every connect then reports
     ``DNS_ERROR`` at once instead of blocking the VUs' loop on a resolver timeout each time.
@@ -287,34 +291,71 @@ async def prefetch_address(host: str, port: int, probe_timeout_s: float = 1.0) -
     if key in _ADDR_CACHE or key in _ADDR_FAILED:
         return
     try:
-        addrs = await trio.to_thread.run_sync(_addresses, host, port)
+        addrs = _addresses(host, port)
     except (OSError, UnicodeError) as exc:
         _ADDR_FAILED[key] = exc
         return
-    chosen = addrs[0]
-    if len(addrs) > 1:
-        for addr in addrs:
-            if await _accepts(addr, probe_timeout_s):
-                chosen = addr
-                break
-    _ADDR_CACHE[key] = chosen
+    _ADDR_CACHE[key] = addrs[0] if len(addrs) == 1 else _first_accepting(addrs, probe_timeout_s)
 
 
-async def _accepts(addr: _Address, timeout_s: float) -> bool:
-    """Whether a TCP connection to ``addr`` is accepted within ``timeout_s``."""
-    family, type_, proto, sockaddr = addr
+async def prefetch_address(host: str, port: int, probe_timeout_s: float = 1.0) -> None:
+    """:func:`choose_address` in a trio thread: a no-op in a worker of ``z6 run`` (its parent
+    chose before forking it); for a ``VuRuntime`` started otherwise (tests, tools)."""
+    key = (host, port)
+    if key not in _ADDR_CACHE and key not in _ADDR_FAILED:
+        await trio.to_thread.run_sync(choose_address, host, port, probe_timeout_s)
+
+
+def _first_accepting(addrs: list[_Address], timeout_s: float) -> _Address:
+    """The earliest of ``addrs`` that accepts a connection within ``timeout_s``, else the
+    first; all are tried at once."""
+    accepted: list[bool | None] = [None] * len(addrs)  # None: no answer yet
+    pending: dict[int, tuple[int, socket.socket]] = {}  # fd -> (index, socket)
+    poller = select.poll()
     try:
-        sock = trio.socket.socket(family, type_, proto)
-    except OSError:
-        return False  # a family this machine lacks (IPv6 off)
-    with sock:
-        with trio.move_on_after(timeout_s):
+        for i, (family, type_, proto, sockaddr) in enumerate(addrs):
             try:
-                await sock.connect(sockaddr)
+                sock = socket.socket(family, type_, proto)
             except OSError:
-                return False
-            return True
-    return False
+                accepted[i] = False  # a family this machine lacks (IPv6 off)
+                continue
+            sock.setblocking(False)
+            err = sock.connect_ex(sockaddr)
+            if err in _CONNECTING:
+                pending[sock.fileno()] = (i, sock)
+                poller.register(sock.fileno(), select.POLLOUT)
+            else:
+                accepted[i] = err == 0
+                sock.close()
+        deadline = perf_counter_ns() + int(timeout_s * 1e9)
+        while pending:
+            decided = _earliest(accepted)
+            if decided is not None:
+                return addrs[decided] if decided >= 0 else addrs[0]
+            left_ms = (deadline - perf_counter_ns()) / 1e6
+            if left_ms <= 0:
+                break
+            for fd, _mask in poller.poll(max(left_ms, 1)):
+                i, sock = pending.pop(fd)
+                poller.unregister(fd)
+                accepted[i] = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+                sock.close()
+    finally:
+        for _i, sock in pending.values():
+            sock.close()
+    # The deadline passed (or all answered): the earliest that accepted, else the first.
+    return next((a for a, ok in zip(addrs, accepted, strict=True) if ok), addrs[0])
+
+
+def _earliest(accepted: list[bool | None]) -> int | None:
+    """Index of the earliest address that accepted once every earlier one refused; -1 when
+    all refused; ``None`` while an earlier one has not answered."""
+    for i, ok in enumerate(accepted):
+        if ok is None:
+            return None
+        if ok:
+            return i
+    return -1
 
 
 class Connection:

@@ -339,3 +339,17 @@ def test_an_open_files_limit_that_stays_too_low_is_a_warning(
         assert note.startswith(said)
         if not fails:
             assert set_to == [(min(5256, hard_limit if hard != -1 else 5256), hard_limit)]
+
+
+def test_the_ring_wait_note_says_how_long() -> None:
+    from z6.cli.run_cmd import _ring_wait_note
+
+    assert _ring_wait_note({"ring_waits": 0, "ring_wait_s": 0.0}) is None
+    assert _ring_wait_note({"ring_waits": 2, "ring_wait_s": 2.086}) == (
+        "note: the workers found their rings full 2 time(s) and waited 2.086 s in all for the "
+        "aggregator (a slow disk, or z6 itself stopped): requests in flight meanwhile have "
+        "that wait in their latency"
+    )
+    note = _ring_wait_note({"ring_waits": 1, "ring_wait_s": 0.0})
+    assert note is not None
+    assert "waited under 1 ms in all" in note

@@ -906,3 +906,33 @@ def test_a_name_with_several_addresses_takes_the_first_that_accepts(
         server.close()
     chosen = client_module._ADDR_CACHE[("multi.test", port)][3]
     assert chosen == (("127.0.0.1" if listening is not None else "127.0.0.2"), port)
+
+
+def test_an_address_that_never_answers_costs_the_probe_timeout_once() -> None:
+    """A first address whose connects hang (a full accept queue here; a firewall that drops
+    SYNs in life) does not hold the choice past the deadline: the later address that
+    accepted is taken, and the probes went out together."""
+    hung = socket.socket()
+    hung.bind(("127.0.0.4", 0))
+    hung.listen(0)
+    fillers = []
+    for _ in range(8):  # fill the accept queue: later connects wait for a SYN-ACK
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(hung.getsockname())
+        fillers.append(f)
+    ok = socket.socket()
+    ok.bind(("127.0.0.1", 0))
+    ok.listen()
+    addrs = [
+        (int(socket.AF_INET), int(socket.SOCK_STREAM), 6, hung.getsockname()),
+        (int(socket.AF_INET), int(socket.SOCK_STREAM), 6, ok.getsockname()),
+    ]
+    try:
+        assert client_module._first_accepting(addrs, 0.3) == addrs[1]
+        assert client_module._earliest([None, True]) is None
+        assert client_module._earliest([False, True]) == 1
+        assert client_module._earliest([False, False]) == -1
+    finally:
+        for s in (hung, ok, *fillers):
+            s.close()
