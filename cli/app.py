@@ -164,8 +164,12 @@ def run(
         typer.Option(help="Override the VU count (constant/arrival_rate), 1-1000000."),
     ] = None,
     duration: Annotated[
-        float | None,
-        typer.Option(help="Override the duration in seconds (at most 31536000, one year)."),
+        str | None,
+        typer.Option(
+            help="Override the duration: seconds (30, 2.5) or with units (30s, 500ms, 2m, "
+            "1h30m); at most one year.",
+            show_default=False,
+        ),
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the JSON summary instead of the text one.")
@@ -196,6 +200,7 @@ def run(
     from z6.cli.options import (
         check_procs,
         check_seed,
+        parse_duration,
         parse_out,
         parse_percentiles,
         parse_shard,
@@ -209,7 +214,7 @@ def run(
             seed=check_seed(seed),
             out=parse_out(out),
             vus=vus,
-            duration=duration,
+            duration=parse_duration(duration),
             json=json_out,
             quiet=quiet,
             percentiles=parse_percentiles(percentiles),

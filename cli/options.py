@@ -3,6 +3,8 @@ analyze`` must not pay for the run machinery)."""
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 from z6.engine.errors import ConfigError
@@ -14,6 +16,7 @@ __all__ = [
     "check_port",
     "check_procs",
     "check_seed",
+    "parse_duration",
     "parse_out",
     "parse_percentiles",
     "parse_shard",
@@ -24,6 +27,32 @@ __all__ = [
 MAX_PROCS = 1024
 MAX_SHARDS = 1024
 MAX_PORT = 65535
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Parse ``--duration``: seconds (``30``, ``2.5``) or, as k6 and wrk take it, a duration
+    with units (``30s``, ``500ms``, ``2m``, ``1h30m``); raise ConfigError on anything else.
+    The range is checked where the override is applied."""
+    if text is None:
+        return None
+    t = text.strip()
+    try:
+        value = float(t)
+    except ValueError:
+        parts = _DURATION_PART.findall(t)
+        if not parts or "".join(n + u for n, u in parts) != t:
+            raise ConfigError(
+                f"--duration: expected seconds (30, 2.5) or a duration with units (30s, "
+                f"500ms, 2m, 1h30m), got {text!r}"
+            ) from None
+        value = sum(float(n) * _UNIT_S[u] for n, u in parts)
+    if not math.isfinite(value):
+        raise ConfigError(f"--duration must be a finite number of seconds, got {text!r}")
+    return value
 
 
 def parse_percentiles(text: str | None) -> tuple[float, ...]:

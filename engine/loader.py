@@ -378,8 +378,17 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
+_UNIT_OF_KEY = {"seconds": "seconds", "ms": "milliseconds", "mb": "MiB"}
+
+
 def _close(word: str, choices: Iterator[str] | tuple[str, ...] | list[str]) -> str | None:
-    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    options = list(choices)
+    # The key with its unit spelled out (k6's `duration` is `duration_seconds`, `timeout` is
+    # `timeout_ms`): difflib found `iterations` closer to `duration`.
+    suffixed = [c for c in options if c.startswith(word + "_")]
+    if len(suffixed) == 1:
+        return suffixed[0]
+    found = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return found[0] if found else None
 
 
@@ -470,6 +479,10 @@ def _convert(ctx: _Context, data: Any, cls: type[T], where: str) -> T:
                 if t.strip() != "null"
             )
             got = _MSGSPEC_TYPES.get(typed.group(2), typed.group(2))
+            unit = _UNIT_OF_KEY.get(key.rsplit("_", 1)[-1]) if got == "string" else None
+            if unit is not None:
+                # "30s" as k6 writes it: the unit is in the key's name.
+                got += f" (the value is a number of {unit}, e.g. {key.rsplit('.', 1)[-1]} = 30)"
             ctx.fail(key, f"expected {expected}, got {got}")
         ctx.fail(key, msg[:1].lower() + msg[1:])
 
@@ -811,6 +824,10 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
                 f"duplicate request name {req.name!r} (first used by requests[{seen[req.name]}])",
             )
         seen[req.name] = i
+        # ${NAME} as in headers and bodies: an API key in the query string is common, and a
+        # reference left as it was went out as "$%7BAPI_KEY%7D". The checks below see the
+        # resolved path.
+        req.path = _resolve_env(ctx, f"{where}.path", req.path)
         if not req.path.startswith("/"):
             ctx.fail(f"{where}.path", f"must start with '/', got {req.path!r}")
         if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in req.path):

@@ -353,3 +353,13 @@ def test_the_ring_wait_note_says_how_long() -> None:
     note = _ring_wait_note({"ring_waits": 1, "ring_wait_s": 0.0})
     assert note is not None
     assert "waited under 1 ms in all" in note
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 30.0), ("2.5", 2.5), ("30s", 30.0), ("500ms", 0.5), ("2m", 120.0), ("1h30m", 5400.0)],
+)
+def test_duration_takes_seconds_or_units_as_k6_does(text: str, seconds: float) -> None:
+    from z6.cli.options import parse_duration
+
+    assert parse_duration(text) == seconds

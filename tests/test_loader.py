@@ -687,6 +687,19 @@ def test_missing_env_variable(extra: str, key: str) -> None:
     assert "not set" in err.message
 
 
+def test_env_resolved_in_the_path_which_then_meets_the_path_rules() -> None:
+    """An API key in the query string: the reference used to go out as "$%7BAPI_KEY%7D"."""
+    text = RUNTIME + TARGET + REQ_A.replace('path = "/"', 'path = "/items?key=${API_KEY}&x=$${K}"')
+    s = load(text, env={"API_KEY": "k-123"})
+    assert s.requests[0].path == "/items?key=k-123&x=${K}"
+    assert "k-123" not in s.source_text
+    err = fail(text, env={})
+    assert (err.key, "API_KEY" in err.message) == ("requests[0].path", True)
+    err = fail(text, env={"API_KEY": "a b"})  # resolved, then checked
+    assert err.key == "requests[0].path"
+    assert "spaces" in err.message
+
+
 def test_env_value_with_newline_rejected_in_header() -> None:
     err = fail(_req('headers = { X = "${V}" }\n'), env={"V": "a\r\nInjected: 1"})
     assert err.key == "requests[0].headers.X"
@@ -1396,3 +1409,26 @@ def test_a_duration_override_that_cuts_a_shape_says_so() -> None:
     )
     constant = load_scenario(REPO / "scenarios" / "constant.toml", env={})
     assert duration_cut_note(constant, 1.0) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "says"),
+    [
+        (
+            RUNTIME.replace("duration_seconds", "duration") + TARGET + REQ_A,
+            "runtime.duration",
+            "did you mean 'duration_seconds'?",
+        ),
+        (_req("timeout = 100\n"), "requests[0].timeout", "did you mean 'timeout_ms'?"),
+        (
+            _req('timeout_ms = "100ms"\n'),
+            "requests[0].timeout_ms",
+            "expected integer, got string (the value is a number of milliseconds, e.g. "
+            "timeout_ms = 30)",
+        ),
+    ],
+)
+def test_k6_style_keys_and_values_point_at_z6_s_spelling(text: str, key: str, says: str) -> None:
+    err = fail(text)
+    assert err.key == key
+    assert says in str(err)

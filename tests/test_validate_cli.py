@@ -109,6 +109,8 @@ def test_validate_deeply_nested_exit_2_one_line(tmp_path: Path) -> None:
         (["--duration", "inf"], "--duration"),
         (["--duration", "nan"], "--duration"),
         (["--duration", "1e18"], "--duration"),
+        (["--duration", "30x"], "--duration: expected seconds (30, 2.5) or a duration with"),
+        (["--duration", "400d"], "--duration: expected seconds"),
         (["--vus", "2000000"], "--vus"),
         (["--procs", "99999999999999999999"], "--procs"),
         (["--procs", "1025"], "--procs"),
