@@ -393,7 +393,8 @@ def run_replay(path: Path, verify: bool) -> int:
         print(first.describe())
     summary = (
         f"replay: {result.events_checked} request events checked "
-        f"({result.vus_seen} VUs, {result.iterations_seen} iterations"
+        f"({result.vus_seen} VU{'' if result.vus_seen == 1 else 's'}, "
+        f"{result.iterations_seen} iteration{'' if result.iterations_seen == 1 else 's'}"
     )
     if result.dropped_seen:
         summary += f", {result.dropped_seen} dropped"

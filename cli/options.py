@@ -29,7 +29,9 @@ MAX_SHARDS = 1024
 MAX_PORT = 65535
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+|[0-9]+\.)(ms|s|m|h)")
+_DURATION = re.compile(r"(?:(?:[0-9]*\.?[0-9]+|[0-9]+\.)(?:ms|s|m|h))+")
+_DURATION_MAX_CHARS = 64
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -40,16 +42,19 @@ def parse_duration(text: str | None) -> float | None:
     if text is None:
         return None
     t = text.strip()
+    bad = ConfigError(
+        f"--duration: expected seconds (30, 2.5) or a duration with units (30s, 500ms, 2m, "
+        f"1h30m), got {text[:_DURATION_MAX_CHARS]!r}" + ("..." if len(text) > 64 else "")
+    )
+    # ASCII digits only (float() takes "١" and "1_000"); checked whole before any search.
+    if len(t) > _DURATION_MAX_CHARS or not t.isascii() or "_" in t:
+        raise bad
     try:
         value = float(t)
     except ValueError:
-        parts = _DURATION_PART.findall(t)
-        if not parts or "".join(n + u for n, u in parts) != t:
-            raise ConfigError(
-                f"--duration: expected seconds (30, 2.5) or a duration with units (30s, "
-                f"500ms, 2m, 1h30m), got {text!r}"
-            ) from None
-        value = sum(float(n) * _UNIT_S[u] for n, u in parts)
+        if not _DURATION.fullmatch(t):
+            raise bad from None
+        value = sum(float(n) * _UNIT_S[u] for n, u in _DURATION_PART.findall(t))
     if not math.isfinite(value):
         raise ConfigError(f"--duration must be a finite number of seconds, got {text!r}")
     return value

@@ -319,8 +319,11 @@ def _first_accepting(addrs: list[_Address], timeout_s: float) -> _Address:
             except OSError:
                 accepted[i] = False  # a family this machine lacks (IPv6 off)
                 continue
-            sock.setblocking(False)
-            err = sock.connect_ex(sockaddr)
+            try:
+                sock.setblocking(False)
+                err = sock.connect_ex(sockaddr)
+            except (OSError, TypeError, ValueError):
+                err = -1  # an address this socket cannot take: not an answer to wait for
             if err in _CONNECTING:
                 pending[sock.fileno()] = (i, sock)
                 poller.register(sock.fileno(), select.POLLOUT)

@@ -7,7 +7,7 @@ same function the VU runtime follows.
 
 from __future__ import annotations
 
-from z6.engine.scenario import Assertions, Scenario, Schedule
+from z6.engine.scenario import Assertions, RequestSpec, Scenario, Schedule
 from z6.engine.schedule import arrivals_total, peak_vus, started_vus, target_vus
 
 __all__ = ["describe_scenario"]
@@ -77,7 +77,7 @@ def describe_scenario(s: Scenario) -> str:
         for i, step in enumerate(s.sequence.steps, start=1):
             req = by_name[step.request]
             times = f" x{step.repeat}" if step.repeat != 1 else ""
-            out.append(f"  {i}. {step.request}{times}: {req.method} {req.path}")
+            out.append(f"  {i}. {step.request}{times}: {req.method} {_path(req)}")
         unused = [
             r.name for r in s.requests if r.name not in {st.request for st in s.sequence.steps}
         ]
@@ -86,9 +86,9 @@ def describe_scenario(s: Scenario) -> str:
     out.append(f"Requests ({len(s.requests)}):")
     total_weight = sum(r.weight for r in s.requests)
     name_w = max(len(r.name) for r in s.requests)
-    path_w = min(max(len(r.path) for r in s.requests), 40)
+    path_w = min(max(len(_path(r)) for r in s.requests), 40)
     for r in s.requests:
-        line = f"  {r.name:<{name_w}}  {r.method:<7} {r.path:<{path_w}}"
+        line = f"  {r.name:<{name_w}}  {r.method:<7} {_path(r):<{path_w}}"
         if s.sequence is None:
             share = 100.0 * r.weight / total_weight if total_weight > 0 else 0.0
             line += f"  weight {_num(r.weight):>5}  {share:5.1f} %"
@@ -123,7 +123,7 @@ def describe_scenario(s: Scenario) -> str:
         out.append(f"Goals ({len(goals)}; any failed goal makes the run exit 1):")
         out.extend(f"  - {g}" for g in goals)
     else:
-        out.append("Goals: none (the run passes unless z6 itself fails)")
+        out.append("Goals: none (the run is not judged: exit 0 unless z6 itself fails)")
 
     lim = s.limits
     limits = [
@@ -152,6 +152,11 @@ def describe_scenario(s: Scenario) -> str:
 
 def _kv(key: str, value: str) -> str:
     return f"{key + ':':<{_LABEL}} {value}"
+
+
+def _path(req: RequestSpec) -> str:
+    """A request's path as written: a ``${NAME}`` in it may stand for a secret."""
+    return req.path_written if req.path_written is not None else req.path
 
 
 def _vus(n: int | None) -> str:

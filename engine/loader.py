@@ -114,7 +114,7 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "runtime": _fields(Runtime),
     "target": _fields(Target),
     # body_bytes is filled by the loader and never read from TOML.
-    "requests": _fields(RequestSpec, "body_bytes"),
+    "requests": _fields(RequestSpec, "body_bytes", "path_written"),
     "schedule": _fields(Schedule),
     "schedule.steps": _fields(Step),
     "think_time": _fields(ThinkTime),
@@ -214,9 +214,11 @@ def load_scenario_text(
     relative ``body_file`` then raises :class:`ScenarioError`).
 
     ``resolve_external=False`` rebuilds a scenario without touching the outside world, as
-    ``z6 analyze`` / ``z6 replay`` do with the text embedded in an event log: missing
-    ``${NAME}`` variables become ``""``, ``body_file`` is not read (``body_bytes`` stays
-    empty for it) and ``ca_bundle`` is not checked. Everything else is validated as usual.
+    ``z6 analyze`` / ``z6 replay`` do with the text embedded in an event log: every
+    ``${NAME}`` becomes ``""`` (``env`` is not read, and a path with references is not
+    checked again: the run checked it resolved), ``body_file`` is not read (``body_bytes``
+    stays empty for it) and ``ca_bundle`` is not checked. Everything else is validated as
+    usual.
     """
     if base_dir is None and not (path.startswith("<") and path.endswith(">")):
         base_dir = Path(path).resolve().parent
@@ -800,14 +802,37 @@ def _resolve_env(ctx: _Context, key: str, value: str) -> str:
         name = m.group(2)
         if m.group(1):
             return "${" + name + "}"
+        if not ctx.resolve_external:
+            # Rebuilt from a log: the run's values are not recorded, and this process's
+            # environment is not the run's.
+            return ""
         found = ctx.env.get(name)
         if found is None:
-            if not ctx.resolve_external:
-                return ""
             ctx.fail(key, f"environment variable {name} is not set (referenced as ${{{name}}})")
         return found
 
     return _ENV_REF.sub(sub, value)
+
+
+def _check_path(ctx: _Context, key: str, path: str, shown: str) -> None:
+    """The rules of a request path (after ``${NAME}`` resolution); ``shown`` is how messages
+    show it."""
+    if not path.startswith("/"):
+        ctx.fail(key, f"must start with '/', got {shown}")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in path):
+        ctx.fail(
+            key,
+            f"must not contain spaces or control characters (percent-encode them): {shown}",
+        )
+    if not path.isascii():
+        ctx.fail(key, f"must be ASCII (percent-encode other characters): {shown}")
+    if "#" in path:
+        # A fragment is the client's business, never part of the request-target (RFC 9112
+        # 3.2): h11 and httptools would send it as it is.
+        ctx.fail(
+            key,
+            f"must not contain '#' (a fragment is never sent; write a literal # as %23): {shown}",
+        )
 
 
 def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bool) -> None:
@@ -825,29 +850,18 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
             )
         seen[req.name] = i
         # ${NAME} as in headers and bodies: an API key in the query string is common, and a
-        # reference left as it was went out as "$%7BAPI_KEY%7D". The checks below see the
-        # resolved path.
-        req.path = _resolve_env(ctx, f"{where}.path", req.path)
-        if not req.path.startswith("/"):
-            ctx.fail(f"{where}.path", f"must start with '/', got {req.path!r}")
-        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in req.path):
-            ctx.fail(
-                f"{where}.path",
-                f"must not contain spaces or control characters (percent-encode them): "
-                f"{req.path!r}",
-            )
-        if not req.path.isascii():
-            ctx.fail(
-                f"{where}.path", f"must be ASCII (percent-encode other characters): {req.path!r}"
-            )
-        if "#" in req.path:
-            # A fragment is the client's business, never part of the request-target (RFC 9112
-            # 3.2): h11 and httptools would send it as it is.
-            ctx.fail(
-                f"{where}.path",
-                f"must not contain '#' (a fragment is never sent; write a literal # as %23): "
-                f"{req.path!r}",
-            )
+        # reference left as it was went out as "$%7BAPI_KEY%7D". The checks see the resolved
+        # path; messages and `z6 validate` show it as written (it may hold a key).
+        written = req.path
+        req.path = _resolve_env(ctx, f"{where}.path", written)
+        if req.path == written:
+            _check_path(ctx, f"{where}.path", req.path, repr(req.path))
+        else:
+            req.path_written = written
+            if ctx.resolve_external:
+                _check_path(ctx, f"{where}.path", req.path, f"{written!r} once resolved")
+            # Rebuilt from a log (analyze, replay): the run checked the resolved path, and
+            # this process's variables are not the run's.
         resolved_headers: dict[str, str] = {}
         names: dict[str, str] = {}  # lower-case header name -> the name as first written
         for name, value in req.headers.items():

@@ -70,8 +70,11 @@ class RequestSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS
     weight: float = 1.0
     expect_status: list[int] | None = None
-    # Filled by the loader, never read from TOML: the exact bytes to send as the body.
+    # Filled by the loader, never read from TOML: the exact bytes to send as the body, and
+    # the path as written when it had ${NAME} references (shown instead of the resolved one,
+    # which may hold a secret).
     body_bytes: bytes = b""
+    path_written: str | None = None
 
 
 class Step(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -908,10 +908,13 @@ def test_a_name_with_several_addresses_takes_the_first_that_accepts(
     assert chosen == (("127.0.0.1" if listening is not None else "127.0.0.2"), port)
 
 
-def test_an_address_that_never_answers_costs_the_probe_timeout_once() -> None:
+def test_an_address_that_never_answers_costs_the_probe_timeout_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A first address whose connects hang (a full accept queue here; a firewall that drops
     SYNs in life) does not hold the choice past the deadline: the later address that
-    accepted is taken, and the probes went out together."""
+    accepted is taken, and every probe went out before the first wait (together, not one
+    timeout after another)."""
     hung = socket.socket()
     hung.bind(("127.0.0.4", 0))
     hung.listen(0)
@@ -926,13 +929,68 @@ def test_an_address_that_never_answers_costs_the_probe_timeout_once() -> None:
     ok.listen()
     addrs = [
         (int(socket.AF_INET), int(socket.SOCK_STREAM), 6, hung.getsockname()),
+        (int(socket.AF_INET), int(socket.SOCK_STREAM), 6, hung.getsockname()),
         (int(socket.AF_INET), int(socket.SOCK_STREAM), 6, ok.getsockname()),
     ]
+    steps: list[str] = []
+    real_poll = client_module.select.poll
+
+    class _Poll:
+        def __init__(self) -> None:
+            self._p = real_poll()
+
+        def register(self, fd: int, mask: int) -> None:
+            steps.append("connect")
+            self._p.register(fd, mask)
+
+        def unregister(self, fd: int) -> None:
+            self._p.unregister(fd)
+
+        def poll(self, timeout: float) -> list[tuple[int, int]]:
+            steps.append("wait")
+            return self._p.poll(timeout)
+
+    monkeypatch.setattr(client_module.select, "poll", _Poll)
     try:
-        assert client_module._first_accepting(addrs, 0.3) == addrs[1]
+        assert client_module._first_accepting(addrs, 0.3) == addrs[2]
+        # The two hung probes (and the third, unless it connected at once) were all pending
+        # before the first wait.
+        assert steps.index("wait") >= 2
+        assert "connect" not in steps[steps.index("wait") :]
         assert client_module._earliest([None, True]) is None
         assert client_module._earliest([False, True]) == 1
         assert client_module._earliest([False, False]) == -1
     finally:
         for s in (hung, ok, *fillers):
             s.close()
+
+
+def test_z6_run_chooses_the_address_before_it_forks_the_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The choice is made once, before the run's clock starts, and inherited: probing in each
+    worker spent the run's first second on a black-holed address."""
+    from z6.cli import run_cmd
+
+    calls: list[tuple[str, int]] = []
+
+    class _Chosen(Exception):
+        pass
+
+    def choose(host: str, port: int, _timeout_s: float) -> None:
+        calls.append((host, port))
+        raise _Chosen
+
+    def forked(_setup: object) -> None:
+        raise AssertionError("the workers were forked before the address was chosen")
+
+    monkeypatch.setattr(run_cmd, "choose_address", choose)
+    monkeypatch.setattr(run_cmd, "run_workers", forked)
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        '[runtime]\nduration_seconds = 1\nvus = 1\n[target]\nbase_url = "http://localhost:9"\n'
+        '[[requests]]\nname = "a"\nmethod = "GET"\npath = "/"\n'
+    )
+    with pytest.raises(_Chosen):
+        run_cmd.run_scenario(run_cmd.RunOptions(scenario=scenario, procs=1, out=tmp_path / "o"))
+    assert calls == [("localhost", 9)]

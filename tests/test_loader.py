@@ -700,6 +700,27 @@ def test_env_resolved_in_the_path_which_then_meets_the_path_rules() -> None:
     assert "spaces" in err.message
 
 
+def test_a_path_with_env_is_shown_as_written_and_rebuilt_from_a_log_whatever_the_env() -> None:
+    """The key stays out of `z6 validate` and of messages; `z6 analyze` / `replay` rebuild the
+    scenario of a log without this process's variables (a missing one made the path '' and
+    failed 'must start with /'; a set one with a space failed too)."""
+    text = RUNTIME + TARGET + REQ_A.replace('path = "/"', 'path = "${ENDPOINT}?k=${KEY}"')
+    s = load(text, env={"ENDPOINT": "/items", "KEY": "SECRET123"})
+    assert (s.requests[0].path, s.requests[0].path_written) == (
+        "/items?k=SECRET123",
+        "${ENDPOINT}?k=${KEY}",
+    )
+    assert "SECRET123" not in describe_scenario(s)
+    assert "${ENDPOINT}?k=${KEY}" in describe_scenario(s)
+    err = fail(text, env={"ENDPOINT": "/items", "KEY": "has space"})
+    assert "SECRET" not in str(err)
+    assert "'${ENDPOINT}?k=${KEY}' once resolved" in str(err)
+    for env in ({}, {"ENDPOINT": "no-slash", "KEY": "a b"}):
+        again = load_scenario_text(text, "events.bin:scenario", env=env, resolve_external=False)
+        assert again.requests[0].path == "?k="
+        assert again.requests[0].path_written == "${ENDPOINT}?k=${KEY}"
+
+
 def test_env_value_with_newline_rejected_in_header() -> None:
     err = fail(_req('headers = { X = "${V}" }\n'), env={"V": "a\r\nInjected: 1"})
     assert err.key == "requests[0].headers.X"
