@@ -882,8 +882,7 @@ class Reducer:
             return self.latency_buckets_of(corrected=corrected)(request)
         out: Counter[int] = Counter()
         for src in self._latency_sources(corrected):
-            for key, n in src.items():
-                out[key & _KEY_LOW] += n
+            out.update(_strip_request(src))
         return out
 
     def latency_buckets_of(self, *, corrected: bool = False) -> Callable[[int], Counter[int]]:
@@ -891,9 +890,8 @@ class Reducer:
 
         One pass groups the keys by request (a list of references, 8 bytes a key); each call
         then builds only that request's counts. Grouping the counts themselves by request
-        (:meth:`buckets_by_request`) took as much memory again as the counts, which hold an
-        entry per (request, bucket): 2.7 million of them for 300 names with latencies spread
-        from 1 ms to 2 s."""
+        took as much memory again as the counts, which hold an entry per (request, bucket):
+        2.7 million of them for 300 names with latencies spread from 1 ms to 2 s."""
         groups: list[tuple[Mapping[int, int], dict[int, list[int]]]] = []
         for src in self._latency_sources(corrected):
             by_request: dict[int, list[int]] = {}
@@ -912,19 +910,6 @@ class Reducer:
             return out
 
         return of
-
-    def buckets_by_request(self, *, corrected: bool = False) -> dict[int, Counter[int]]:
-        """``{request index: {bucket index: count}}`` in one pass over the latency counts
-        (as much memory again as the counts: :meth:`latency_buckets` takes one request)."""
-        out: dict[int, Counter[int]] = {}
-        for src in self._latency_sources(corrected):
-            for key, n in src.items():
-                r = key >> _KEY_BITS
-                c = out.get(r)
-                if c is None:
-                    c = out[r] = Counter()
-                c[key & _KEY_LOW] += n
-        return out
 
     def histogram(self, request: int | None = None, *, corrected: bool = False) -> HdrHistogram:
         """A real ``HdrHistogram`` (us) of one request's latencies, or of all of them."""
