@@ -7,7 +7,7 @@ same function the VU runtime follows.
 
 from __future__ import annotations
 
-from z6.engine.scenario import Assertions, RequestSpec, Scenario, Schedule
+from z6.engine.scenario import Assertions, RequestGoals, RequestSpec, Scenario, Schedule
 from z6.engine.schedule import arrivals_total, peak_vus, started_vus, target_vus
 
 __all__ = ["describe_scenario"]
@@ -245,7 +245,17 @@ def _pct(rate: float) -> str:
 
 
 def _goals(a: Assertions) -> list[str]:
-    goals: list[str] = []
+    goals = _goal_lines(a, "", "")
+    if a.dropped_iterations_max is not None:
+        goals.append(f"dropped iterations <= {a.dropped_iterations_max}  (dropped_iterations_max)")
+    for name, per_request in a.by_name.items():
+        goals.extend(_goal_lines(per_request, f"{name}: ", f"by_name.{name}."))
+    return goals
+
+
+def _goal_lines(a: RequestGoals, label_prefix: str, key_prefix: str) -> list[str]:
+    """One line per set goal of ``a``: ``LABEL op VALUE  (KEY)``, label and key prefixed."""
+    pairs: list[tuple[str, str]] = []
     for pct, label in (
         ("p50", "p50"),
         ("p90", "p90"),
@@ -255,18 +265,16 @@ def _goals(a: Assertions) -> list[str]:
     ):
         value = getattr(a, f"{pct}_latency_ms")
         if value is not None:
-            goals.append(f"{label} latency <= {_num(value)} ms  ({pct}_latency_ms)")
+            pairs.append((f"{label} latency <= {_num(value)} ms", f"{pct}_latency_ms"))
     if a.error_rate_max is not None:
-        goals.append(f"error rate <= {_pct(a.error_rate_max)}  (error_rate_max)")
+        pairs.append((f"error rate <= {_pct(a.error_rate_max)}", "error_rate_max"))
     if a.success_rate_min is not None:
-        goals.append(f"success rate >= {_pct(a.success_rate_min)}  (success_rate_min)")
+        pairs.append((f"success rate >= {_pct(a.success_rate_min)}", "success_rate_min"))
     if a.rps_min is not None:
-        goals.append(f"throughput >= {_num(a.rps_min)} requests/s  (rps_min)")
+        pairs.append((f"throughput >= {_num(a.rps_min)} requests/s", "rps_min"))
     if a.status_5xx_max_rate is not None:
-        goals.append(f"5xx responses <= {_pct(a.status_5xx_max_rate)}  (status_5xx_max_rate)")
-    if a.dropped_iterations_max is not None:
-        goals.append(f"dropped iterations <= {a.dropped_iterations_max}  (dropped_iterations_max)")
-    return goals
+        pairs.append((f"5xx responses <= {_pct(a.status_5xx_max_rate)}", "status_5xx_max_rate"))
+    return [f"{label_prefix}{text}  ({key_prefix}{key})" for text, key in pairs]
 
 
 def _notes(s: Scenario) -> list[str]:

@@ -8,6 +8,10 @@ slow). A run that recorded no request at all fails every goal (its actual value 
 with nothing measured, nothing was shown to be good. A latency goal also fails with ``None``
 when no request had a latency (for example every connection was refused). See
 ``docs/metrics.md``.
+
+Goals of one request (``[assertions.by_name.NAME]``) are checked the same way against that
+request's entry in ``requests.by_name``; their result names are ``by_name.NAME.KEY`` and carry
+``request``. A request that was never sent fails its goals.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from z6.engine.scenario import Assertions
+from z6.engine.scenario import Assertions, RequestGoals
 
 __all__ = ["GOAL_PERCENTILES", "GoalResult", "evaluate_goals"]
 
@@ -44,10 +48,12 @@ _AT_LEAST = ">="
 _OPS: dict[str, Callable[[float, float], bool]] = {_AT_MOST: operator.le, _AT_LEAST: operator.ge}
 
 
-class GoalResult(msgspec.Struct, kw_only=True):
+class GoalResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One goal: the assertion key, the expected bound, the measured value and the verdict.
 
     ``op`` is ``"<="`` (the actual value must not exceed ``expected``) or ``">="``.
+    ``request`` is the request name of a per-request goal (``name`` is then
+    ``by_name.NAME.KEY``), ``None`` (left out of the JSON) for a whole-run goal.
     """
 
     name: str
@@ -55,30 +61,35 @@ class GoalResult(msgspec.Struct, kw_only=True):
     actual: float | None
     passed: bool
     op: str
+    request: str | None = None
 
 
 def _direction(name: str) -> str:
     return _AT_LEAST if name in ("success_rate_min", "rps_min") else _AT_MOST
 
 
-def _actual(name: str, summary: Mapping[str, Any]) -> float | None:
-    """The measured value for goal ``name``, or ``None`` when it cannot be measured."""
-    requests = summary.get("requests", {})
-    total = int(requests.get("total", 0))
+def _actual(name: str, counts: Mapping[str, Any], summary: Mapping[str, Any]) -> float | None:
+    """The measured value for goal ``name``, or ``None`` when it cannot be measured.
+
+    ``counts`` holds ``total``/``ok``/``failed``/``by_status`` and ``summary`` the
+    ``latency_ms`` and ``rps``: the summary's ``requests`` and the summary itself for the
+    whole run, one ``requests.by_name`` entry (both roles) for one request.
+    """
+    total = int(counts.get("total", 0))
     if total <= 0:
         return None
     if name in _LATENCY_KEYS:
         value = summary.get("latency_ms", {}).get(_LATENCY_KEYS[name])
         return None if value is None else float(value)
     if name == "error_rate_max":
-        return int(requests.get("failed", 0)) / total
+        return int(counts.get("failed", 0)) / total
     if name == "success_rate_min":
-        return int(requests.get("ok", 0)) / total
+        return int(counts.get("ok", 0)) / total
     if name == "rps_min":
         value = summary.get("rps")
         return None if value is None else float(value)
     if name == "status_5xx_max_rate":
-        by_status: Mapping[str, int] = requests.get("by_status", {})
+        by_status: Mapping[str, int] = counts.get("by_status", {})
         n5xx = sum(n for code, n in by_status.items() if 500 <= int(code) <= 599)
         return n5xx / total
     if name == "dropped_iterations_max":
@@ -86,28 +97,44 @@ def _actual(name: str, summary: Mapping[str, Any]) -> float | None:
     return None  # pragma: no cover - every Assertions field is handled above
 
 
+def _check(
+    goals: RequestGoals,
+    counts: Mapping[str, Any],
+    summary: Mapping[str, Any],
+    request: str | None,
+) -> list[GoalResult]:
+    results: list[GoalResult] = []
+    for key in goals.__struct_fields__:
+        expected = getattr(goals, key)
+        if expected is None or key == "by_name":
+            continue
+        op = _direction(key)
+        actual = _actual(key, counts, summary)
+        results.append(
+            GoalResult(
+                name=key if request is None else f"by_name.{request}.{key}",
+                expected=float(expected),
+                actual=None if actual is None else round(actual, 6),
+                passed=actual is not None and _OPS[op](actual, float(expected)),
+                op=op,
+                request=request,
+            )
+        )
+    return results
+
+
 def evaluate_goals(assertions: Assertions, summary: Mapping[str, Any]) -> list[GoalResult]:
     """Check every set ``[assertions]`` key against ``summary`` (the dict of ``build_summary``).
 
-    Results follow the field order of :class:`~z6.engine.scenario.Assertions`. Comparisons use
-    exact rates computed from the request counts; ``actual`` is rounded to 6 decimals for
-    display.
+    Whole-run goals come first, in the field order of
+    :class:`~z6.engine.scenario.Assertions`, then each ``by_name`` table's in file order.
+    Comparisons use exact rates computed from the request counts; ``actual`` is rounded to 6
+    decimals for display.
     """
-    results: list[GoalResult] = []
-    for name in assertions.__struct_fields__:
-        expected = getattr(assertions, name)
-        if expected is None:
-            continue
-        op = _direction(name)
-        actual = _actual(name, summary)
-        passed = actual is not None and _OPS[op](actual, float(expected))
-        results.append(
-            GoalResult(
-                name=name,
-                expected=float(expected),
-                actual=None if actual is None else round(actual, 6),
-                passed=passed,
-                op=op,
-            )
-        )
+    requests = summary.get("requests", {})
+    results = _check(assertions, requests, summary, None)
+    by_name: Mapping[str, Any] = requests.get("by_name", {})
+    for name, goals in assertions.by_name.items():
+        entry = by_name.get(name, {})
+        results.extend(_check(goals, entry, entry, name))
     return results

@@ -39,6 +39,7 @@ from z6.engine.scenario import (
     Assertions,
     Limits,
     Metadata,
+    RequestGoals,
     RequestSpec,
     Runtime,
     Scenario,
@@ -121,7 +122,12 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "sequence": ("type", "steps"),
     "sequence.steps": ("request", "repeat"),
     "assertions": _fields(Assertions),
+    "assertions.by_name": _fields(RequestGoals),
     "limits": _fields(Limits),
+}
+# Whole-run goals that a single request has no value for.
+_RUN_ONLY_GOALS = {
+    "dropped_iterations_max": "iterations are dropped before a request is chosen",
 }
 
 _SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
@@ -624,7 +630,7 @@ def _build(ctx: _Context) -> Scenario:
     sequence = (
         _convert(ctx, tables["sequence"], Sequence, "sequence") if "sequence" in tables else None
     )
-    assertions = _convert(ctx, tables.get("assertions", {}), Assertions, "assertions")
+    assertions = _assertions(ctx, tables.get("assertions", {}))
     limits = _convert(ctx, tables.get("limits", {}), Limits, "limits")
 
     # ---- pass 3: semantics
@@ -636,7 +642,7 @@ def _build(ctx: _Context) -> Scenario:
         _check_think(ctx, think)
     if sequence is not None:
         _check_sequence(ctx, sequence, requests)
-    _check_assertions(ctx, assertions)
+    _check_assertions(ctx, assertions, requests)
     explicit_timeouts = {i for i, req in enumerate(raw_requests) if "timeout_ms" in req}
     _check_limits(ctx, limits, schedule, target, requests, explicit_timeouts)
     return Scenario(
@@ -1123,13 +1129,65 @@ def _check_sequence(ctx: _Context, seq: Sequence, requests: list[RequestSpec]) -
         _num(ctx, f"sequence.steps[{i}].repeat", step.repeat, low=1, high=_MAX_REPEAT)
 
 
-def _check_assertions(ctx: _Context, a: Assertions) -> None:
+def _assertions(ctx: _Context, raw: dict[str, Any]) -> Assertions:
+    """``[assertions]`` with its ``by_name`` tables converted one by one, so that an error names
+    the request (msgspec's own path drops dictionary keys)."""
+    by_name_raw = raw.get("by_name", {})
+    if not isinstance(by_name_raw, dict):
+        ctx.fail(
+            "assertions.by_name",
+            f"expected a table of request names, got {_type_name(by_name_raw)} "
+            "(write [assertions.by_name.NAME] tables)",
+        )
+    by_name: dict[str, RequestGoals] = {}
+    for name, goals in by_name_raw.items():
+        where = f"assertions.by_name.{_k(name)}"
+        if not isinstance(goals, dict):
+            ctx.fail(
+                where,
+                f"expected a table of goals, got {_type_name(goals)} "
+                f"(write [assertions.by_name.{_k(name)}] with keys such as p99_latency_ms)",
+                line_key=f"assertions.by_name.{name}",
+            )
+        for key in goals:
+            if key in _RUN_ONLY_GOALS:
+                ctx.fail(
+                    f"{where}.{key}",
+                    f"applies to the whole run only ({_RUN_ONLY_GOALS[key]}); put it in "
+                    "[assertions]",
+                    line_key=f"assertions.by_name.{name}.{key}",
+                )
+        _check_keys(ctx, goals, _ALLOWED["assertions.by_name"], where)
+        by_name[name] = _convert(ctx, goals, RequestGoals, where)
+    rest = {k: v for k, v in raw.items() if k != "by_name"}
+    assertions = _convert(ctx, rest, Assertions, "assertions")
+    assertions.by_name = by_name
+    return assertions
+
+
+def _check_goals(ctx: _Context, g: RequestGoals, where: str) -> None:
+    """Range checks of the goals every [assertions] table shares."""
     for pct in ("p50", "p90", "p95", "p99", "p999"):
         key = f"{pct}_latency_ms"
-        _num(ctx, f"assertions.{key}", getattr(a, key), low=0, low_open=True, high=MAX_MS)
+        _num(ctx, f"{where}.{key}", getattr(g, key), low=0, low_open=True, high=MAX_MS)
     for key in ("error_rate_max", "success_rate_min", "status_5xx_max_rate"):
-        _num(ctx, f"assertions.{key}", getattr(a, key), low=0, high=1)
-    _num(ctx, "assertions.rps_min", a.rps_min, low=0, high=1e12)
+        _num(ctx, f"{where}.{key}", getattr(g, key), low=0, high=1)
+    _num(ctx, f"{where}.rps_min", g.rps_min, low=0, high=1e12)
+
+
+def _check_assertions(ctx: _Context, a: Assertions, requests: list[RequestSpec]) -> None:
+    _check_goals(ctx, a, "assertions")
+    names = [r.name for r in requests]
+    for name, goals in a.by_name.items():
+        where = f"assertions.by_name.{_k(name)}"
+        if name not in names:
+            ctx.fail(
+                where,
+                f"no request is named {name!r}; known: {', '.join(map(repr, names))}",
+                hint=_close(name, names),
+                line_key=f"assertions.by_name.{name}",
+            )
+        _check_goals(ctx, goals, where)
     _num(
         ctx,
         "assertions.dropped_iterations_max",

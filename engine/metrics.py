@@ -854,6 +854,14 @@ class Reducer:
                 out[s] += c
         return dict(sorted(out.items()))
 
+    def by_status_of_request(self) -> dict[int, dict[int, int]]:
+        """``{request index: {HTTP status: count}}``, statuses sorted; as :meth:`by_status`."""
+        out: dict[int, Counter[int]] = {}
+        for (r, s, _e), c in self._codes.items():
+            if s:
+                out.setdefault(r, Counter())[s] += c
+        return {r: dict(sorted(codes.items())) for r, codes in out.items()}
+
     def errors_by_kind(self) -> dict[int, int]:
         """``{ErrorKind value: count}`` of failed requests."""
         out: Counter[int] = Counter()

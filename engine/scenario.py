@@ -132,8 +132,11 @@ class Sequence(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     steps: list[SequenceStep] = msgspec.field(default_factory=list)
 
 
-class Assertions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """``[assertions]``: goals checked on the final metrics; each key is optional."""
+class RequestGoals(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[assertions.by_name.NAME]``: goals on the requests named NAME only; each key optional.
+
+    The keys are those of :class:`Assertions` that a request name has a value for.
+    """
 
     p50_latency_ms: float | None = None
     p90_latency_ms: float | None = None
@@ -144,7 +147,16 @@ class Assertions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     success_rate_min: float | None = None
     rps_min: float | None = None
     status_5xx_max_rate: float | None = None
+
+
+class Assertions(RequestGoals, kw_only=True, forbid_unknown_fields=True):
+    """``[assertions]``: goals checked on the final metrics; each key is optional.
+
+    ``by_name`` holds the goals of single requests, by request name, in file order.
+    """
+
     dropped_iterations_max: int | None = None  # open model: iterations with no free VU
+    by_name: dict[str, RequestGoals] = msgspec.field(default_factory=dict)
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -217,14 +217,16 @@ def build_summary(
     run lasted at least that long (see :func:`measured_duration_ns`).
     """
     pcts = {float(p) for p in percentiles}
-    for name, p in GOAL_PERCENTILES.items():
-        if getattr(assertions, name) is not None:
-            pcts.add(p)
+    for table in (assertions, *assertions.by_name.values()):
+        for name, p in GOAL_PERCENTILES.items():
+            if getattr(table, name) is not None:
+                pcts.add(p)
     ps = sorted(pcts)
 
     total, failed = reducer.total, reducer.failed
     duration_s = measured_duration_ns(reducer, footer, planned_s) / 1e9
     counts = reducer.counts_by_request()
+    statuses = reducer.by_status_of_request()
     by_name: dict[str, Any] = {}
     # One request's buckets at a time: the latency counts hold an entry per (request,
     # bucket), and a copy grouped by request doubled the memory of a run with many names.
@@ -236,6 +238,8 @@ def build_summary(
             "total": t,
             "ok": t - f,
             "failed": f,
+            "rps": round(t / duration_s, 3) if duration_s > 0 else 0.0,
+            "by_status": {str(code): n for code, n in statuses.get(r, {}).items()},
             "latency_ms": latency_stats(histogram_of(plain(r)), ps),
         }
         if corrected is not None:
@@ -294,7 +298,9 @@ def build_summary(
         summary["outcome"] = footer.outcome
         summary["failed_workers"] = list(footer.failed_workers)
     goals = evaluate_goals(assertions, summary)
-    summary["assertions"] = [msgspec.structs.asdict(g) for g in goals]
+    # to_builtins leaves out a whole-run goal's ``request`` (None): those entries keep the
+    # keys they always had.
+    summary["assertions"] = [msgspec.to_builtins(g) for g in goals]
     summary["passed"] = all(g.passed for g in goals)
     return summary
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from z6.engine.goals import evaluate_goals
-from z6.engine.scenario import Assertions
+from z6.engine.scenario import Assertions, RequestGoals
 
 
 def _summary(
@@ -118,3 +119,83 @@ def test_rates_compare_exactly_before_rounding() -> None:
     (goal,) = evaluate_goals(Assertions(error_rate_max=0.333333), summary)
     assert goal.actual == 0.333333
     assert goal.passed is False
+
+
+# --------------------------------------------------------------------------- per request
+
+
+def _by_name_summary() -> dict[str, Any]:
+    summary = _summary()
+    summary["requests"]["by_name"] = {
+        "login": {
+            "total": 100,
+            "ok": 90,
+            "failed": 10,
+            "rps": 50.0,
+            "by_status": {"200": 90, "502": 6, "404": 4},
+            "latency_ms": {"p50": 100.0, "p90": 200.0, "p95": 250.0, "p99": 300.0},
+        },
+        "home": {
+            "total": 900,
+            "ok": 900,
+            "failed": 0,
+            "rps": 450.0,
+            "by_status": {"200": 900},
+            "latency_ms": {"p50": 1.0, "p90": 2.0, "p95": 3.0, "p99": 4.0},
+        },
+        "never": {"total": 0, "ok": 0, "failed": 0, "rps": 0.0, "by_status": {}},
+    }
+    return summary
+
+
+def test_a_request_s_goals_read_its_own_entry_not_the_whole_run() -> None:
+    assertions = Assertions(
+        p99_latency_ms=50,
+        by_name={
+            "login": RequestGoals(
+                p99_latency_ms=250,
+                error_rate_max=0.1,
+                success_rate_min=0.95,
+                rps_min=50,
+                status_5xx_max_rate=0.05,
+            ),
+            "home": RequestGoals(p95_latency_ms=3),
+        },
+    )
+    goals = evaluate_goals(assertions, _by_name_summary())
+    got = {g.name: (g.request, g.op, g.actual, g.passed) for g in goals}
+    assert got == {
+        "p99_latency_ms": (None, "<=", 40.0, True),
+        "by_name.login.p99_latency_ms": ("login", "<=", 300.0, False),
+        "by_name.login.error_rate_max": ("login", "<=", 0.1, True),
+        "by_name.login.success_rate_min": ("login", ">=", 0.9, False),
+        "by_name.login.rps_min": ("login", ">=", 50.0, True),
+        "by_name.login.status_5xx_max_rate": ("login", "<=", 0.06, False),
+        "by_name.home.p95_latency_ms": ("home", "<=", 3.0, True),
+    }
+    # Whole-run goals first, then each request's in the order of the table.
+    assert [g.name for g in goals][:2] == ["p99_latency_ms", "by_name.login.p99_latency_ms"]
+
+
+def test_a_request_that_was_never_sent_fails_its_goals() -> None:
+    assertions = Assertions(
+        by_name={
+            "never": RequestGoals(error_rate_max=1.0, rps_min=0),
+            "missing": RequestGoals(p50_latency_ms=1000),
+        }
+    )
+    goals = evaluate_goals(assertions, _by_name_summary())
+    assert [(g.name, g.actual, g.passed) for g in goals] == [
+        ("by_name.never.error_rate_max", None, False),
+        ("by_name.never.rps_min", None, False),
+        ("by_name.missing.p50_latency_ms", None, False),
+    ]
+
+
+def test_a_whole_run_goal_s_json_has_no_request_key() -> None:
+    goals = evaluate_goals(
+        Assertions(rps_min=1, by_name={"home": RequestGoals(rps_min=1)}), _by_name_summary()
+    )
+    run_goal, home_goal = (msgspec.to_builtins(g) for g in goals)
+    assert set(run_goal) == {"name", "expected", "actual", "passed", "op"}
+    assert home_goal["request"] == "home"

@@ -1177,6 +1177,107 @@ def test_assertions_misspelled_key_hint() -> None:
     assert err.hint == "p99_latency_ms"
 
 
+def test_per_request_goals_load_in_file_order() -> None:
+    s = load(
+        BASE + REQ_B + "[assertions]\np99_latency_ms = 9\n"
+        "[assertions.by_name.b]\np95_latency_ms = 2.5\nerror_rate_max = 0\n"
+        "[assertions.by_name.a]\nrps_min = 10\nstatus_5xx_max_rate = 0.01\n"
+        "success_rate_min = 1\np50_latency_ms = 1\np90_latency_ms = 1\n"
+        "p99_latency_ms = 1\np999_latency_ms = 1\n"
+    )
+    assert s.assertions.p99_latency_ms == 9
+    assert list(s.assertions.by_name) == ["b", "a"]
+    assert s.assertions.by_name["b"].p95_latency_ms == 2.5
+    assert s.assertions.by_name["a"].rps_min == 10
+    assert "b: p95 latency <= 2.5 ms  (by_name.b.p95_latency_ms)" in describe_scenario(s)
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "fragment", "hint", "needle"),
+    [
+        (
+            "[assertions.by_name.c]\np99_latency_ms = 5\n",
+            "assertions.by_name.c",
+            "no request is named 'c'; known: 'a', 'b'",
+            None,
+            "by_name.c]",
+        ),
+        (
+            "[assertions.by_name.bb]\np99_latency_ms = 5\n",
+            "assertions.by_name.bb",
+            "no request is named 'bb'",
+            "b",
+            "by_name.bb]",
+        ),
+        (
+            "[assertions.by_name.b]\np99_latency = 5\n",
+            "assertions.by_name.b.p99_latency",
+            "unknown key 'p99_latency' in [assertions.by_name.b]",
+            "p99_latency_ms",
+            "p99_latency =",
+        ),
+        (
+            "[assertions.by_name.b]\ndropped_iterations_max = 0\n",
+            "assertions.by_name.b.dropped_iterations_max",
+            "applies to the whole run only",
+            None,
+            "dropped_iterations_max",
+        ),
+        (
+            "[assertions.by_name.b]\np99_latency_ms = 0\n",
+            "assertions.by_name.b.p99_latency_ms",
+            "must be > 0",
+            None,
+            "p99_latency_ms",
+        ),
+        (
+            "[assertions.by_name.b]\nerror_rate_max = 2\n",
+            "assertions.by_name.b.error_rate_max",
+            "must be <= 1",
+            None,
+            "error_rate_max",
+        ),
+        (
+            '[assertions.by_name.b]\nrps_min = "5"\n',
+            "assertions.by_name.b.rps_min",
+            "expected number, got string",
+            None,
+            "rps_min",
+        ),
+        (
+            "[assertions]\nby_name = 3\n",
+            "assertions.by_name",
+            "expected a table of request names, got integer",
+            None,
+            "by_name",
+        ),
+        (
+            "[assertions.by_name]\nb = 3\n",
+            "assertions.by_name.b",
+            "expected a table of goals, got integer",
+            None,
+            "b = 3",
+        ),
+    ],
+)
+def test_per_request_goals_bad(
+    body: str, key: str, fragment: str, hint: str | None, needle: str
+) -> None:
+    text = BASE + REQ_B + body
+    err = fail(text)
+    assert err.key == key
+    assert fragment in err.message
+    assert err.hint == hint
+    assert err.line == line_of(text, needle)
+
+
+def test_a_per_request_goal_for_a_name_with_spaces_quotes_it_in_the_key() -> None:
+    text = BASE + '[assertions.by_name."a b"]\np99_latency_ms = -1\n'
+    err = fail(text)
+    assert err.key == 'assertions.by_name."a b"'
+    assert "no request is named 'a b'" in err.message
+
+
 # --------------------------------------------------------------------------- limits
 
 

@@ -57,7 +57,7 @@ KEYS = [
     "spike_duration_seconds", "steps", "rate", "max_vus", "duration_ms", "min_ms", "max_ms",
     "request", "repeat", "p50_latency_ms", "p99_latency_ms", "error_rate_max",
     "success_rate_min", "rps_min", "status_5xx_max_rate", "request_timeout_ms",
-    "max_event_log_size_mb",
+    "max_event_log_size_mb", "by_name", "dropped_iterations_max",
 ]  # fmt: skip
 STRINGS = [
     "", "a", "GET", "get", "POST", "/", "/x", "x", "http://127.0.0.1:8080", "https://h",
@@ -217,6 +217,15 @@ def mutation(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     own = st.sampled_from(TABLE_KEYS[table])
     extra = draw(st.dictionaries(st.one_of(own, own, own, keys), values, max_size=4))
     return table, extra
+
+
+@FUZZ
+@given(st.dictionaries(st.one_of(st.just("a"), keys), values, max_size=3))
+def test_per_request_goal_tables(by_name: dict[str, Any]) -> None:
+    # "a" is VALID's request, so the goal tables often get past the name check.
+    doc = json.loads(json.dumps(VALID))
+    doc["assertions"] = {"by_name": by_name}
+    _check(to_toml(doc), resolve_external=True)
 
 
 @FUZZ

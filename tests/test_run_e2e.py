@@ -226,6 +226,54 @@ def test_goal_pass_exit_0_and_fail_exit_1(tmp_path: Path, z6_port: int) -> None:
     assert summary["requests"]["by_status"]["503"] > 0
 
 
+PER_REQUEST_GOALS = """
+[runtime]
+iterations = 20
+vus = 2
+
+[[requests]]
+name = "ok"
+method = "GET"
+path = "/"
+
+[[requests]]
+name = "boom"
+method = "GET"
+path = "/status/503"
+
+[assertions]
+error_rate_max = 1.0
+
+[assertions.by_name.ok]
+error_rate_max = 0.0
+
+[assertions.by_name.boom]
+status_5xx_max_rate = {boom_5xx}
+"""
+
+
+@pytest.mark.parametrize(("boom_5xx", "code"), [(1.0, 0), (0.5, 1)])
+def test_per_request_goals_decide_the_exit_code_and_analyze_agrees(
+    tmp_path: Path, z6_port: int, boom_5xx: float, code: int
+) -> None:
+    scenario = write_scenario(tmp_path, z6_port, PER_REQUEST_GOALS.format(boom_5xx=boom_5xx))
+    got, summary, err = run_json(scenario, tmp_path / "out")
+    assert got == code, err
+    by_name = summary["requests"]["by_name"]
+    assert by_name["boom"]["by_status"] == {"503": by_name["boom"]["total"]}
+    assert by_name["ok"]["by_status"] == {"200": by_name["ok"]["total"]}
+    assert by_name["boom"]["total"] + by_name["ok"]["total"] == 40  # 20 iterations x 2 VUs
+    goals = [(g["name"], g.get("request"), g["actual"], g["passed"]) for g in summary["assertions"]]
+    assert goals == [
+        ("error_rate_max", None, round(by_name["boom"]["total"] / 40, 6), True),
+        ("by_name.ok.error_rate_max", "ok", 0.0, True),
+        ("by_name.boom.status_5xx_max_rate", "boom", 1.0, code == 0),
+    ]
+    analyzed = analyze_logs([tmp_path / "out" / "events.bin"]).summary
+    assert analyzed["assertions"] == summary["assertions"]
+    assert analyzed["requests"]["by_name"] == by_name
+
+
 DELAY = """
 [runtime]
 duration_seconds = 3

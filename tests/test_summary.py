@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.metrics import Reducer, bucket_index, bucket_value
-from z6.engine.scenario import Assertions
+from z6.engine.scenario import Assertions, RequestGoals
 from z6.engine.summary import RunMeta, build_summary, percentile_key, timeseries_rows
 from z6.ipc.events import (
     Event,
@@ -139,8 +139,11 @@ def test_summary_has_the_spec_keys_and_values() -> None:
     assert (home["total"], home["ok"], home["failed"]) == (8, 8, 0)
     assert home["latency_ms"]["min"] == 10.0
     assert home["latency_ms"]["max"] == pytest.approx(17.0, rel=1e-3)
+    assert (home["rps"], home["by_status"]) == (4.0, {"200": 8})
     login = s["requests"]["by_name"]["login"]
     assert (login["total"], login["ok"], login["failed"]) == (2, 0, 2)
+    # the refused connect has no status: only the 500 is counted
+    assert (login["rps"], login["by_status"]) == (1.0, {"500": 1})
     # the refused connection has no latency: only the 20 ms status failure counts
     assert login["latency_ms"]["p50"] == pytest.approx(20.0, rel=1e-3)
     assert set(s["latency_ms"]) == {"min", "mean", "max", "p50", "p90", "p95", "p99", "p999"}
@@ -172,6 +175,27 @@ def test_requested_percentiles_plus_those_goals_need() -> None:
     assert set(s["latency_ms"]) == {"min", "mean", "max", "p75", "p9999", "p999"}
     assert set(s["requests"]["by_name"]["home"]["latency_ms"]) == set(s["latency_ms"])
     assert s["assertions"][0]["actual"] == s["latency_ms"]["p999"]
+
+
+def test_a_request_s_goal_adds_its_percentile_and_decides_passed() -> None:
+    s = build_summary(
+        _run(),
+        META,
+        Assertions(by_name={"login": RequestGoals(p999_latency_ms=5)}),
+        percentiles=(50,),
+    )
+    assert set(s["requests"]["by_name"]["login"]["latency_ms"]) == {
+        "min",
+        "mean",
+        "max",
+        "p50",
+        "p999",
+    }
+    [goal] = s["assertions"]
+    assert goal["name"] == "by_name.login.p999_latency_ms"
+    assert goal["actual"] == s["requests"]["by_name"]["login"]["latency_ms"]["p999"]
+    assert goal["passed"] is False
+    assert s["passed"] is False
 
 
 def test_goals_decide_passed() -> None:
