@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import secrets
 from bisect import bisect_right
-from collections.abc import Iterator
-from collections.abc import Sequence as SequenceABC
+from collections.abc import Iterator, Sequence as SequenceABC
 from itertools import accumulate
 
 from z6.engine.scenario import Scenario, ThinkTime

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from test_replay import WEIGHTED, header_of, synth_log
 
 from z6.cli.analyze_cmd import analyze_logs, replay_log

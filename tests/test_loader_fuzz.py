@@ -12,8 +12,7 @@ from typing import Any
 
 import msgspec
 from conftest import fuzz_examples
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from z6.engine.describe import describe_scenario
 from z6.engine.errors import ScenarioError

@@ -8,8 +8,7 @@ from collections import Counter
 import pytest
 from conftest import fuzz_examples
 from hdrh.histogram import HdrHistogram
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.metrics import (

@@ -17,8 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_PY = REPO / "perf" / "run.py"

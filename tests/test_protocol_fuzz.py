@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 from conftest import fuzz_examples
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from z6.engine.protocol import (
     ClosedEarly,

@@ -17,8 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import creator_gone, run_z6
-from conftest import ring_segments as _segments
+from conftest import creator_gone, ring_segments as _segments, run_z6
 from servers import z6_server
 
 from z6.engine.metrics import WorkerAccount

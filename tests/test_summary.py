@@ -6,8 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from z6.engine.error_kinds import ErrorKind
 from z6.engine.metrics import Reducer, bucket_index, bucket_value
