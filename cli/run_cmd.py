@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import fcntl
 import json
 import os
 import resource
@@ -93,6 +94,34 @@ def _prepare_out_dir(path: Path, created: list[Path]) -> None:
         raise RunError(f"output directory {path} is not writable: {exc.strerror}") from None
 
 
+def _lock_dir(path: Path, locks: list[int]) -> None:
+    """Hold an exclusive lock on directory ``path`` until the fds in ``locks`` are closed.
+
+    Two runs writing one directory at once replaced each other's summary and interleaved
+    their event logs, both exiting 0. ``flock`` on the directory itself leaves no lock file
+    behind, and the lock goes with the process (a killed run does not leave it held). A
+    directory this process already holds is not locked twice (a second flock of it would
+    conflict with the first).
+    """
+    for held in locks:
+        with contextlib.suppress(OSError):
+            if os.path.samestat(os.fstat(held), os.stat(path)):
+                return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RunError(f"cannot open the output directory {path}: {exc.strerror}") from None
+    locks.append(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ConfigError(
+            f"another z6 run is writing to {path}: give each run its own --out"
+        ) from None
+    except OSError:
+        pass  # a file system without flock: run unprotected rather than not at all
+
+
 OUTPUT_FILES = ("summary.json", "summary.txt", "timeseries.csv", "scenario.toml")
 
 
@@ -174,12 +203,15 @@ def run_scenario(opts: RunOptions) -> int:
 
     out_dir = opts.out if opts.out is not None else _default_out_dir()
     created: list[Path] = []
+    locks: list[int] = []
     try:
         _prepare_out_dir(out_dir, created)
+        _lock_dir(out_dir, locks)
         log_path = out_dir / "events.bin"
         if opts.out is None and scenario.runtime.event_log_path:
             log_path = Path(scenario.runtime.event_log_path)
             _prepare_out_dir(log_path.parent, created)
+            _lock_dir(log_path.parent, locks)
         _refuse_to_overwrite(
             _inputs_of(opts.scenario, scenario), [log_path, *(out_dir / n for n in OUTPUT_FILES)]
         )
@@ -251,6 +283,8 @@ def run_scenario(opts: RunOptions) -> int:
                         progress.close()
             return _finish_run(opts, scenario, header, out_dir, log_path, outcome)
     finally:
+        for fd in locks:
+            os.close(fd)
         # A run that failed before writing anything leaves no empty results/<time>/ (nor the
         # results/ it made for it) behind: rmdir removes only an empty directory.
         for made in reversed(created):
@@ -309,6 +343,18 @@ def _finish_run(
         ):
             if note:
                 print(f"z6: {note}", file=sys.stderr, flush=True)
+    # A report that went nowhere (``--json > summary.json`` on a full disk) is said whatever
+    # the exit code; a closed terminal (EIO) is not that, and a reader that went away (EPIPE)
+    # has nobody to tell.
+    lost_report = unprinted is not None and unprinted.errno != errno.EIO
+    if lost_report and unprinted is not None and not isinstance(unprinted, BrokenPipeError):
+        where = f"; it is in {out_dir}/" if unwritten is None else ""
+        with contextlib.suppress(OSError):
+            print(
+                f"z6: cannot print the report: {unprinted.strerror or unprinted}{where}",
+                file=sys.stderr,
+                flush=True,
+            )
     if unwritten is not None:
         with contextlib.suppress(OSError):
             print(f"z6: {unwritten}", file=sys.stderr, flush=True)
@@ -319,19 +365,8 @@ def _finish_run(
         return EXIT_RUNTIME
     if not summary["passed"]:
         return EXIT_GOALS
-    if unprinted is not None and unprinted.errno != errno.EIO:
-        # A run that passed but whose report went nowhere (``--json > summary.json`` on a
-        # full disk) must not read as a success; a closed terminal (EIO) is not that, and a
-        # reader that went away (EPIPE) has nobody to tell.
-        if not isinstance(unprinted, BrokenPipeError):
-            with contextlib.suppress(OSError):
-                print(
-                    f"z6: cannot print the report: {unprinted.strerror or unprinted}; it is "
-                    f"in {out_dir}/",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        return EXIT_RUNTIME
+    if lost_report:
+        return EXIT_RUNTIME  # a run that passed but whose report is lost is no success
     return EXIT_OK
 
 

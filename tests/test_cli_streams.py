@@ -15,7 +15,7 @@ from conftest import SCENARIOS, one_line_exit_2, run_z6, z6_command
 from servers import z6_server
 
 from z6.cli.options import parse_percentiles, parse_shard
-from z6.cli.run_cmd import _prepare_out_dir
+from z6.cli.run_cmd import _lock_dir, _prepare_out_dir
 from z6.engine.errors import ConfigError
 
 
@@ -261,6 +261,46 @@ def test_a_run_whose_report_cannot_be_printed_is_not_a_success(tmp_path: Path, p
     assert code == 3
     assert err == f"z6: cannot print the report: No space left on device; it is in {out}/\n"
     assert json.loads((out / "summary.json").read_text())["passed"] is True
+
+
+def test_a_failed_run_whose_report_cannot_be_printed_says_so(tmp_path: Path, port: int) -> None:
+    # It exited 1 with nothing on stderr: the report was gone and nothing said where it was.
+    out = tmp_path / "o"
+    failing = scenario(tmp_path, port, extra="[assertions]\np50_latency_ms = 0.000001\n")
+    with open("/dev/full", "w") as full:
+        code, err = z6_with(
+            ["run", str(failing), "--out", str(out), "-q", "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+        )
+    assert code == 1  # the goal failed: that is what the exit code says first
+    assert err == f"z6: cannot print the report: No space left on device; it is in {out}/\n"
+    assert json.loads((out / "summary.json").read_text())["passed"] is False
+
+
+def test_a_second_run_into_a_directory_in_use_is_refused(tmp_path: Path) -> None:
+    # Two runs into one --out at once both exited 0; one's results were lost and the event
+    # log interleaved. The second is now refused before it touches anything.
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")  # the running run's, so far
+    locks: list[int] = []
+    _lock_dir(out, locks)  # the run in progress
+    try:
+        _lock_dir(out, locks)  # the same process again: no conflict with itself
+        assert len(locks) == 1
+        proc = run_z6(["run", str(SCENARIOS / "quickstart.toml"), "--out", str(out), "-q"])
+        assert proc.returncode == 2
+        assert proc.stderr == (
+            f"z6: another z6 run is writing to {out}: give each run its own --out\n"
+        )
+        assert [p.name for p in out.iterdir()] == ["summary.json"]
+    finally:
+        for fd in locks:
+            os.close(fd)
+    other: list[int] = []
+    _lock_dir(out, other)  # free again once the holder closed it
+    os.close(other[0])
 
 
 def test_the_output_directory_records_only_the_directories_it_made(tmp_path: Path) -> None:
