@@ -463,19 +463,39 @@ def load_run_summary(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def run_diff(a: Path, b: Path, fmt: str) -> int:
-    """``z6 diff A B``: print the comparison of run B against baseline A; exit 0."""
-    from z6.cli.report import diff_dict, render_diff
+def run_diff(
+    a: Path,
+    b: Path,
+    fmt: str,
+    max_regression_pct: float | None = None,
+    gate: Sequence[str] | None = None,
+) -> int:
+    """``z6 diff A B``: print the comparison of run B against baseline A.
+
+    Exit 0, or 1 when ``max_regression_pct`` is given and a gated metric (``gate``, default
+    :data:`~z6.cli.report.DEFAULT_GATE`) regressed by more (see
+    :func:`~z6.cli.report.gate_result`).
+    """
+    from z6.cli.report import diff_dict, gate_result, render_diff
 
     _check_format(fmt, DIFF_FORMATS)
+    if gate is not None and max_regression_pct is None:
+        raise ConfigError("--gate needs --max-regression PCT")
     sa = load_run_summary(a)
     sb = load_run_summary(b)
     try:
-        text = json.dumps(diff_dict(sa, sb), indent=2) if fmt == "json" else render_diff(sa, sb)
+        d = diff_dict(sa, sb)
+        verdict = None if max_regression_pct is None else gate_result(d, max_regression_pct, gate)
+        if fmt == "json":
+            if verdict is not None:
+                d["gate"] = verdict
+            text = json.dumps(d, indent=2)
+        else:
+            text = render_diff(sa, sb, verdict)
     except (AttributeError, TypeError, KeyError, ValueError, ArithmeticError) as exc:
         raise _malformed_summary(a, b, sa, sb, exc) from None
     print(text)
-    return EXIT_OK
+    return EXIT_FAILED if verdict is not None and not verdict["passed"] else EXIT_OK
 
 
 def _malformed_summary(

@@ -304,11 +304,28 @@ def diff(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Output: summary or json.")] = (
         "summary"
     ),
+    max_regression: Annotated[
+        str | None,
+        typer.Option(
+            "--max-regression",
+            help="Exit 1 when a gated metric of B is worse than A's by more than this "
+            "percentage (e.g. 10). Without it the comparison never fails.",
+        ),
+    ] = None,
+    gate: Annotated[
+        str | None,
+        typer.Option(
+            "--gate",
+            help="Metrics the --max-regression gate checks, comma-separated (default: "
+            "latency_ms.p50, p95, p99, latency_corrected_ms.p99, error_rate, rps).",
+        ),
+    ] = None,
 ) -> None:
     """Compare two runs: totals, rates and latency percentiles with deltas."""
     from z6.cli.analyze_cmd import run_diff
+    from z6.cli.options import parse_gate, parse_max_regression
 
-    _exit_with(lambda: run_diff(a, b, fmt))
+    _exit_with(lambda: run_diff(a, b, fmt, parse_max_regression(max_regression), parse_gate(gate)))
 
 
 def main() -> None:

@@ -17,6 +17,8 @@ __all__ = [
     "check_procs",
     "check_seed",
     "parse_duration",
+    "parse_gate",
+    "parse_max_regression",
     "parse_out",
     "parse_percentiles",
     "parse_shard",
@@ -86,6 +88,33 @@ def parse_percentiles(text: str | None) -> tuple[float, ...]:
     if not values:
         raise ConfigError("--percentiles: give at least one value, e.g. 50,90,99")
     return tuple(values)
+
+
+def parse_max_regression(text: str | None) -> float | None:
+    """Parse ``--max-regression 10`` or ``10%`` (a percentage, finite, >= 0)."""
+    if text is None:
+        return None
+    body = text.strip().removesuffix("%").strip()
+    # ASCII digits only: float() also takes "١٠" and "1_0", and "nan"/"inf".
+    if not body or len(body) > 32 or not all(c in "0123456789." for c in body):
+        raise ConfigError(
+            f"--max-regression: {text!r} is not a percentage (e.g. 10 or 10%, at least 0)"
+        )
+    try:
+        return float(body)
+    except ValueError:
+        raise ConfigError(f"--max-regression: {text!r} is not a percentage") from None
+
+
+def parse_gate(text: str | None) -> tuple[str, ...] | None:
+    """Parse ``--gate latency_ms.p99,error_rate`` into labels (checked against the runs
+    later, when their metrics are known)."""
+    if text is None:
+        return None
+    labels = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not labels:
+        raise ConfigError("--gate: give at least one metric, e.g. latency_ms.p99,error_rate")
+    return labels
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

@@ -14,8 +14,12 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
+from z6.engine.errors import ConfigError
+
 __all__ = [
+    "DEFAULT_GATE",
     "diff_dict",
+    "gate_result",
     "render_diff",
     "render_text",
     "render_timeseries_csv",
@@ -362,6 +366,58 @@ def diff_dict(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     return {"a": _ident(a), "b": _ident(b), "metrics": metrics}
 
 
+DEFAULT_GATE = (
+    "latency_ms.p50",
+    "latency_ms.p95",
+    "latency_ms.p99",
+    "latency_corrected_ms.p99",
+    "error_rate",
+    "rps",
+)
+"""The metrics ``z6 diff --max-regression`` checks unless ``--gate`` names others (those of
+them that the two runs have)."""
+
+
+def gate_result(
+    d: Mapping[str, Any], max_regression_pct: float, labels: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Whether diff ``d`` (of :func:`diff_dict`) stays within ``max_regression_pct``.
+
+    A metric of ``labels`` (default: :data:`DEFAULT_GATE`, those present) fails the gate when
+    it regressed by more than ``max_regression_pct`` percent of A's value, when it regressed
+    from 0 (errors that A did not have: no relative change can be small), or when A has a
+    value and B has none (no latency at all in B: nothing shows it is not worse). Returns
+    ``{"max_regression_pct", "metrics", "failed": [{"metric", "a", "b", "relative"}],
+    "passed"}``. A label that neither run has raises ``ConfigError``.
+    """
+    metrics: Mapping[str, Any] = d["metrics"]
+    if labels is None:
+        chosen = [label for label in DEFAULT_GATE if label in metrics]
+    else:
+        for label in labels:
+            if label not in metrics:
+                raise ConfigError(
+                    f"--gate: no metric {label!r} in these runs; they have: " + ", ".join(metrics)
+                )
+        chosen = list(dict.fromkeys(labels))
+    failed: list[dict[str, Any]] = []
+    for label in chosen:
+        m = metrics[label]
+        if m["change"] == "regression":
+            rel = m["relative"]
+            over = rel is None or abs(rel) * 100 > max_regression_pct
+        else:
+            over = m["a"] is not None and m["b"] is None
+        if over:
+            failed.append({"metric": label, "a": m["a"], "b": m["b"], "relative": m["relative"]})
+    return {
+        "max_regression_pct": max_regression_pct,
+        "metrics": chosen,
+        "failed": failed,
+        "passed": not failed,
+    }
+
+
 def _ident(s: Mapping[str, Any]) -> dict[str, Any]:
     scen = s.get("scenario", {})
     return {
@@ -372,8 +428,11 @@ def _ident(s: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
-    """A table of :func:`diff_dict`: metric, A, B, delta, relative change and a mark."""
+def render_diff(
+    a: Mapping[str, Any], b: Mapping[str, Any], gate: Mapping[str, Any] | None = None
+) -> str:
+    """A table of :func:`diff_dict`: metric, A, B, delta, relative change and a mark; with
+    ``gate`` (of :func:`gate_result`), its verdict last."""
     d = diff_dict(a, b)
     out = [
         f"A: {d['a']['scenario']} started {d['a']['started_at']} (seed {d['a']['seed']})",
@@ -407,4 +466,18 @@ def render_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
     n_imp = sum(1 for m in d["metrics"].values() if m["change"] == "improvement")
     out.append("")
     out.append(f"  {n_imp} improved, {n_reg} regressed")
+    if gate is not None:
+        out.append(_gate_line(gate))
     return "\n".join(out)
+
+
+def _gate_line(gate: Mapping[str, Any]) -> str:
+    limit = f"{_num(gate['max_regression_pct'])}%"
+    if gate["passed"]:
+        return f"  gate: PASSED (no regression over {limit} in {', '.join(gate['metrics'])})"
+    parts = []
+    for f in gate["failed"]:
+        show = _rate_pct if f["metric"] in _RATES else _num
+        rel = "" if f["relative"] is None else f" {f['relative'] * 100:+.1f}%"
+        parts.append(f"{f['metric']} {show(f['a'])} -> {show(f['b'])}{rel}")
+    return f"  gate: FAILED (regressed over {limit}: {'; '.join(parts)})"

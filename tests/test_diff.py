@@ -6,12 +6,15 @@ import json
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import run_z6
 from test_replay import WEIGHTED, synth_log
 
 from z6.cli.analyze_cmd import analyze_logs, load_run_summary
+from z6.cli.options import parse_max_regression
+from z6.cli.report import gate_result
 from z6.engine.errors import ConfigError
 
 
@@ -117,3 +120,87 @@ def test_diff_of_two_runs_shows_the_p99_delta(tmp_path: Path) -> None:
     )
     assert "WORSE" in row
     assert row.split()[3].startswith("+")
+
+    # As a gate: the slow run fails a 50 % bound (exit 1), passes a generous one; a baseline
+    # against itself passes even a 0 % bound.
+    proc = run_z6(["diff", str(outs[0]), str(outs[1]), "--max-regression", "50"])
+    assert proc.returncode == 1, proc.stderr
+    verdict = proc.stdout.splitlines()[-1]
+    assert verdict.startswith("  gate: FAILED (regressed over 50%: latency_ms.p50 ")
+    proc = run_z6(["diff", str(outs[0]), str(outs[1]), "--max-regression", "1000000000"])
+    assert proc.returncode == 0, proc.stdout
+    proc = run_z6(["diff", str(outs[0]), str(outs[0]), "--max-regression", "0%"])
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.splitlines()[-1].startswith("  gate: PASSED (no regression over 0% in ")
+
+
+def _diff(metrics: dict[str, tuple[Any, Any, str]]) -> dict[str, Any]:
+    """A diff_dict-shaped value: ``{label: (a, b, change)}`` with the relative change."""
+    out: dict[str, Any] = {}
+    for label, (a, b, change) in metrics.items():
+        rel = (
+            (b - a) / a if isinstance(a, int | float) and isinstance(b, int | float) and a else None
+        )
+        out[label] = {"a": a, "b": b, "delta": None, "relative": rel, "change": change}
+    return {"metrics": out}
+
+
+def test_the_gate_fails_on_regressions_over_the_bound_only() -> None:
+    d = _diff(
+        {
+            "requests.total": (100, 10, "n/a"),  # neutral: never gated by default
+            "latency_ms.p50": (10.0, 10.9, "regression"),  # +9 %
+            "latency_ms.p95": (10.0, 5.0, "improvement"),
+            "latency_ms.p99": (10.0, 11.5, "regression"),  # +15 %
+            "error_rate": (0.0, 0.001, "regression"),  # from none: no relative change
+            "rps": (1000.0, 880.0, "regression"),  # -12 %
+        }
+    )
+    verdict = gate_result(d, 10.0)
+    assert verdict["metrics"] == [
+        "latency_ms.p50",
+        "latency_ms.p95",
+        "latency_ms.p99",
+        "error_rate",
+        "rps",
+    ]
+    assert [f["metric"] for f in verdict["failed"]] == ["latency_ms.p99", "error_rate", "rps"]
+    assert verdict["passed"] is False
+    assert gate_result(d, 20.0, ["latency_ms.p50", "latency_ms.p99", "rps"])["passed"] is True
+    assert gate_result(d, 5.0, ["latency_ms.p95"])["passed"] is True  # improvements never fail
+
+
+def test_the_gate_fails_a_metric_that_b_no_longer_has() -> None:
+    # Every request of B failed: no latency, and "n/a" must not read as "no regression".
+    d = _diff({"latency_ms.p99": (10.0, None, "n/a"), "latency_ms.p50": (None, None, "n/a")})
+    verdict = gate_result(d, 1000.0, ["latency_ms.p99", "latency_ms.p50"])
+    assert verdict["failed"] == [
+        {"metric": "latency_ms.p99", "a": 10.0, "b": None, "relative": None}
+    ]
+
+
+def test_a_gate_on_a_metric_neither_run_has_is_a_usage_error() -> None:
+    with pytest.raises(ConfigError, match=r"--gate: no metric 'latency_ms\.p42' in these runs"):
+        gate_result(_diff({"rps": (1.0, 1.0, "unchanged")}), 10.0, ["latency_ms.p42"])
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("10", 10.0), ("10%", 10.0), (" 2.5 % ", 2.5), ("0", 0.0)]
+)
+def test_max_regression_takes_a_percentage(text: str, value: float) -> None:
+    assert parse_max_regression(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "-5", "x", "nan", "inf", "1e3", "١٠", "1_0", "1.2.3", "%"])
+def test_max_regression_refuses_anything_else(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"--max-regression: .* is not a percentage"):
+        parse_max_regression(text)
+
+
+def test_gate_options_on_the_command_line(tmp_path: Path) -> None:
+    log = synth_log(tmp_path / "events.bin")
+    proc = run_z6(["diff", str(log), str(log), "--gate", "rps"])
+    assert (proc.returncode, proc.stderr) == (2, "z6: --gate needs --max-regression PCT\n")
+    proc = run_z6(["diff", str(log), str(log), "--max-regression", "5", "--format", "json"])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["gate"]["passed"] is True
