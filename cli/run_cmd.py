@@ -334,6 +334,9 @@ def _finish_run(
         unprinted = exc
         drop_stdout()  # what is still buffered would fail again at exit
     with contextlib.suppress(OSError):
+        if opts.json and opts.out is None and unwritten is None:
+            # stdout is the JSON alone; the directory z6 chose is said where it can be.
+            print(f"z6: results: {out_dir}/", file=sys.stderr, flush=True)
         for message in outcome.messages:
             print(f"z6: {message}", file=sys.stderr, flush=True)
         for note in (

@@ -278,6 +278,20 @@ def test_a_failed_run_whose_report_cannot_be_printed_says_so(tmp_path: Path, por
     assert json.loads((out / "summary.json").read_text())["passed"] is False
 
 
+def test_json_without_out_says_on_stderr_where_the_results_are(tmp_path: Path, port: int) -> None:
+    # stdout is the JSON alone: the directory z6 chose was written nowhere.
+    code, err = z6_with(
+        ["run", str(scenario(tmp_path, port)), "-q", "--json"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert code == 0, err
+    (made,) = (tmp_path / "results").iterdir()
+    assert err == f"z6: results: results/{made.name}/\n"
+    assert json.loads((made / "summary.json").read_text())["passed"] is True
+
+
 def test_a_second_run_into_a_directory_in_use_is_refused(tmp_path: Path) -> None:
     # Two runs into one --out at once both exited 0; one's results were lost and the event
     # log interleaved. The second is now refused before it touches anything.
