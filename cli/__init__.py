@@ -6,7 +6,7 @@ The names below are the public API; each is imported from its module on first us
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from z6.engine._exports import lazy_getattr
 
@@ -41,8 +41,4 @@ if TYPE_CHECKING:
     from z6.cli.run_cmd import RunOptions as RunOptions, run_scenario as run_scenario
 
 
-def __getattr__(name: str) -> Any:
-    return _load(name)
-
-
-_load = lazy_getattr(__name__, _EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
