@@ -485,7 +485,9 @@ def run_diff(
     sb = load_run_summary(b)
     try:
         d = diff_dict(sa, sb)
-        verdict = None if max_regression_pct is None else gate_result(d, max_regression_pct, gate)
+        verdict = (
+            None if max_regression_pct is None else gate_result(sa, sb, max_regression_pct, gate)
+        )
         if fmt == "json":
             if verdict is not None:
                 d["gate"] = verdict

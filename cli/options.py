@@ -3,6 +3,7 @@ analyze`` must not pay for the run machinery)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ from z6.engine.summary import DEFAULT_PERCENTILES, percentile_key
 
 __all__ = [
     "MAX_PROCS",
+    "MAX_REGRESSION_PCT",
     "MAX_SHARDS",
     "check_port",
     "check_procs",
@@ -90,20 +92,25 @@ def parse_percentiles(text: str | None) -> tuple[float, ...]:
     return tuple(values)
 
 
+MAX_REGRESSION_PCT = 1e6  # a million percent: 10,000 times worse; any larger bound is a typo
+
+
 def parse_max_regression(text: str | None) -> float | None:
     """Parse ``--max-regression 10`` or ``10%`` (a percentage, finite, >= 0)."""
     if text is None:
         return None
     body = text.strip().removesuffix("%").strip()
+    value: float | None = None
     # ASCII digits only: float() also takes "١٠" and "1_0", and "nan"/"inf".
-    if not body or len(body) > 32 or not all(c in "0123456789." for c in body):
+    if body and len(body) <= 32 and all(c in "0123456789." for c in body):
+        with contextlib.suppress(ValueError):
+            value = float(body)
+    if value is None or value > MAX_REGRESSION_PCT:
         raise ConfigError(
-            f"--max-regression: {text!r} is not a percentage (e.g. 10 or 10%, at least 0)"
+            f"--max-regression: {text!r} is not a percentage from 0 to "
+            f"{MAX_REGRESSION_PCT:g} (e.g. 10 or 10%)"
         )
-    try:
-        return float(body)
-    except ValueError:
-        raise ConfigError(f"--max-regression: {text!r} is not a percentage") from None
+    return value
 
 
 def parse_gate(text: str | None) -> tuple[str, ...] | None:

@@ -378,38 +378,74 @@ DEFAULT_GATE = (
 them that the two runs have)."""
 
 
-def gate_result(
-    d: Mapping[str, Any], max_regression_pct: float, labels: Sequence[str] | None = None
-) -> dict[str, Any]:
-    """Whether diff ``d`` (of :func:`diff_dict`) stays within ``max_regression_pct``.
+def _zero_when_absent(label: str) -> bool:
+    """Error kinds and dropped iterations that a run does not list are 0 in it (as in
+    :func:`diff_dict`), not unknown."""
+    return label.startswith("errors.") or label == "dropped_iterations"
 
-    A metric of ``labels`` (default: :data:`DEFAULT_GATE`, those present) fails the gate when
-    it regressed by more than ``max_regression_pct`` percent of A's value, when it regressed
-    from 0 (errors that A did not have: no relative change can be small), or when A has a
-    value and B has none (no latency at all in B: nothing shows it is not worse). Returns
-    ``{"max_regression_pct", "metrics", "failed": [{"metric", "a", "b", "relative"}],
-    "passed"}``. A label that neither run has raises ``ConfigError``.
+
+def gate_result(
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    max_regression_pct: float,
+    labels: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Whether run ``b`` stays within ``max_regression_pct`` of baseline ``a``.
+
+    A gated metric fails when it is worse in B than in A by more than ``max_regression_pct``
+    percent of A's value, when it got worse from 0 (errors that A did not have: no relative
+    change can be small), or when B reports it without a value and A with one (B recorded no
+    latency at all). Only metrics both runs report are compared: the default gate
+    (:data:`DEFAULT_GATE`) skips one that a run does not report (other ``--percentiles``, a
+    closed-model run against an open-model one); a label in ``labels`` must be reported by both
+    and be a rate, latency or rps (``ConfigError`` otherwise). Returns ``{"max_regression_pct",
+    "metrics", "failed": [{"metric", "a", "b", "relative"}], "passed"}``; raises
+    ``ValueError`` for a gated value that is not a number.
     """
-    metrics: Mapping[str, Any] = d["metrics"]
+    ma, mb = _metrics_of(a), _metrics_of(b)
+
+    def reported(label: str) -> bool:
+        in_a, in_b = label in ma, label in mb
+        return (in_a or in_b) if _zero_when_absent(label) else (in_a and in_b)
+
     if labels is None:
-        chosen = [label for label in DEFAULT_GATE if label in metrics]
+        chosen = [label for label in DEFAULT_GATE if reported(label)]
     else:
-        for label in labels:
-            if label not in metrics:
-                raise ConfigError(
-                    f"--gate: no metric {label!r} in these runs; they have: " + ", ".join(metrics)
-                )
         chosen = list(dict.fromkeys(labels))
+        for label in chosen:
+            if label not in ma and label not in mb:
+                known = ", ".join(dict.fromkeys([*ma, *mb]))
+                raise ConfigError(f"--gate: no metric {label!r} in these runs; they have: {known}")
+            if not reported(label):
+                only = "A" if label in ma else "B"
+                raise ConfigError(f"--gate: {label} is only reported by {only}: nothing to compare")
+            if (ma.get(label) or mb[label])[1] == _NEUTRAL:
+                raise ConfigError(
+                    f"--gate: {label} is neither better nor worse when it changes; gate on "
+                    "latencies, rates, errors or rps"
+                )
     failed: list[dict[str, Any]] = []
     for label in chosen:
-        m = metrics[label]
-        if m["change"] == "regression":
-            rel = m["relative"]
-            over = rel is None or abs(rel) * 100 > max_regression_pct
+        direction = (ma.get(label) or mb[label])[1]
+        absent = 0 if _zero_when_absent(label) else None
+        va = ma[label][0] if label in ma else absent
+        vb = mb[label][0] if label in mb else absent
+        for value in (va, vb):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise ValueError(f"{label} is {value!r}, not a number")
+        relative = None
+        if va is None or vb is None:
+            over = va is not None  # B has no value where A had one: no latency at all
         else:
-            over = m["a"] is not None and m["b"] is None
+            worse = vb > va if direction == _LOWER_BETTER else vb < va
+            # Compared without dividing: 100 -> 107 is exactly 7 %, where (107 - 100) / 100 *
+            # 100 is 7.000000000000001.
+            over = worse and (va == 0 or abs(vb - va) * 100 > max_regression_pct * abs(va))
+            relative = _tidy((vb - va) / va) if va else None
         if over:
-            failed.append({"metric": label, "a": m["a"], "b": m["b"], "relative": m["relative"]})
+            failed.append({"metric": label, "a": va, "b": vb, "relative": relative})
     return {
         "max_regression_pct": max_regression_pct,
         "metrics": chosen,
@@ -472,7 +508,7 @@ def render_diff(
 
 
 def _gate_line(gate: Mapping[str, Any]) -> str:
-    limit = f"{_num(gate['max_regression_pct'])}%"
+    limit = f"{gate['max_regression_pct']:g}%"
     if gate["passed"]:
         return f"  gate: PASSED (no regression over {limit} in {', '.join(gate['metrics'])})"
     parts = []

@@ -127,36 +127,30 @@ def test_diff_of_two_runs_shows_the_p99_delta(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     verdict = proc.stdout.splitlines()[-1]
     assert verdict.startswith("  gate: FAILED (regressed over 50%: latency_ms.p50 ")
-    proc = run_z6(["diff", str(outs[0]), str(outs[1]), "--max-regression", "1000000000"])
+    proc = run_z6(["diff", str(outs[0]), str(outs[1]), "--max-regression", "1000000"])
     assert proc.returncode == 0, proc.stdout
     proc = run_z6(["diff", str(outs[0]), str(outs[0]), "--max-regression", "0%"])
     assert proc.returncode == 0, proc.stdout
     assert proc.stdout.splitlines()[-1].startswith("  gate: PASSED (no regression over 0% in ")
 
 
-def _diff(metrics: dict[str, tuple[Any, Any, str]]) -> dict[str, Any]:
-    """A diff_dict-shaped value: ``{label: (a, b, change)}`` with the relative change."""
-    out: dict[str, Any] = {}
-    for label, (a, b, change) in metrics.items():
-        rel = (
-            (b - a) / a if isinstance(a, int | float) and isinstance(b, int | float) and a else None
-        )
-        out[label] = {"a": a, "b": b, "delta": None, "relative": rel, "change": change}
-    return {"metrics": out}
+def _summary(
+    *, total: int = 1000, failed: int = 0, rps: float | None = 1000.0, **latency: Any
+) -> dict[str, Any]:
+    """A summary with the keys the diff reads; ``latency`` gives ``latency_ms`` (p99=...)."""
+    return {
+        "requests": {"total": total, "ok": total - failed, "failed": failed},
+        "rps": rps,
+        "duration_s": 1.0,
+        "latency_ms": latency,
+        "errors": {"by_kind": {"timeout": failed} if failed else {}},
+    }
 
 
 def test_the_gate_fails_on_regressions_over_the_bound_only() -> None:
-    d = _diff(
-        {
-            "requests.total": (100, 10, "n/a"),  # neutral: never gated by default
-            "latency_ms.p50": (10.0, 10.9, "regression"),  # +9 %
-            "latency_ms.p95": (10.0, 5.0, "improvement"),
-            "latency_ms.p99": (10.0, 11.5, "regression"),  # +15 %
-            "error_rate": (0.0, 0.001, "regression"),  # from none: no relative change
-            "rps": (1000.0, 880.0, "regression"),  # -12 %
-        }
-    )
-    verdict = gate_result(d, 10.0)
+    a = _summary(p50=10.0, p95=10.0, p99=10.0)
+    b = _summary(failed=1, rps=880.0, p50=10.9, p95=5.0, p99=11.5)  # +9 %, better, +15 %
+    verdict = gate_result(a, b, 10.0)
     assert verdict["metrics"] == [
         "latency_ms.p50",
         "latency_ms.p95",
@@ -164,24 +158,66 @@ def test_the_gate_fails_on_regressions_over_the_bound_only() -> None:
         "error_rate",
         "rps",
     ]
-    assert [f["metric"] for f in verdict["failed"]] == ["latency_ms.p99", "error_rate", "rps"]
-    assert verdict["passed"] is False
-    assert gate_result(d, 20.0, ["latency_ms.p50", "latency_ms.p99", "rps"])["passed"] is True
-    assert gate_result(d, 5.0, ["latency_ms.p95"])["passed"] is True  # improvements never fail
+    assert verdict["failed"] == [
+        {"metric": "latency_ms.p99", "a": 10.0, "b": 11.5, "relative": 0.15},
+        # errors from none: no relative change is small
+        {"metric": "error_rate", "a": 0.0, "b": 0.001, "relative": None},
+        {"metric": "rps", "a": 1000.0, "b": 880.0, "relative": -0.12},
+    ]
+    assert gate_result(a, b, 20.0, ["latency_ms.p50", "latency_ms.p99", "rps"])["passed"]
+    assert gate_result(a, b, 5.0, ["latency_ms.p95"])["passed"]  # improvements never fail
+    # Error kinds a run does not list are 0 there, and can be gated.
+    assert not gate_result(a, b, 1000.0, ["errors.timeout"])["passed"]
 
 
-def test_the_gate_fails_a_metric_that_b_no_longer_has() -> None:
-    # Every request of B failed: no latency, and "n/a" must not read as "no regression".
-    d = _diff({"latency_ms.p99": (10.0, None, "n/a"), "latency_ms.p50": (None, None, "n/a")})
-    verdict = gate_result(d, 1000.0, ["latency_ms.p99", "latency_ms.p50"])
+def test_a_regression_equal_to_the_bound_passes() -> None:
+    # (107 - 100) / 100 * 100 is 7.000000000000001 in floating point.
+    assert gate_result(_summary(p99=100.0), _summary(p99=107.0), 7.0)["passed"]
+    assert not gate_result(_summary(p99=100.0), _summary(p99=107.01), 7.0)["passed"]
+
+
+def test_the_gate_fails_a_latency_that_b_no_longer_has() -> None:
+    # Every request of B failed: no latency, and that must not read as "no regression".
+    verdict = gate_result(_summary(p99=10.0), _summary(p99=None), 1000.0, ["latency_ms.p99"])
     assert verdict["failed"] == [
         {"metric": "latency_ms.p99", "a": 10.0, "b": None, "relative": None}
     ]
 
 
-def test_a_gate_on_a_metric_neither_run_has_is_a_usage_error() -> None:
-    with pytest.raises(ConfigError, match=r"--gate: no metric 'latency_ms\.p42' in these runs"):
-        gate_result(_diff({"rps": (1.0, 1.0, "unchanged")}), 10.0, ["latency_ms.p42"])
+def test_the_default_gate_skips_what_one_run_does_not_report() -> None:
+    # B ran with --percentiles 50,99 (or closed against open model): p95 is not compared.
+    a = _summary(p50=10.0, p95=20.0, p99=30.0)
+    b = _summary(p50=10.0, p99=30.0)
+    verdict = gate_result(a, b, 0.0)
+    assert verdict["passed"] is True
+    assert "latency_ms.p95" not in verdict["metrics"]
+    with pytest.raises(ConfigError, match=r"--gate: latency_ms\.p95 is only reported by A"):
+        gate_result(a, b, 0.0, ["latency_ms.p95"])
+
+
+@pytest.mark.parametrize(
+    ("label", "fragment"),
+    [
+        ("latency_ms.p42", r"--gate: no metric 'latency_ms\.p42' in these runs; they have: "),
+        ("requests.total", r"--gate: requests\.total is neither better nor worse"),
+        ("duration_s", r"--gate: duration_s is neither better nor worse"),
+    ],
+)
+def test_a_gate_on_a_metric_that_cannot_fail_is_a_usage_error(label: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        gate_result(_summary(p99=1.0), _summary(p99=1.0), 10.0, [label])
+
+
+def test_a_gated_value_that_is_no_number_is_a_malformed_summary(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"latency_ms\.p99 is 'slow', not a number"):
+        gate_result(_summary(p99=1.0), _summary(p99="slow"), 10.0)
+    (tmp_path / "a.json").write_text(json.dumps(_summary(p99=1.0)))
+    (tmp_path / "b.json").write_text(json.dumps(_summary(p99="slow")))
+    proc = run_z6(
+        ["diff", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--max-regression", "5"]
+    )
+    assert proc.returncode == 2
+    assert "not a z6 summary (malformed fields: latency_ms.p99 is 'slow'" in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -191,9 +227,14 @@ def test_max_regression_takes_a_percentage(text: str, value: float) -> None:
     assert parse_max_regression(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "-5", "x", "nan", "inf", "1e3", "١٠", "1_0", "1.2.3", "%"])
+@pytest.mark.parametrize(
+    "text", ["", "-5", "x", "nan", "inf", "1e3", "١٠", "1_0", "1.2.3", "%", ".", "1000001"]
+)
 def test_max_regression_refuses_anything_else(text: str) -> None:
-    with pytest.raises(ConfigError, match=r"--max-regression: .* is not a percentage"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--max-regression: .* is not a percentage from 0 to 1e\+06 \(e\.g\. 10 or 10%\)",
+    ):
         parse_max_regression(text)
 
 
