@@ -6,9 +6,10 @@ The names below are the public API; each is imported from its module on first us
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from z6.engine._exports import lazy_getattr
+# Not ``typing.TYPE_CHECKING``: the console script imports ``z6.cli.entry``, and until that
+# import is done a Ctrl-C prints a traceback, so this package imports nothing at all (mypy
+# reads any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
 
 _EXPORTS: dict[str, str] = {
     "main": "entry",
@@ -41,4 +42,7 @@ if TYPE_CHECKING:
     from z6.cli.run_cmd import RunOptions as RunOptions, run_scenario as run_scenario
 
 
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+def __getattr__(name: str) -> object:
+    from z6.engine._exports import lazy_getattr
+
+    return lazy_getattr(__name__, _EXPORTS)(name)
