@@ -437,7 +437,8 @@ def _split_pool_note(summary: dict[str, Any], parts: int) -> str | None:
     if parts <= 1:
         return (
             f"note: {dropped} iterations were dropped (no VU of the pool was free when they "
-            "came due): raise max_vus to run the full rate"
+            "came due, or the worker reached them too late): raise max_vus to run the full "
+            "rate, or give the load more CPU"
         )
     return (
         f"note: {dropped} iterations were dropped; with the pool split over {parts} workers, each "
