@@ -73,9 +73,11 @@ def _default_out_dir() -> Path:
     return path
 
 
-def _prepare_out_dir(path: Path, created: list[Path]) -> None:
-    """``mkdir -p path`` and a write probe; appends to ``created`` each directory made here
-    (top down), so that a run that fails early can remove exactly those."""
+def _prepare_out_dir(path: Path, created: list[Path], locks: list[int] | None = None) -> None:
+    """``mkdir -p path``, its lock (with ``locks``, see :func:`_lock_dir`) and a write probe;
+    appends to ``created`` each directory made here (top down), so that a run that fails early
+    can remove exactly those. The lock comes before the probe: a run that is refused must not
+    write into the directory of the one that holds it."""
     try:
         parts = path.parts
         for i in range(1, len(parts) + 1):
@@ -87,7 +89,9 @@ def _prepare_out_dir(path: Path, created: list[Path]) -> None:
             except FileExistsError:
                 continue
             created.append(step)
-        probe = path / ".z6-write-test"
+        if locks is not None:
+            _lock_dir(path, locks)
+        probe = path / f".z6-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
@@ -205,13 +209,11 @@ def run_scenario(opts: RunOptions) -> int:
     created: list[Path] = []
     locks: list[int] = []
     try:
-        _prepare_out_dir(out_dir, created)
-        _lock_dir(out_dir, locks)
+        _prepare_out_dir(out_dir, created, locks)
         log_path = out_dir / "events.bin"
         if opts.out is None and scenario.runtime.event_log_path:
             log_path = Path(scenario.runtime.event_log_path)
-            _prepare_out_dir(log_path.parent, created)
-            _lock_dir(log_path.parent, locks)
+            _prepare_out_dir(log_path.parent, created, locks)
         _refuse_to_overwrite(
             _inputs_of(opts.scenario, scenario), [log_path, *(out_dir / n for n in OUTPUT_FILES)]
         )
@@ -334,7 +336,7 @@ def _finish_run(
         unprinted = exc
         drop_stdout()  # what is still buffered would fail again at exit
     with contextlib.suppress(OSError):
-        if opts.json and opts.out is None and unwritten is None:
+        if opts.json and opts.out is None and unwritten is None and unprinted is None:
             # stdout is the JSON alone; the directory z6 chose is said where it can be.
             print(f"z6: results: {out_dir}/", file=sys.stderr, flush=True)
         for message in outcome.messages:
@@ -349,12 +351,12 @@ def _finish_run(
     # A report that went nowhere (``--json > summary.json`` on a full disk) is said whatever
     # the exit code; a closed terminal (EIO) is not that, and a reader that went away (EPIPE)
     # has nobody to tell.
-    lost_report = unprinted is not None and unprinted.errno != errno.EIO
-    if lost_report and unprinted is not None and not isinstance(unprinted, BrokenPipeError):
+    lost = unprinted if unprinted is not None and unprinted.errno != errno.EIO else None
+    if lost is not None and not isinstance(lost, BrokenPipeError):
         where = f"; it is in {out_dir}/" if unwritten is None else ""
         with contextlib.suppress(OSError):
             print(
-                f"z6: cannot print the report: {unprinted.strerror or unprinted}{where}",
+                f"z6: cannot print the report: {lost.strerror or lost}{where}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -368,7 +370,7 @@ def _finish_run(
         return EXIT_RUNTIME
     if not summary["passed"]:
         return EXIT_GOALS
-    if lost_report:
+    if lost is not None:
         return EXIT_RUNTIME  # a run that passed but whose report is lost is no success
     return EXIT_OK
 

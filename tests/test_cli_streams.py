@@ -317,6 +317,34 @@ def test_a_second_run_into_a_directory_in_use_is_refused(tmp_path: Path) -> None
     os.close(other[0])
 
 
+def test_a_refused_run_writes_nothing_into_the_locked_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The write probe used to come before the lock: the refused run created and removed a
+    # file in the directory the running one held.
+    holder: list[int] = []
+    _lock_dir(tmp_path, holder)
+    writes: list[Path] = []
+    write_bytes = Path.write_bytes
+
+    def recording(self: Path, data: bytes) -> int:
+        writes.append(self)
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", recording)
+    try:
+        with pytest.raises(ConfigError, match="another z6 run is writing to"):
+            _prepare_out_dir(tmp_path, [], [])
+    finally:
+        os.close(holder[0])
+    assert writes == []
+    locks: list[int] = []
+    _prepare_out_dir(tmp_path, [], locks)  # free now: locked, then probed
+    assert len(locks) == 1
+    assert writes == [tmp_path / f".z6-write-test-{os.getpid()}"]
+    os.close(locks[0])
+
+
 def test_the_output_directory_records_only_the_directories_it_made(tmp_path: Path) -> None:
     # "new/../results/x": results/ existed (empty), so the early-failure cleanup must not
     # take it for one of z6's; new/ is z6's (the path as written goes through it).
