@@ -7,6 +7,7 @@ same function the VU runtime follows.
 
 from __future__ import annotations
 
+from z6.engine.goals import GOAL_PERCENTILES
 from z6.engine.scenario import Assertions, RequestGoals, RequestSpec, Scenario, Schedule
 from z6.engine.schedule import arrivals_total, peak_vus, started_vus, target_vus
 
@@ -256,16 +257,10 @@ def _goals(a: Assertions) -> list[str]:
 def _goal_lines(a: RequestGoals, label_prefix: str, key_prefix: str) -> list[str]:
     """One line per set goal of ``a``: ``LABEL op VALUE  (KEY)``, label and key prefixed."""
     pairs: list[tuple[str, str]] = []
-    for pct, label in (
-        ("p50", "p50"),
-        ("p90", "p90"),
-        ("p95", "p95"),
-        ("p99", "p99"),
-        ("p999", "p99.9"),
-    ):
-        value = getattr(a, f"{pct}_latency_ms")
+    for key, pct in GOAL_PERCENTILES.items():
+        value = getattr(a, key)
         if value is not None:
-            pairs.append((f"{label} latency <= {_num(value)} ms", f"{pct}_latency_ms"))
+            pairs.append((f"p{pct:g} latency <= {_num(value)} ms", key))
     if a.error_rate_max is not None:
         pairs.append((f"error rate <= {_pct(a.error_rate_max)}", "error_rate_max"))
     if a.success_rate_min is not None:

@@ -26,14 +26,6 @@ from z6.engine.scenario import Assertions, RequestGoals
 
 __all__ = ["GOAL_PERCENTILES", "GoalResult", "evaluate_goals"]
 
-_LATENCY_KEYS: dict[str, str] = {
-    "p50_latency_ms": "p50",
-    "p90_latency_ms": "p90",
-    "p95_latency_ms": "p95",
-    "p99_latency_ms": "p99",
-    "p999_latency_ms": "p999",
-}
-
 GOAL_PERCENTILES: dict[str, float] = {
     "p50_latency_ms": 50.0,
     "p90_latency_ms": 90.0,
@@ -41,7 +33,10 @@ GOAL_PERCENTILES: dict[str, float] = {
     "p99_latency_ms": 99.0,
     "p999_latency_ms": 99.9,
 }
-"""The percentile each latency goal needs in the summary's ``latency_ms``."""
+"""The latency goals, each with the percentile it needs in the summary's ``latency_ms``."""
+
+# Goal key -> its key in ``latency_ms`` ("p999_latency_ms" -> "p999").
+_LATENCY_KEYS = {key: key.removesuffix("_latency_ms") for key in GOAL_PERCENTILES}
 
 _AT_MOST = "<="
 _AT_LEAST = ">="

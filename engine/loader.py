@@ -35,6 +35,7 @@ import msgspec
 import tomli
 
 from z6.engine.errors import ConfigError, ScenarioError, UnsupportedFeatureError
+from z6.engine.goals import GOAL_PERCENTILES
 from z6.engine.scenario import (
     Assertions,
     Limits,
@@ -265,18 +266,24 @@ class _Context:
         self._lines: dict[str, int] | None = None
 
     def line_of(self, key: str | None) -> int | None:
-        """Best-effort 1-based line of ``key`` (or of its closest enclosing table)."""
+        """Best-effort 1-based line of ``key`` (or of its closest enclosing table).
+
+        ``key`` is a key path as messages show it: components may be quoted
+        (``assertions.by_name."a.b".rps_min``) and indexed (``requests[2].method``).
+        """
         if key is None:
             return None
         if self._lines is None:
             self._lines = _locate_keys(self.text)
-        probe = key
-        while probe:
+        tokens = _path_tokens(key)
+        while tokens:
+            probe = "".join(
+                t if t.startswith("[") or i == 0 else f".{t}" for i, t in enumerate(tokens)
+            )
             if probe in self._lines:
                 return self._lines[probe]
             # Drop the last component: "a.b[1].c" -> "a.b[1]" -> "a.b" -> "a".
-            cut = max(probe.rfind("."), probe.rfind("["))
-            probe = probe[:cut] if cut > 0 else ""
+            tokens.pop()
         return None
 
     def fail(
@@ -301,10 +308,10 @@ class _Context:
 # --------------------------------------------------------------------------- line locator
 
 _HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")
-_KEY_RE = re.compile(
-    r"""^\s*((?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*'))*)\s*="""
-)
-_KEY_PART_RE = re.compile(r"""[A-Za-z0-9_\-]+|"[^"]*"|'[^']*'""")
+# A bare key, a basic string (with escapes: "say \"hi\"") or a literal string.
+_KEY_PART = r"""[A-Za-z0-9_\-]+|"(?:[^"\\]|\\.)*"|'[^']*'"""
+_KEY_RE = re.compile(rf"""^\s*((?:{_KEY_PART})(?:\s*\.\s*(?:{_KEY_PART}))*)\s*=""")
+_KEY_PART_RE = re.compile(_KEY_PART)
 
 
 def _key_parts(dotted: str) -> list[str]:
@@ -319,6 +326,24 @@ def _key_parts(dotted: str) -> list[str]:
             part = part[1:-1]
         parts.append(part)
     return parts
+
+
+_PATH_TOKEN_RE = re.compile(r"""\[\d+\]|"(?:[^"\\]|\\.)*"|'[^']*'|[^."'\[\]]+""")
+
+
+def _path_tokens(key: str) -> list[str]:
+    """A key path's components, unquoted, with each ``[i]`` index a token of its own."""
+    tokens = []
+    for token in _PATH_TOKEN_RE.findall(key):
+        if token.startswith('"'):
+            try:
+                token = json.loads(token)
+            except ValueError:
+                token = token[1:-1]
+        elif token.startswith("'"):
+            token = token[1:-1]
+        tokens.append(token)
+    return tokens
 
 
 def _locate_keys(text: str) -> dict[str, int]:
@@ -426,7 +451,7 @@ def _check_keys(ctx: _Context, table: dict[str, Any], allowed: tuple[str, ...], 
             ]
             if owners:
                 message += f"; it belongs in [{owners[0]}]"
-        ctx.fail(f"{where}.{_k(key)}", message, hint=hint, line_key=f"{where}.{key}")
+        ctx.fail(f"{where}.{_k(key)}", message, hint=hint)
 
 
 def _check_keys_of_type(
@@ -561,9 +586,7 @@ def _build(ctx: _Context) -> Scenario:
         if key in _UNSUPPORTED_TABLES:
             ctx.fail(key, _UNSUPPORTED_TABLES[key], cls=UnsupportedFeatureError)
         kind = "table" if isinstance(raw[key], dict | list) else "top-level key"
-        ctx.fail(
-            _k(key), f"unknown {kind} {_q(key)}", hint=_close(key, tuple(_TABLES)), line_key=key
-        )
+        ctx.fail(_k(key), f"unknown {kind} {_q(key)}", hint=_close(key, tuple(_TABLES)))
     for required in ("runtime", "target", "requests"):
         if required not in raw:
             what = "[[requests]]" if required == "requests" else f"[{required}]"
@@ -873,7 +896,7 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
         for name, value in req.headers.items():
             hkey = f"{where}.headers.{_k(name)}"
             if not _HEADER_TOKEN.match(name):
-                ctx.fail(hkey, f"invalid header name {name!r}", line_key=f"{where}.headers.{name}")
+                ctx.fail(hkey, f"invalid header name {name!r}")
             first = names.setdefault(name.lower(), name)
             if first != name:
                 # Header names are case-insensitive: one of the two values would be dropped.
@@ -1147,15 +1170,21 @@ def _assertions(ctx: _Context, raw: dict[str, Any]) -> Assertions:
                 where,
                 f"expected a table of goals, got {_type_name(goals)} "
                 f"(write [assertions.by_name.{_k(name)}] with keys such as p99_latency_ms)",
-                line_key=f"assertions.by_name.{name}",
             )
-        for key in goals:
+        for key, value in goals.items():
+            if isinstance(value, dict) and key not in _ALLOWED["assertions.by_name"]:
+                # [assertions.by_name.x.y] is the table y inside x: a name with dots.
+                dotted = _k(f"{name}.{key}")
+                ctx.fail(
+                    f"{where}.{_k(key)}",
+                    f"a table inside the goals of {_q(name)}: a request name with dots must "
+                    f"be quoted, as in [assertions.by_name.{dotted}]",
+                )
             if key in _RUN_ONLY_GOALS:
                 ctx.fail(
                     f"{where}.{key}",
                     f"applies to the whole run only ({_RUN_ONLY_GOALS[key]}); put it in "
                     "[assertions]",
-                    line_key=f"assertions.by_name.{name}.{key}",
                 )
         _check_keys(ctx, goals, _ALLOWED["assertions.by_name"], where)
         by_name[name] = _convert(ctx, goals, RequestGoals, where)
@@ -1167,8 +1196,7 @@ def _assertions(ctx: _Context, raw: dict[str, Any]) -> Assertions:
 
 def _check_goals(ctx: _Context, g: RequestGoals, where: str) -> None:
     """Range checks of the goals every [assertions] table shares."""
-    for pct in ("p50", "p90", "p95", "p99", "p999"):
-        key = f"{pct}_latency_ms"
+    for key in GOAL_PERCENTILES:
         _num(ctx, f"{where}.{key}", getattr(g, key), low=0, low_open=True, high=MAX_MS)
     for key in ("error_rate_max", "success_rate_min", "status_5xx_max_rate"):
         _num(ctx, f"{where}.{key}", getattr(g, key), low=0, high=1)
@@ -1185,7 +1213,6 @@ def _check_assertions(ctx: _Context, a: Assertions, requests: list[RequestSpec])
                 where,
                 f"no request is named {name!r}; known: {', '.join(map(repr, names))}",
                 hint=_close(name, names),
-                line_key=f"assertions.by_name.{name}",
             )
         _check_goals(ctx, goals, where)
     _num(

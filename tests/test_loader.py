@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import msgspec
@@ -1269,6 +1270,29 @@ def test_per_request_goals_bad(
     assert fragment in err.message
     assert err.hint == hint
     assert err.line == line_of(text, needle)
+
+
+@pytest.mark.parametrize("name", ["a.b", "with space", 'say "hi"', "ünï ☃"])
+def test_errors_in_a_quoted_request_s_goals_have_their_line(name: str) -> None:
+    quoted = json.dumps(name, ensure_ascii=False)
+    req = f'[[requests]]\nname = {quoted}\nmethod = "GET"\npath = "/"\n'
+    text = BASE + req + f"[assertions.by_name.{quoted}]\nrps_min = 1\nerror_rate_max = 2\n"
+    err = fail(text)
+    assert err.key is not None
+    assert err.key.endswith(".error_rate_max")
+    assert err.line == line_of(text, "error_rate_max = 2")
+
+
+def test_an_unquoted_name_with_dots_says_to_quote_it() -> None:
+    req = '[[requests]]\nname = "x.y"\nmethod = "GET"\npath = "/"\n'
+    text = BASE + req + "[assertions.by_name.x.y]\np99_latency_ms = 5\n"
+    err = fail(text)
+    assert err.key == "assertions.by_name.x.y"
+    assert err.message == (
+        "a table inside the goals of 'x': a request name with dots must be quoted, as in "
+        '[assertions.by_name."x.y"]'
+    )
+    assert err.line == line_of(text, "by_name.x.y]")
 
 
 def test_a_per_request_goal_for_a_name_with_spaces_quotes_it_in_the_key() -> None:
