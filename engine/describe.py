@@ -8,7 +8,14 @@ same function the VU runtime follows.
 from __future__ import annotations
 
 from z6.engine.goals import GOAL_PERCENTILES
-from z6.engine.scenario import Assertions, RequestGoals, RequestSpec, Scenario, Schedule
+from z6.engine.scenario import (
+    ABORT_CHECK_SECONDS,
+    Assertions,
+    RequestGoals,
+    RequestSpec,
+    Scenario,
+    Schedule,
+)
 from z6.engine.schedule import arrivals_total, peak_vus, started_vus, target_vus
 
 __all__ = ["describe_scenario"]
@@ -123,6 +130,17 @@ def describe_scenario(s: Scenario) -> str:
     if goals:
         out.append(f"Goals ({len(goals)}; any failed goal makes the run exit 1):")
         out.extend(f"  - {g}" for g in goals)
+        a = s.assertions
+        if a.abort_on_fail:
+            start = (
+                f"from {_num(a.abort_delay_seconds)} s into the run"
+                if a.abort_delay_seconds
+                else "from the start"
+            )
+            out.append(
+                f"  abort_on_fail: the goals are checked every {ABORT_CHECK_SECONDS:g} s {start}, "
+                "on the metrics so far (not rps_min); the first that fails stops the run"
+            )
     else:
         out.append("Goals: none (the run is not judged: exit 0 unless z6 itself fails)")
 

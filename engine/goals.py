@@ -24,7 +24,7 @@ import msgspec
 
 from z6.engine.scenario import Assertions, RequestGoals
 
-__all__ = ["GOAL_PERCENTILES", "GoalResult", "evaluate_goals"]
+__all__ = ["GOAL_PERCENTILES", "GoalResult", "evaluate_goals", "live_failure"]
 
 GOAL_PERCENTILES: dict[str, float] = {
     "p50_latency_ms": 50.0,
@@ -57,6 +57,11 @@ class GoalResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     passed: bool
     op: str
     request: str | None = None
+
+
+# The goal keys, in field order: a request's, and the whole run's (which adds the drops).
+_REQUEST_KEYS = RequestGoals.__struct_fields__
+_RUN_KEYS = (*_REQUEST_KEYS, "dropped_iterations_max")
 
 
 def _direction(name: str) -> str:
@@ -99,9 +104,10 @@ def _check(
     request: str | None,
 ) -> list[GoalResult]:
     results: list[GoalResult] = []
-    for key in goals.__struct_fields__:
+    keys = _RUN_KEYS if isinstance(goals, Assertions) else _REQUEST_KEYS
+    for key in keys:
         expected = getattr(goals, key)
-        if expected is None or key == "by_name":
+        if expected is None:
             continue
         op = _direction(key)
         actual = _actual(key, counts, summary)
@@ -133,3 +139,20 @@ def evaluate_goals(assertions: Assertions, summary: Mapping[str, Any]) -> list[G
         entry = by_name.get(name, {})
         results.extend(_check(goals, entry, entry, name))
     return results
+
+
+def live_failure(assertions: Assertions, summary: Mapping[str, Any]) -> GoalResult | None:
+    """The first goal that fails on the metrics of a run still going (``abort_on_fail``), or
+    ``None``.
+
+    Goals with nothing measured yet (``actual`` None) are not failures here: the end decides
+    them. ``rps_min`` is not checked: a rate over the part of a run that ran (a ramp-up) says
+    nothing about the whole run.
+    """
+    for goal in evaluate_goals(assertions, summary):
+        if goal.passed or goal.actual is None:
+            continue
+        if goal.name.rsplit(".", 1)[-1] == "rps_min":
+            continue
+        return goal
+    return None

@@ -1217,6 +1217,13 @@ def _check_assertions(ctx: _Context, a: Assertions, requests: list[RequestSpec])
         _check_goals(ctx, goals, where)
     _num(
         ctx,
+        "assertions.abort_delay_seconds",
+        a.abort_delay_seconds,
+        low=0,
+        high=MAX_DURATION_SECONDS,
+    )
+    _num(
+        ctx,
         "assertions.dropped_iterations_max",
         a.dropped_iterations_max,
         low=0,

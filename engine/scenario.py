@@ -16,6 +16,7 @@ Method = Literal["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 ScheduleType = Literal["constant", "ramp", "spike", "steps", "arrival_rate"]
 
 DEFAULT_GRACEFUL_STOP_SECONDS = 5.0
+ABORT_CHECK_SECONDS = 2.0  # how often [assertions] abort_on_fail checks the goals (as k6)
 DEFAULT_REQUEST_TIMEOUT_MS = 30_000
 DEFAULT_CONNECTION_TIMEOUT_MS = 10_000
 
@@ -153,10 +154,15 @@ class Assertions(RequestGoals, kw_only=True, forbid_unknown_fields=True):
     """``[assertions]``: goals checked on the final metrics; each key is optional.
 
     ``by_name`` holds the goals of single requests, by request name, in file order.
+    ``abort_on_fail`` stops the run at the first goal that fails on the live metrics, checked
+    every ``ABORT_CHECK_SECONDS`` from ``abort_delay_seconds`` into the run (k6's
+    ``abortOnFail`` and ``delayAbortEval``).
     """
 
     dropped_iterations_max: int | None = None  # open model: iterations with no free VU
     by_name: dict[str, RequestGoals] = msgspec.field(default_factory=dict)
+    abort_on_fail: bool = False
+    abort_delay_seconds: float = 0.0
 
 
 class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

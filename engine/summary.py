@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -208,13 +208,17 @@ def build_summary(
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
     footer: FooterLike | None = None,
     planned_s: float | None = None,
+    only_names: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """The summary dict of SPEC section 6 (plus the extra keys of ``docs/metrics.md``).
 
     ``percentiles`` choose the ``latency_ms`` keys; the percentiles that latency goals need are
     always added so that every goal can be checked. ``planned_s`` is the run's planned length
     (``duration_seconds`` after overrides; ``None`` in iterations mode): a complete open-model
-    run lasted at least that long (see :func:`measured_duration_ns`).
+    run lasted at least that long (see :func:`measured_duration_ns`). ``only_names`` limits
+    ``requests.by_name`` to those requests (the live goal check of ``abort_on_fail`` needs
+    only the ones with goals). A run stopped by a failed goal (outcome ``goal_failed``) has
+    not passed, whatever its goals say at the end.
     """
     pcts = {float(p) for p in percentiles}
     for table in (assertions, *assertions.by_name.values()):
@@ -233,6 +237,8 @@ def build_summary(
     plain = reducer.latency_buckets_of()
     corrected = reducer.latency_buckets_of(corrected=True) if reducer.open_model else None
     for r in reducer.request_indices():
+        if only_names is not None and reducer.name_of(r) not in only_names:
+            continue
         t, f = counts.get(r, (0, 0))
         entry: dict[str, Any] = {
             "total": t,
@@ -301,7 +307,9 @@ def build_summary(
     # to_builtins leaves out a whole-run goal's ``request`` (None): those entries keep the
     # keys they always had.
     summary["assertions"] = [msgspec.to_builtins(g) for g in goals]
-    summary["passed"] = all(g.passed for g in goals)
+    summary["passed"] = all(g.passed for g in goals) and (
+        footer is None or footer.outcome != "goal_failed"
+    )
     return summary
 
 

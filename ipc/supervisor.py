@@ -20,8 +20,10 @@ from pathlib import Path
 from types import FrameType
 
 from z6.engine.errors import RunError
+from z6.engine.goals import live_failure
 from z6.engine.metrics import IntervalStats, Reducer, WorkerAccount
-from z6.engine.summary import note_abort
+from z6.engine.scenario import ABORT_CHECK_SECONDS
+from z6.engine.summary import RunMeta, build_summary, note_abort
 from z6.engine.vu import WorkPlan
 from z6.ipc.eventlog import EventLogWriter, LogFooter, LogHeader
 from z6.ipc.events import WorkerFinished, decode_batch
@@ -67,6 +69,7 @@ class RunOutcome:
     footer: LogFooter
     interrupted: bool = False
     limited: bool = False  # stopped early by limits.max_event_log_size_mb
+    goal_failed: bool = False  # stopped early by [assertions] abort_on_fail
     failed_workers: list[int] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
@@ -147,6 +150,7 @@ def run_workers(setup: RunSetup) -> RunOutcome:
         footer=footer,
         interrupted=agg.interrupted or agg.aborted,
         limited=agg.limited,
+        goal_failed=agg.goal_failed,
         failed_workers=sorted(agg.failed),
         messages=agg.messages,
     )
@@ -179,6 +183,14 @@ class _Aggregator:
         self.aborted = False
         self.aborted_wall_ns = 0  # when the second interrupt came (the footer's end then)
         self.limited = False
+        self.goal_failed = False
+        assertions = setup.plan.scenario.assertions
+        # abort_on_fail: when the goals are checked next (perf_counter ns; never when off).
+        self._next_goal_check_ns: float = (
+            setup.plan.run_start_ns + assertions.abort_delay_seconds * 1e9
+            if assertions.abort_on_fail
+            else math.inf
+        )
         self.progress_off = False
         self._progress_ns = setup.plan.run_start_ns  # end of the interval last shown
         self.graceful_s = setup.plan.scenario.runtime.graceful_stop_seconds
@@ -264,6 +276,8 @@ class _Aggregator:
                         "the event log reached limits.max_event_log_size_mb; run stopped early"
                     )
                     self._request_stop(now_ns)
+            if now_ns >= self._next_goal_check_ns:
+                self._check_goals(now_ns)
             if (
                 setup.progress is not None
                 and not self.progress_off
@@ -289,6 +303,34 @@ class _Aggregator:
                 return
             if got == 0:
                 time.sleep(_IDLE_SLEEP_S)
+
+    def _check_goals(self, now_ns: int) -> None:
+        """``abort_on_fail``: stop the run (gracefully, as SIGINT) at the first goal that fails
+        on the metrics so far (:func:`~z6.engine.goals.live_failure`)."""
+        self._next_goal_check_ns = now_ns + ABORT_CHECK_SECONDS * 1e9
+        if self.stop_flag.is_set():
+            self._next_goal_check_ns = math.inf  # stopping already: the end decides
+            return
+        assertions = self.plan.scenario.assertions
+        summary = build_summary(
+            self.reducer,
+            RunMeta.from_header(self.setup.header),
+            assertions,
+            percentiles=(),
+            only_names=set(assertions.by_name),
+        )
+        failed = live_failure(assertions, summary)
+        if failed is None:
+            return
+        self.goal_failed = True
+        self._next_goal_check_ns = math.inf
+        at_s = max(0.0, (now_ns - self.plan.run_start_ns) / 1e9)
+        self.messages.append(
+            f"goal {failed.name} failed {at_s:.1f} s into the run (actual {failed.actual:g}, "
+            f"expected {failed.op} {failed.expected:g}); abort_on_fail stopped the run, and "
+            "its results cover it up to the stop"
+        )
+        self._request_stop(now_ns)
 
     def show_progress(self, now_ns: int, *, final: bool = False) -> None:
         """Hand the interval since the last call to the live view (if any): its rate is over
@@ -386,6 +428,8 @@ class _Aggregator:
             outcome = "interrupted"
         elif self.limited:
             outcome = "limit_reached"
+        elif self.goal_failed:
+            outcome = "goal_failed"
         else:
             outcome = "complete"
         return LogFooter(

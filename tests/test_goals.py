@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from z6.engine.goals import evaluate_goals
+from z6.engine.goals import evaluate_goals, live_failure
 from z6.engine.scenario import Assertions, RequestGoals
 
 
@@ -199,3 +199,30 @@ def test_a_whole_run_goal_s_json_has_no_request_key() -> None:
     run_goal, home_goal = (msgspec.to_builtins(g) for g in goals)
     assert set(run_goal) == {"name", "expected", "actual", "passed", "op"}
     assert home_goal["request"] == "home"
+
+
+# --------------------------------------------------------------------------- abort_on_fail
+
+
+def test_the_live_check_returns_the_first_failure_skipping_rps_and_the_unmeasured() -> None:
+    summary = _by_name_summary()  # 1% failed overall; login: 10% failed, p99 300 ms
+    assertions = Assertions(
+        rps_min=1e9,  # fails, but a rate over part of a run decides nothing
+        error_rate_max=0.5,
+        by_name={
+            "never": RequestGoals(error_rate_max=0.0),  # nothing measured yet: not a failure
+            "login": RequestGoals(rps_min=1e9, p99_latency_ms=250, error_rate_max=0.05),
+        },
+    )
+    failed = live_failure(assertions, summary)
+    assert failed is not None
+    assert (failed.name, failed.actual) == ("by_name.login.p99_latency_ms", 300.0)
+    assert live_failure(Assertions(rps_min=1e9, error_rate_max=0.5), summary) is None
+    assert live_failure(Assertions(dropped_iterations_max=6), summary) is not None  # 7 dropped
+
+
+def test_abort_settings_are_no_goals() -> None:
+    goals = evaluate_goals(
+        Assertions(abort_on_fail=True, abort_delay_seconds=5, rps_min=1), _by_name_summary()
+    )
+    assert [g.name for g in goals] == ["rps_min"]

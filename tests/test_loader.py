@@ -1173,6 +1173,33 @@ def test_assertions_bad(body: str, key: str, fragment: str) -> None:
     assert err.line == line_of(text, body.split(" =")[0])
 
 
+def test_abort_on_fail_loads_and_is_described() -> None:
+    s = load(
+        BASE
+        + "[assertions]\nerror_rate_max = 0.01\nabort_on_fail = true\nabort_delay_seconds = 10\n"
+    )
+    assert (s.assertions.abort_on_fail, s.assertions.abort_delay_seconds) == (True, 10.0)
+    assert (
+        "  abort_on_fail: the goals are checked every 2 s from 10 s into the run, on the "
+        "metrics so far (not rps_min); the first that fails stops the run"
+    ) in describe_scenario(s)
+    assert load(BASE).assertions.abort_on_fail is False
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "fragment"),
+    [
+        ("abort_on_fail = 1\n", "assertions.abort_on_fail", "expected boolean, got integer"),
+        ("abort_delay_seconds = -1\n", "assertions.abort_delay_seconds", ">= 0"),
+        ('abort_delay_seconds = "10s"\n', "assertions.abort_delay_seconds", "number of seconds"),
+    ],
+)
+def test_abort_on_fail_bad(body: str, key: str, fragment: str) -> None:
+    err = fail(BASE + "[assertions]\n" + body)
+    assert err.key == key
+    assert fragment in err.message
+
+
 def test_assertions_misspelled_key_hint() -> None:
     err = fail(BASE + "[assertions]\np99_latency = 5\n")
     assert err.hint == "p99_latency_ms"

@@ -7,6 +7,7 @@ lose nor invent a request without a test failing.
 from __future__ import annotations
 
 import json
+import re
 import resource
 import signal
 import subprocess
@@ -272,6 +273,55 @@ def test_per_request_goals_decide_the_exit_code_and_analyze_agrees(
     analyzed = analyze_logs([tmp_path / "out" / "events.bin"]).summary
     assert analyzed["assertions"] == summary["assertions"]
     assert analyzed["requests"]["by_name"] == by_name
+
+
+ABORT = """
+[runtime]
+duration_seconds = 60
+vus = 2
+
+[[requests]]
+name = "ok"
+method = "GET"
+path = "/"
+weight = 3
+
+[[requests]]
+name = "boom"
+method = "GET"
+path = "/status/503"
+
+[assertions]
+rps_min = 1e9
+abort_on_fail = {abort}
+abort_delay_seconds = 0.5
+
+[assertions.by_name.boom]
+error_rate_max = 0.0
+"""
+
+
+def test_abort_on_fail_stops_the_run_at_the_first_failed_goal(tmp_path: Path, z6_port: int) -> None:
+    # A 60 s run whose 503s fail a goal: stopped at the first check (0.5 s in), exit 1, the
+    # goal named on stderr; rps_min (a rate over part of a run) decided nothing on the way.
+    scenario = write_scenario(tmp_path, z6_port, ABORT.format(abort="true"))
+    code, summary, err = run_json(scenario, tmp_path / "out")
+    assert code == 1, err
+    assert summary["outcome"] == "goal_failed"
+    assert summary["passed"] is False
+    assert summary["duration_s"] < 30  # a stop after 0.5 s plus the graceful stop at most
+    assert re.search(
+        r"^z6: goal by_name\.boom\.error_rate_max failed \d+\.\d s into the run \(actual 1, "
+        r"expected <= 0\); abort_on_fail stopped the run, and its results cover it up to the "
+        r"stop$",
+        err,
+        re.M,
+    ), err
+    analyzed = analyze_logs([tmp_path / "out" / "events.bin"]).summary
+    assert (analyzed["outcome"], analyzed["passed"]) == ("goal_failed", False)
+    assert analyzed["assertions"] == summary["assertions"]
+    verify = run_z6(["replay", str(tmp_path / "out" / "events.bin"), "--verify"])
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 DELAY = """

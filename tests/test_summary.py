@@ -347,3 +347,14 @@ def test_a_complete_run_lasts_its_planned_length_for_rps() -> None:
     # A closed model ends when its schedule does (a ramp down to 0 VUs before the planned end).
     closed = build_summary(_run(), META, Assertions(), footer=_Footer("complete"), planned_s=4.0)
     assert closed["duration_s"] == 2.0
+
+
+def test_a_run_a_goal_stopped_has_not_passed_and_live_checks_take_only_named_requests() -> None:
+    goals = Assertions(error_rate_max=1.0, by_name={"home": RequestGoals(error_rate_max=1.0)})
+    stopped = build_summary(_run(), META, goals, footer=_Footer("goal_failed"))
+    assert [g["passed"] for g in stopped["assertions"]] == [True, True]
+    assert stopped["passed"] is False  # the abort is the verdict, as the run's exit code
+    assert build_summary(_run(), META, goals, footer=_Footer("interrupted"))["passed"] is True
+    live = build_summary(_run(), META, goals, percentiles=(), only_names={"home"})
+    assert list(live["requests"]["by_name"]) == ["home"]
+    assert set(live["latency_ms"]) == {"min", "mean", "max"}
