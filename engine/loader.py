@@ -314,18 +314,21 @@ _KEY_RE = re.compile(rf"""^\s*((?:{_KEY_PART})(?:\s*\.\s*(?:{_KEY_PART}))*)\s*="
 _KEY_PART_RE = re.compile(_KEY_PART)
 
 
+def _unquote(part: str) -> str:
+    """A key component as TOML reads it: a basic string's escapes (nearly JSON's) resolved, a
+    literal string's quotes dropped, a bare key as it is."""
+    if part.startswith('"'):
+        try:
+            return str(json.loads(part))
+        except ValueError:
+            return part[1:-1]
+    if part.startswith("'"):
+        return part[1:-1]
+    return part
+
+
 def _key_parts(dotted: str) -> list[str]:
-    parts = []
-    for part in _KEY_PART_RE.findall(dotted):
-        if part.startswith('"'):
-            try:  # TOML basic-string escapes are (nearly) JSON's
-                part = json.loads(part)
-            except ValueError:
-                part = part[1:-1]
-        elif part.startswith("'"):
-            part = part[1:-1]
-        parts.append(part)
-    return parts
+    return [_unquote(part) for part in _KEY_PART_RE.findall(dotted)]
 
 
 _PATH_TOKEN_RE = re.compile(r"""\[\d+\]|"(?:[^"\\]|\\.)*"|'[^']*'|[^."'\[\]]+""")
@@ -333,17 +336,7 @@ _PATH_TOKEN_RE = re.compile(r"""\[\d+\]|"(?:[^"\\]|\\.)*"|'[^']*'|[^."'\[\]]+"""
 
 def _path_tokens(key: str) -> list[str]:
     """A key path's components, unquoted, with each ``[i]`` index a token of its own."""
-    tokens = []
-    for token in _PATH_TOKEN_RE.findall(key):
-        if token.startswith('"'):
-            try:
-                token = json.loads(token)
-            except ValueError:
-                token = token[1:-1]
-        elif token.startswith("'"):
-            token = token[1:-1]
-        tokens.append(token)
-    return tokens
+    return [_unquote(token) for token in _PATH_TOKEN_RE.findall(key)]
 
 
 def _locate_keys(text: str) -> dict[str, int]:
