@@ -51,6 +51,7 @@ from z6.engine.scenario import (
     ThinkTime,
 )
 from z6.engine.schedule import peak_vus
+from z6.engine.templates import TemplateError, parse_path_template
 
 __all__ = [
     "HTTP_METHODS",
@@ -659,6 +660,8 @@ def _build(ctx: _Context) -> Scenario:
     if sequence is not None:
         _check_sequence(ctx, sequence, requests)
     _check_assertions(ctx, assertions, requests)
+    if schedule.type == "arrival_rate":
+        _check_open_model_paths(ctx, requests)
     explicit_timeouts = {i for i, req in enumerate(raw_requests) if "timeout_ms" in req}
     _check_limits(ctx, limits, schedule, target, requests, explicit_timeouts)
     return Scenario(
@@ -876,12 +879,18 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
         # path; messages and `z6 validate` show it as written (it may hold a key).
         written = req.path
         req.path = _resolve_env(ctx, f"{where}.path", written)
+        # {{random 1 100}} and the other fields render as digits: the rules apply to the rest.
+        try:
+            template = parse_path_template(req.path)
+        except TemplateError as exc:
+            ctx.fail(f"{where}.path", str(exc))
+        checked = req.path if template is None else template.sample()
         if req.path == written:
-            _check_path(ctx, f"{where}.path", req.path, repr(req.path))
+            _check_path(ctx, f"{where}.path", checked, repr(req.path))
         else:
             req.path_written = written
             if ctx.resolve_external:
-                _check_path(ctx, f"{where}.path", req.path, f"{written!r} once resolved")
+                _check_path(ctx, f"{where}.path", checked, f"{written!r} once resolved")
             # Rebuilt from a log (analyze, replay): the run checked the resolved path, and
             # this process's variables are not the run's.
         resolved_headers: dict[str, str] = {}
@@ -929,6 +938,19 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
             "the request weights sum to 0; at least one weight must be > 0",
             line_key="requests[0].weight",
         )
+
+
+def _check_open_model_paths(ctx: _Context, requests: list[RequestSpec]) -> None:
+    """``{{vu}}`` has no value in the open model: which pool VU runs an arrival depends on
+    timing, and the paths must not."""
+    for i, req in enumerate(requests):
+        template = parse_path_template(req.path)
+        if template is not None and template.uses_vu:
+            ctx.fail(
+                f"requests[{i}].path",
+                "{{vu}} has no value in the open model (arrival_rate): which VU runs an "
+                "arrival depends on timing; use {{iteration}}, the arrival's number",
+            )
 
 
 def _not_a_file(path: Path) -> str | None:

@@ -147,10 +147,13 @@ class H11Engine:
             conn.start_next_cycle()
         elif conn.our_state is not h11.IDLE:
             raise RuntimeError("H11Engine reused after a failed or non-reusable response")
-        events = self._events.get(req)
+        # Keyed by the request definition: a path with fields makes a new request object per
+        # send (``with_target``), and h11 only tracks state from these events (the bytes sent
+        # are ``req.raw``), so one set per definition serves every path.
+        events = self._events.get(req.base)
         if events is None:
             events = _h11_events(req)
-            self._events[req] = events
+            self._events[req.base] = events
         try:
             for event in events:
                 conn.send(event)

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 
 from z6.engine.errors import ScenarioError
 from z6.engine.scenario import Scenario
+from z6.engine.templates import PathTemplate, parse_path_template
 from z6.engine.version import __version__
 
 USER_AGENT = f"z6/{__version__}".encode("ascii")
@@ -36,11 +37,16 @@ class PreparedRequest:
     ``headers`` holds the header fields in sending order as ``(name, value)`` bytes;
     ``raw`` the complete request (request line, headers, blank line, body).
     ``is_head`` tells the response parser that the response has no body, and
-    ``connection_close`` that the user asked for ``Connection: close``.
+    ``connection_close`` that the user asked for ``Connection: close``. A path with fields
+    (``{{random 1 100}}``, see ``templates``) has its ``template`` (over the percent-encoded
+    target); each send then uses :meth:`with_target`, whose ``base`` is this request.
     Treat instances as immutable.
     """
 
     __slots__ = (
+        "_after",
+        "_before",
+        "base",
         "body",
         "connection_close",
         "expect_status",
@@ -52,6 +58,7 @@ class PreparedRequest:
         "name",
         "raw",
         "target",
+        "template",
         "timeout_ns",
         "timeout_s",
     )
@@ -68,7 +75,10 @@ class PreparedRequest:
         body: bytes,
         timeout_s: float,
         expect_status: frozenset[int] | None,
+        template: PathTemplate | None = None,
     ) -> None:
+        self.base = self
+        self.template = template
         self.index = index
         self.name = name
         self.method = method
@@ -83,7 +93,19 @@ class PreparedRequest:
         self.connection_close = any(
             n.lower() == b"connection" and has_close_token(v) for n, v in headers
         )
-        self.raw = _serialize(method, target, headers, body)
+        self._before, self._after = _serialize(method, headers, body)
+        self.raw = self._before + target.encode("ascii") + self._after
+
+    def with_target(self, target: str) -> PreparedRequest:
+        """This request sent to ``target`` (a rendered ``template``): a copy that shares
+        everything but ``target`` and ``raw``; its ``base`` is this request (what per-request
+        caches key on)."""
+        copy = PreparedRequest.__new__(PreparedRequest)
+        for name in _SHARED_SLOTS:
+            setattr(copy, name, getattr(self, name))
+        copy.target = target
+        copy.raw = self._before + target.encode("ascii") + self._after
+        return copy
 
     def is_success(self, status: int) -> bool:
         """True when ``status`` passes the check: in ``expect_status``, else below 400."""
@@ -103,14 +125,17 @@ def has_close_token(value: bytes) -> bool:
     return lvalue.find(b"close") >= 0 and any(t.strip() == b"close" for t in lvalue.split(b","))
 
 
-def _serialize(method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
-    """The request as it goes on the wire."""
-    parts = [method.encode("ascii"), b" ", target.encode("ascii"), b" HTTP/1.1\r\n"]
+_SHARED_SLOTS = tuple(s for s in PreparedRequest.__slots__ if s not in ("target", "raw"))
+
+
+def _serialize(method: str, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[bytes, bytes]:
+    """The request as it goes on the wire, before and after its target."""
+    parts = [b" HTTP/1.1\r\n"]
     for name, value in headers:
         parts += [name, b": ", value, b"\r\n"]
     parts.append(b"\r\n")
     parts.append(body)
-    return b"".join(parts)
+    return method.encode("ascii") + b" ", b"".join(parts)
 
 
 def parse_base_url(url: str) -> tuple[str, str, int, str]:
@@ -145,7 +170,11 @@ def join_target(prefix: str, path: str) -> str:
         path = "/" + path
     if prefix:
         path = prefix.rstrip("/") + path
-    return quote(path, safe=_SAFE_TARGET_CHARS)
+    return _quote_target(path)
+
+
+def _quote_target(text: str) -> str:
+    return quote(text, safe=_SAFE_TARGET_CHARS)
 
 
 def _check_header(index: int, name: str, value: str) -> None:
@@ -196,12 +225,19 @@ def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
         if body or spec.method in _METHODS_WITH_BODY or user_length is not None:
             fields["content-length"] = ("Content-Length", str(len(body)))
         headers = [(n.encode("utf-8"), v.encode("utf-8")) for n, v in fields.values()]
+        template = parse_path_template(spec.path)
+        if template is not None:
+            # The fields render as digits: encoding the literal parts encodes the whole target.
+            first, *rest = template.parts
+            template = PathTemplate(
+                (join_target(prefix, first), *map(_quote_target, rest)), template.fields
+            )
         prepared.append(
             PreparedRequest(
                 index=index,
                 name=spec.name,
                 method=spec.method,
-                target=join_target(prefix, spec.path),
+                target=(join_target(prefix, spec.path) if template is None else template.sample()),
                 host_header=fields["host"][1],
                 headers=headers,
                 body=body,
@@ -209,6 +245,7 @@ def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
                 expect_status=(
                     frozenset(spec.expect_status) if spec.expect_status is not None else None
                 ),
+                template=template,
             )
         )
     return prepared

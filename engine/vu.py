@@ -358,10 +358,13 @@ class VuRuntime:
                 elif time.perf_counter_ns() >= self._end_ns:
                     return iteration > first or step > 0
                 req_index = steps[step]
+                req = requests[req_index]
+                if req.template is not None:
+                    req = req.with_target(req.template.render(seed, vu, dvu, iteration, step))
                 c.requests_started += 1
                 stopped: Interrupted | None = None
                 try:
-                    await conn.request(requests[req_index], out, guard)
+                    await conn.request(req, out, guard)
                 except Interrupted as exc:
                     if out.start_ns == 0:
                         # Cut before its bytes left (connecting, or parked for the send at

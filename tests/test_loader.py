@@ -1605,3 +1605,46 @@ def test_k6_style_keys_and_values_point_at_z6_s_spelling(text: str, key: str, sa
     err = fail(text)
     assert err.key == key
     assert says in str(err)
+
+
+# --------------------------------------------------------------------------- path fields
+
+
+def test_a_path_with_fields_loads_and_its_rules_apply_to_the_rest() -> None:
+    s = load(
+        RUNTIME
+        + TARGET
+        + '[[requests]]\nname = "a"\nmethod = "GET"\npath = "/i/{{ random 1 9 }}"\n'
+    )
+    assert s.requests[0].path == "/i/{{ random 1 9 }}"  # kept as written; rendered per send
+    err = fail(RUNTIME + TARGET + '[[requests]]\nname = "a"\nmethod = "GET"\npath = "/i {{vu}}"\n')
+    assert (err.key, err.line) == ("requests[0].path", 9)
+    assert "must not contain spaces" in err.message
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("/i/{{rand 1 9}}", "unknown field {{rand 1 9}}; a field is {{vu}}, {{iteration}} or"),
+        ("/i/{{random 9 1}}", "{{random 9 1}}: LOW must be <= HIGH"),
+        ("/i/{{vu", "'{{' without its '}}'"),
+    ],
+)
+def test_a_field_that_is_not_one_is_refused_with_its_key(path: str, fragment: str) -> None:
+    text = RUNTIME + TARGET + f'[[requests]]\nname = "a"\nmethod = "GET"\npath = "{path}"\n'
+    err = fail(text)
+    assert err.key == "requests[0].path"
+    assert fragment in err.message
+    assert err.line == line_of(text, "path =")
+
+
+def test_vu_has_no_value_in_the_open_model() -> None:
+    text = (
+        '[runtime]\nduration_seconds = 1\n[target]\nbase_url = "http://127.0.0.1:9"\n'
+        '[[requests]]\nname = "a"\nmethod = "GET"\npath = "/i/{{vu}}"\n'
+        '[schedule]\ntype = "arrival_rate"\nrate = 10\nmax_vus = 2\n'
+    )
+    err = fail(text)
+    assert err.key == "requests[0].path"
+    assert err.message.startswith("{{vu}} has no value in the open model (arrival_rate)")
+    assert load(text.replace("{{vu}}", "{{iteration}}")).requests[0].path == "/i/{{iteration}}"

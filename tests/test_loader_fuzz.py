@@ -61,7 +61,8 @@ KEYS = [
 STRINGS = [
     "", "a", "GET", "get", "POST", "/", "/x", "x", "http://127.0.0.1:8080", "https://h",
     "http1.1", "http2", "constant", "ramp", "spike", "steps", "arrival_rate", "random",
-    "ordered", "${X}", "$${X}", "/dev/null", "é", "a b",
+    "ordered", "${X}", "$${X}", "/dev/null", "é", "a b", "/x/{{vu}}", "/{{random 1 9}}",
+    "/{{iteration}}{{", "/{{random 9 1}}",
 ]  # fmt: skip
 
 keys = st.one_of(st.sampled_from(KEYS), st.text(min_size=1, max_size=8))

@@ -1,0 +1,140 @@
+"""Request paths that vary per request: ``{{vu}}``, ``{{iteration}}``, ``{{random LOW HIGH}}``.
+
+**Pure.** A path such as ``/items/{{random 1 10000}}?page={{iteration}}`` is parsed once into
+literal parts and fields; each send renders it with values that depend only on the seed, the
+VU, the iteration and the step (``docs/determinism.md``), so the same seed sends the same paths
+in any worker layout. Fields:
+
+- ``{{vu}}``: the VU id (0-based, as in the event log). Not in the open model, where the VU
+  that runs an arrival depends on timing.
+- ``{{iteration}}``: the VU's iteration (0-based); in the open model the arrival number.
+- ``{{random LOW HIGH}}``: an integer from LOW to HIGH, both included (0 <= LOW <= HIGH <
+  2**63), uniform (a splitmix64 draw reduced modulo the span: a bias below 2**-31 for spans up
+  to 2**32).
+
+Spaces inside the braces are allowed (``{{ random 1 10 }}``). Anything else between ``{{`` and
+``}}``, or a ``{{`` without its ``}}``, is a :class:`TemplateError`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from z6.engine.decisions import MASK64, draw_keyed, vu_key
+
+__all__ = [
+    "MAX_FIELDS",
+    "STREAM_PATH",
+    "Field",
+    "PathTemplate",
+    "TemplateError",
+    "parse_path_template",
+]
+
+STREAM_PATH = 3
+"""Stream id of the ``{{random}}`` draws: ``draw(seed, vu, iteration, STREAM_PATH, step *
+MAX_FIELDS + k)`` for field ``k`` of the path of step ``step``."""
+
+MAX_FIELDS = 16
+"""Fields one path may hold (the draw's last input packs the step and the field's index)."""
+
+_MAX_RANDOM = 2**63 - 1
+_FIELD_RE = re.compile(r"\{\{(.*?)\}\}")
+_KINDS = "{{vu}}, {{iteration}} or {{random LOW HIGH}}"
+
+
+class TemplateError(ValueError):
+    """Raised by :func:`parse_path_template` for a ``{{...}}`` that is not a field it knows;
+    the message says what is wrong (the loader adds the key path)."""
+
+
+class Field:
+    """One ``{{...}}`` of a path: ``kind`` is ``"vu"``, ``"iteration"`` or ``"random"``;
+    ``low``/``high`` bound a random field (both included)."""
+
+    __slots__ = ("high", "kind", "low")
+
+    def __init__(self, kind: str, low: int = 0, high: int = 0) -> None:
+        self.kind = kind
+        self.low = low
+        self.high = high
+
+    def __repr__(self) -> str:
+        return f"Field({self.kind!r}, {self.low}, {self.high})"
+
+
+class PathTemplate:
+    """A path split into ``len(fields) + 1`` literal ``parts`` around its ``fields``."""
+
+    __slots__ = ("fields", "parts", "uses_vu")
+
+    def __init__(self, parts: tuple[str, ...], fields: tuple[Field, ...]) -> None:
+        self.parts = parts
+        self.fields = fields
+        self.uses_vu = any(f.kind == "vu" for f in fields)
+
+    def sample(self) -> str:
+        """The path with every field as ``0``: what the path checks see (fields render as
+        digits only)."""
+        return "0".join(self.parts)
+
+    def render(self, seed: int, vu: int, key_vu: int, iteration: int, step: int) -> str:
+        """The path of ``step`` of ``iteration``, run by ``vu``; ``key_vu`` is the VU input of
+        the draws (``ARRIVAL_VU_KEY`` in the open model, as for the other decisions)."""
+        parts = self.parts
+        out = [parts[0]]
+        key = 0
+        for k, f in enumerate(self.fields):
+            if f.kind == "random":
+                if not key:
+                    key = vu_key(seed, key_vu, STREAM_PATH)
+                value = draw_keyed(key, iteration, (step * MAX_FIELDS + k) & MASK64)
+                out.append(str(f.low + value % (f.high - f.low + 1)))
+            elif f.kind == "iteration":
+                out.append(str(iteration))
+            else:
+                out.append(str(vu))
+            out.append(parts[k + 1])
+        return "".join(out)
+
+
+def parse_path_template(path: str) -> PathTemplate | None:
+    """The template of ``path``, or ``None`` when it has no ``{{``."""
+    if "{{" not in path:
+        return None
+    parts: list[str] = []
+    fields: list[Field] = []
+    pos = 0
+    for m in _FIELD_RE.finditer(path):
+        parts.append(path[pos : m.start()])
+        fields.append(_field(m.group(1)))
+        pos = m.end()
+    parts.append(path[pos:])
+    if any("{{" in part for part in parts):
+        raise TemplateError(f"'{{{{' without its '}}}}' (a field is {_KINDS})")
+    if len(fields) > MAX_FIELDS:
+        raise TemplateError(f"at most {MAX_FIELDS} fields per path, got {len(fields)}")
+    return PathTemplate(tuple(parts), tuple(fields))
+
+
+def _field(text: str) -> Field:
+    words = text.split()
+    if words == ["vu"]:
+        return Field("vu")
+    if words == ["iteration"]:
+        return Field("iteration")
+    if words and words[0] == "random":
+        if len(words) != 3 or not all(
+            w.isascii() and w.isdigit() and len(w) <= 40 for w in words[1:]
+        ):
+            raise TemplateError(
+                f"{{{{{text}}}}}: write {{{{random LOW HIGH}}}} with two whole numbers, "
+                "e.g. {{random 1 10000}}"
+            )
+        low, high = int(words[1]), int(words[2])
+        if high > _MAX_RANDOM or low > high:
+            raise TemplateError(
+                f"{{{{{text}}}}}: LOW must be <= HIGH <= {_MAX_RANDOM}, got {low} and {high}"
+            )
+        return Field("random", low, high)
+    raise TemplateError(f"unknown field {{{{{text}}}}}; a field is {_KINDS}")

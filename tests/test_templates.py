@@ -1,0 +1,145 @@
+"""Request paths with fields: parsing, rendering, determinism, and how a request is rebuilt."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import fuzz_examples
+from hypothesis import given, settings, strategies as st
+
+from z6.engine.decisions import ARRIVAL_VU_KEY, draw
+from z6.engine.loader import load_scenario_text
+from z6.engine.protocol import H11Engine
+from z6.engine.requests import prepare_requests
+from z6.engine.templates import (
+    MAX_FIELDS,
+    STREAM_PATH,
+    TemplateError,
+    parse_path_template,
+)
+
+
+def test_a_path_without_fields_has_no_template() -> None:
+    assert parse_path_template("/items/1?x={y}") is None
+
+
+def test_fields_split_the_path_into_literal_parts() -> None:
+    t = parse_path_template("/a/{{vu}}/b/{{ iteration }}?r={{random  3 9 }}")
+    assert t is not None
+    assert t.parts == ("/a/", "/b/", "?r=", "")
+    assert [(f.kind, f.low, f.high) for f in t.fields] == [
+        ("vu", 0, 0),
+        ("iteration", 0, 0),
+        ("random", 3, 9),
+    ]
+    assert t.uses_vu
+    assert t.sample() == "/a/0/b/0?r=0"
+
+
+def test_rendering_is_a_function_of_seed_vu_iteration_and_step() -> None:
+    t = parse_path_template("/i/{{random 10 1000000}}/{{random 0 99}}/{{iteration}}/{{vu}}")
+    assert t is not None
+    path = t.render(seed=5, vu=3, key_vu=3, iteration=7, step=2)
+    first = 10 + draw(5, 3, 7, STREAM_PATH, 2 * MAX_FIELDS + 0) % (1000000 - 10 + 1)
+    second = draw(5, 3, 7, STREAM_PATH, 2 * MAX_FIELDS + 1) % 100
+    assert path == f"/i/{first}/{second}/7/3"
+    assert t.render(5, 3, 3, 7, 2) == path  # no state
+    assert t.render(6, 3, 3, 7, 2) != path
+    # The open model keys the draws by ARRIVAL_VU_KEY, whatever VU runs the arrival.
+    assert (
+        t.render(5, 0, ARRIVAL_VU_KEY, 7, 2).split("/")[2:4]
+        == t.render(5, 1, ARRIVAL_VU_KEY, 7, 2).split("/")[2:4]
+    )
+
+
+def test_random_values_cover_their_range_and_stay_in_it() -> None:
+    t = parse_path_template("/{{random 1 6}}")
+    assert t is not None
+    seen = {int(t.render(1, v, v, i, 0)[1:]) for v in range(20) for i in range(20)}
+    assert seen == {1, 2, 3, 4, 5, 6}
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("/x/{{rand 1 2}}", "unknown field {{rand 1 2}}"),
+        ("/x/{{}}", "unknown field {{}}"),
+        ("/x/{{random 2 1}}", "LOW must be <= HIGH"),
+        ("/x/{{random 1 9223372036854775808}}", "LOW must be <= HIGH <= 9223372036854775807"),
+        ("/x/{{random 1}}", "write {{random LOW HIGH}} with two whole numbers"),
+        ("/x/{{random -1 5}}", "write {{random LOW HIGH}} with two whole numbers"),
+        ("/x/{{random ١ ٢}}", "write {{random LOW HIGH}} with two whole numbers"),
+        ("/x/{{vu", "'{{' without its '}}'"),
+        ("/x/{{vu}}{{", "'{{' without its '}}'"),
+        ("{{\n{{vu}}", "'{{' without its '}}'"),
+        ("/" + "{{vu}}" * (MAX_FIELDS + 1), f"at most {MAX_FIELDS} fields per path"),
+    ],
+)
+def test_what_is_not_a_field_is_refused(path: str, fragment: str) -> None:
+    with pytest.raises(TemplateError) as info:
+        parse_path_template(path)
+    assert fragment in str(info.value)
+
+
+@settings(max_examples=fuzz_examples(500), deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=6),
+            st.sampled_from(["{{", "}}", "{{vu}}", "{{iteration}}", "{{random 1 9}}", "random"]),
+        ),
+        max_size=8,
+    ).map("".join)
+)
+def test_any_path_parses_or_raises_template_error(path: str) -> None:
+    try:
+        t = parse_path_template(path)
+    except TemplateError:
+        return  # the documented error
+    if t is None:
+        assert "{{" not in path
+        return
+    rendered = t.render(1, 2, 2, 3, 4)
+    assert "{{" not in "".join(t.parts)
+    assert len(t.parts) == len(t.fields) + 1
+    assert rendered.startswith(t.parts[0])
+
+
+SCENARIO = """
+[runtime]
+iterations = 1
+vus = 1
+[target]
+base_url = "http://127.0.0.1:9"
+[[requests]]
+name = "item"
+method = "POST"
+path = "/items/{{random 1 9}}/a|b?n={{iteration}}"
+body = "x"
+"""
+
+
+def test_a_request_with_fields_is_rebuilt_per_send_around_its_target() -> None:
+    (req,) = prepare_requests(load_scenario_text(SCENARIO, "t.toml"))
+    assert req.template is not None
+    # The percent-encoding is done on the literal parts, once.
+    assert req.template.parts == ("/items/", "/a%7Cb?n=", "")
+    sent = req.with_target("/items/7/a%7Cb?n=0")
+    assert sent.raw.startswith(b"POST /items/7/a%7Cb?n=0 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n")
+    assert sent.raw.endswith(b"Content-Length: 1\r\n\r\nx")
+    assert sent.raw == req.raw.replace(req.target.encode(), sent.target.encode())
+    assert (sent.base, sent.template, sent.index, sent.headers) == (
+        req,
+        req.template,
+        req.index,
+        req.headers,
+    )
+
+
+def test_h11_keeps_one_set_of_events_per_request_definition() -> None:
+    (req,) = prepare_requests(load_scenario_text(SCENARIO, "t.toml"))
+    engine = H11Engine()
+    for n in range(3):
+        data = engine.start(req.with_target(f"/items/{n}/a%7Cb?n={n}"))
+        assert data.startswith(f"POST /items/{n}/".encode())
+        engine.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    assert list(engine._events) == [req]
