@@ -66,12 +66,15 @@ class Field:
 class PathTemplate:
     """A path split into ``len(fields) + 1`` literal ``parts`` around its ``fields``."""
 
-    __slots__ = ("fields", "parts", "uses_vu")
+    __slots__ = ("_keys", "fields", "parts", "uses_vu")
 
     def __init__(self, parts: tuple[str, ...], fields: tuple[Field, ...]) -> None:
         self.parts = parts
         self.fields = fields
         self.uses_vu = any(f.kind == "vu" for f in fields)
+        # (seed, key_vu) -> vu_key(...): a third of a render's cost, the same for every
+        # request of a VU. One entry per VU (or one in the open model).
+        self._keys: dict[tuple[int, int], int] = {}
 
     def sample(self) -> str:
         """The path with every field as ``0``: what the path checks see (fields render as
@@ -83,11 +86,14 @@ class PathTemplate:
         the draws (``ARRIVAL_VU_KEY`` in the open model, as for the other decisions)."""
         parts = self.parts
         out = [parts[0]]
-        key = 0
+        key = -1
         for k, f in enumerate(self.fields):
             if f.kind == "random":
-                if not key:
-                    key = vu_key(seed, key_vu, STREAM_PATH)
+                if key < 0:
+                    found = self._keys.get((seed, key_vu))
+                    if found is None:
+                        found = self._keys[seed, key_vu] = vu_key(seed, key_vu, STREAM_PATH)
+                    key = found
                 value = draw_keyed(key, iteration, (step * MAX_FIELDS + k) & MASK64)
                 out.append(str(f.low + value % (f.high - f.low + 1)))
             elif f.kind == "iteration":
