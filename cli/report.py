@@ -188,6 +188,12 @@ def render_text(summary: Mapping[str, Any]) -> str:
         n_failed = sum(1 for g in goals if not g.get("passed"))
         if n_failed:
             out.append(f"\n  result: FAILED ({n_failed} of {len(goals)} goals failed)")
+        elif not summary.get("passed", True):
+            # abort_on_fail stopped the run on a goal that the end of the run then met.
+            out.append(
+                f"\n  result: FAILED (a goal failed during the run and abort_on_fail stopped "
+                f"it; at the end all {len(goals)} goals are met)"
+            )
         else:
             out.append(f"\n  result: PASSED (all {len(goals)} goals met)")
     else:

@@ -443,9 +443,11 @@ def _split_pool_note(summary: dict[str, Any], parts: int) -> str | None:
             "rate, or give the load more CPU"
         )
     return (
-        f"note: {dropped} iterations were dropped; with the pool split over {parts} workers, each "
-        "VU takes only its own worker's arrivals, so a saturated pool drops more than with "
-        "--procs 1 (docs/scenario.md). Raise max_vus to run the full rate"
+        f"note: {dropped} iterations were dropped (no VU of the pool was free when they came "
+        "due, or the worker reached them too late); with the pool split over "
+        f"{parts} workers, each VU takes only its own worker's arrivals, so a saturated pool "
+        "drops more than with --procs 1 (docs/scenario.md). Raise max_vus to run the full "
+        "rate, or give the load more CPU"
     )
 
 

@@ -7,7 +7,7 @@ same function the VU runtime follows.
 
 from __future__ import annotations
 
-from z6.engine.goals import GOAL_PERCENTILES
+from z6.engine.goals import GOAL_PERCENTILES, evaluate_goals
 from z6.engine.scenario import (
     ABORT_CHECK_SECONDS,
     Assertions,
@@ -290,8 +290,29 @@ def _goal_lines(a: RequestGoals, label_prefix: str, key_prefix: str) -> list[str
     return [f"{label_prefix}{text}  ({key_prefix}{key})" for text, key in pairs]
 
 
+def _abort_notes(s: Scenario) -> list[str]:
+    """Settings of abort_on_fail that can do nothing."""
+    a = s.assertions
+    if not a.abort_on_fail:
+        if a.abort_delay_seconds:
+            return ["assertions.abort_delay_seconds does nothing without abort_on_fail = true"]
+        return []
+    checked = [g for g in evaluate_goals(a, {}) if g.name.rsplit(".", 1)[-1] != "rps_min"]
+    if not checked:
+        return [
+            "abort_on_fail has no goal to check during the run (rps_min is checked only at the end)"
+        ]
+    length = s.runtime.duration_seconds
+    if length is not None and a.abort_delay_seconds >= length:
+        return [
+            f"assertions.abort_delay_seconds ({_num(a.abort_delay_seconds)} s) is not before "
+            f"the end of the run ({_num(length)} s): no goal is checked during it"
+        ]
+    return []
+
+
 def _notes(s: Scenario) -> list[str]:
-    notes: list[str] = []
+    notes: list[str] = _abort_notes(s)
     rt = s.runtime
     if rt.flush_interval is not None:
         notes.append(

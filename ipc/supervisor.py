@@ -285,8 +285,9 @@ class _Aggregator:
             ):
                 last_progress = now
                 self.show_progress(now_ns)
-            # Signals: first = graceful stop, second = abort now.
-            if self.sigs.count >= 1 and not self.interrupted:
+            # Signals: first = graceful stop, second = abort now. A goal that already stopped
+            # the run (abort_on_fail) stays its verdict: the first signal changes nothing then.
+            if self.sigs.count >= 1 and not self.interrupted and not self.goal_failed:
                 self.interrupted = True
                 self._request_stop(now_ns)
                 # Said on stderr like any interrupted z6 (the summary's outcome says it too).
@@ -308,10 +309,11 @@ class _Aggregator:
         """``abort_on_fail``: stop the run (gracefully, as SIGINT) at the first goal that fails
         on the metrics so far (:func:`~z6.engine.goals.live_failure`).
 
-        A check builds the summary so far: a few ms for a few request names, but seconds for
-        hundreds of names with widely spread latencies (2.8 s for 300 names and 2.9 million
-        latency buckets). The next check waits ten times as long as this one took, so checks
-        never take more than a tenth of the aggregator's time and the rings keep draining.
+        A check builds the summary so far: tens of ms for a few request names over millions of
+        requests, but seconds for hundreds of names with widely spread latencies (2.8 s for 300
+        names and 2.9 million latency buckets). The next check waits ten times as long as this
+        one took, so checks never take more than a tenth of the aggregator's time and the
+        rings keep draining.
         """
         self._next_goal_check_ns = now_ns + ABORT_CHECK_SECONDS * 1e9
         if self.stop_flag.is_set():

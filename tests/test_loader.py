@@ -1187,6 +1187,22 @@ def test_abort_on_fail_loads_and_is_described() -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "note"),
+    [
+        ("abort_on_fail = true\n", "abort_on_fail has no goal to check during the run"),
+        ("rps_min = 1\nabort_on_fail = true\n", "(rps_min is checked only at the end)"),
+        ("abort_delay_seconds = 3\n", "abort_delay_seconds does nothing without abort_on_fail"),
+        (
+            "error_rate_max = 0\nabort_on_fail = true\nabort_delay_seconds = 10\n",
+            "abort_delay_seconds (10 s) is not before the end of the run (10 s)",
+        ),
+    ],
+)
+def test_abort_settings_that_can_do_nothing_are_noted(body: str, note: str) -> None:
+    assert note in describe_scenario(load(BASE + "[assertions]\n" + body))
+
+
+@pytest.mark.parametrize(
     ("body", "key", "fragment"),
     [
         ("abort_on_fail = 1\n", "assertions.abort_on_fail", "expected boolean, got integer"),

@@ -94,6 +94,20 @@ def test_render_text_passed_and_no_goals() -> None:
     assert "result: no goals (the run is not judged" in render_text(_summary())
 
 
+def test_render_text_fails_a_run_a_goal_stopped_although_its_goals_end_met() -> None:
+    # abort_on_fail stopped it at a goal that the slow requests in flight then brought back
+    # under its bound: the text said PASSED beside exit 1 and "passed": false.
+    s = _summary(rps_min=1)
+    s["passed"] = False
+    s["outcome"] = "goal_failed"
+    text = render_text(s)
+    assert (
+        "result: FAILED (a goal failed during the run and abort_on_fail stopped it; at the end "
+        "all 1 goals are met)"
+    ) in text
+    assert "PASSED" not in text
+
+
 def test_render_text_shows_incomplete_accounting_and_outcome() -> None:
     s = _summary()
     s["accounting"] = {

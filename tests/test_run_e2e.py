@@ -362,6 +362,62 @@ def test_abort_on_fail_stops_the_run_at_the_first_failed_goal(tmp_path: Path, z6
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
+SLOW_ABORT = """
+[runtime]
+duration_seconds = 60
+vus = 4
+graceful_stop_seconds = 20
+
+[[requests]]
+name = "boom"
+method = "GET"
+path = "/status/500"
+
+[[requests]]
+name = "slow"
+method = "GET"
+path = "/delay/4000"
+
+[sequence]
+[[sequence.steps]]
+request = "boom"
+[[sequence.steps]]
+request = "slow"
+
+[assertions]
+error_rate_max = 0.6
+abort_on_fail = true
+abort_delay_seconds = 0.5
+"""
+
+
+def test_a_signal_during_a_goal_s_stop_keeps_the_goal_s_verdict(
+    tmp_path: Path, z6_port: int
+) -> None:
+    # The goal fails at 0.5 s (every request so far a 500); the graceful stop waits for the
+    # 4 s requests in flight, and Ctrl-C then came: the run read "interrupted", passed, and
+    # analyze exited 0. The goal stopped it first: its verdict stands.
+    scenario = write_scenario(tmp_path, z6_port, SLOW_ABORT)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [*z6_command(), "run", str(scenario), "--out", str(out), "--json", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    summary = json.loads(stdout)
+    assert (summary["outcome"], summary["passed"]) == ("goal_failed", False)
+    assert "abort_on_fail stopped the run" in stderr
+    assert "interrupted" not in stderr
+    analyzed = run_z6(["analyze", str(out / "events.bin")])
+    assert analyzed.returncode == 1
+    assert "result: FAILED" in analyzed.stdout
+
+
 DELAY = """
 [runtime]
 duration_seconds = 3
