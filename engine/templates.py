@@ -39,7 +39,8 @@ MAX_FIELDS = 16
 """Fields one path may hold (the draw's last input packs the step and the field's index)."""
 
 _MAX_RANDOM = 2**63 - 1
-_FIELD_RE = re.compile(r"\{\{(.*?)\}\}")
+_FIELD_RE = re.compile(r"\{\{(.*?)\}\}", re.S)
+_FIELD_TEXT_RE = re.compile(r"[ -~]*")  # printable ASCII: spaces, no tab or line break
 _KINDS = "{{vu}}, {{iteration}} or {{random LOW HIGH}}"
 
 
@@ -124,7 +125,17 @@ def parse_path_template(path: str) -> PathTemplate | None:
 
 
 def _field(text: str) -> Field:
-    words = text.split()
+    if not _FIELD_TEXT_RE.fullmatch(text):
+        # Printable ASCII only: a tab, CR or other white space passed str.split() and printed
+        # raw, and a control character has no place in a one-line message.
+        shown = text.encode("ascii", "backslashreplace").decode("ascii")
+        shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in shown)
+        raise TemplateError(
+            f"{{{{{shown}}}}}: a field holds printable ASCII only (spaces, no tab or line "
+            f"break); a field is {_KINDS}"
+        )
+    words = text.split(" ")
+    words = [w for w in words if w]
     if words == ["vu"]:
         return Field("vu")
     if words == ["iteration"]:
