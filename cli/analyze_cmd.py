@@ -469,6 +469,7 @@ def run_diff(
     fmt: str,
     max_regression_pct: float | None = None,
     gate: Sequence[str] | None = None,
+    by_name: bool = False,
 ) -> int:
     """``z6 diff A B``: print the comparison of run B against baseline A.
 
@@ -493,7 +494,7 @@ def run_diff(
                 d["gate"] = verdict
             text = json.dumps(d, indent=2)
         else:
-            text = render_diff(sa, sb, verdict)
+            text = render_diff(sa, sb, verdict, by_name=by_name)
     except (AttributeError, TypeError, KeyError, ValueError, ArithmeticError) as exc:
         raise _malformed_summary(a, b, sa, sb, exc) from None
     print(text)

@@ -317,15 +317,25 @@ def diff(
         typer.Option(
             "--gate",
             help="Metrics the --max-regression gate checks, comma-separated (default: "
-            "latency_ms.p50, p95, p99, latency_corrected_ms.p99, error_rate, rps).",
+            "latency_ms.p50, p95, p99, latency_corrected_ms.p99, error_rate, rps; a "
+            "request's own: by_name.NAME.latency_ms.p99).",
         ),
     ] = None,
+    by_name: Annotated[
+        bool,
+        typer.Option(
+            "--by-name",
+            help="Also show each request's rows (by_name.NAME.*; --format json always has them).",
+        ),
+    ] = False,
 ) -> None:
     """Compare two runs: totals, rates and latency percentiles with deltas."""
     from z6.cli.analyze_cmd import run_diff
     from z6.cli.options import parse_gate, parse_max_regression
 
-    _exit_with(lambda: run_diff(a, b, fmt, parse_max_regression(max_regression), parse_gate(gate)))
+    _exit_with(
+        lambda: run_diff(a, b, fmt, parse_max_regression(max_regression), parse_gate(gate), by_name)
+    )
 
 
 def main() -> None:

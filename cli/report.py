@@ -17,6 +17,7 @@ from typing import IO, Any
 from z6.engine.errors import ConfigError
 
 __all__ = [
+    "BY_NAME",
     "DEFAULT_GATE",
     "diff_dict",
     "gate_result",
@@ -297,7 +298,8 @@ def _tidy(x: float) -> float:
 
 def _metrics_of(s: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
     """The compared metrics of one summary: ``{label: (value, direction)}``. Open-model runs
-    (or any run with drops) add ``dropped_iterations`` and the corrected latencies."""
+    (or any run with drops) add ``dropped_iterations`` and the corrected latencies; each
+    request name adds ``by_name.NAME.`` rows (its total, error rate, rps and latencies)."""
     req = s.get("requests", {})
     errors = s.get("errors", {})
     lat = s.get("latency_ms", {})
@@ -322,7 +324,27 @@ def _metrics_of(s: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
             m[f"latency_corrected_ms.{k}"] = (v, _LOWER_BETTER)
     for kind, n in errors.get("by_kind", {}).items():
         m[f"errors.{kind}"] = (n, _LOWER_BETTER)
+    for name, entry in req.get("by_name", {}).items():
+        total = entry.get("total", 0)
+        prefix = f"{BY_NAME}{name}."
+        m[prefix + "requests.total"] = (total, _NEUTRAL)
+        m[prefix + "error_rate"] = (
+            entry.get("failed", 0) / total if total else None,
+            _LOWER_BETTER,
+        )
+        m[prefix + "rps"] = (entry.get("rps"), _HIGHER_BETTER)
+        for k, v in entry.get("latency_ms", {}).items():
+            if k != "min":
+                m[f"{prefix}latency_ms.{k}"] = (v, _LOWER_BETTER)
     return m
+
+
+BY_NAME = "by_name."
+"""The prefix of a request's own rows in :func:`diff_dict` (``by_name.login.latency_ms.p99``)."""
+
+
+def _is_rate(label: str) -> bool:
+    return label.rsplit(".", 1)[-1] in _RATES
 
 
 def _rate_pct(value: float | None) -> str:
@@ -471,10 +493,15 @@ def _ident(s: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def render_diff(
-    a: Mapping[str, Any], b: Mapping[str, Any], gate: Mapping[str, Any] | None = None
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    gate: Mapping[str, Any] | None = None,
+    *,
+    by_name: bool = False,
 ) -> str:
     """A table of :func:`diff_dict`: metric, A, B, delta, relative change and a mark; with
-    ``gate`` (of :func:`gate_result`), its verdict last."""
+    ``gate`` (of :func:`gate_result`), its verdict last. The rows of each request name are
+    shown with ``by_name`` only (the counts below the table are of the rows shown)."""
     d = diff_dict(a, b)
     out = [
         f"A: {d['a']['scenario']} started {d['a']['started_at']} (seed {d['a']['seed']})",
@@ -485,9 +512,12 @@ def render_diff(
     out.append("")
     marks = {"improvement": "better", "regression": "WORSE", "unchanged": "=", "n/a": ""}
     rows = [["metric", "A", "B", "delta", "relative", ""]]
-    for label, m in d["metrics"].items():
+    shown = {
+        label: m for label, m in d["metrics"].items() if by_name or not label.startswith(BY_NAME)
+    }
+    for label, m in shown.items():
         delta = m["delta"]
-        show = _rate_pct if label in _RATES else _num
+        show = _rate_pct if _is_rate(label) else _num
         rows.append(
             [
                 label,
@@ -504,8 +534,8 @@ def render_diff(
             c.rjust(w) for c, w in zip(r[1:5], widths[1:5], strict=True)
         ]
         out.append(("  " + "  ".join(cells) + "  " + r[5]).rstrip())
-    n_reg = sum(1 for m in d["metrics"].values() if m["change"] == "regression")
-    n_imp = sum(1 for m in d["metrics"].values() if m["change"] == "improvement")
+    n_reg = sum(1 for m in shown.values() if m["change"] == "regression")
+    n_imp = sum(1 for m in shown.values() if m["change"] == "improvement")
     out.append("")
     out.append(f"  {n_imp} improved, {n_reg} regressed")
     if gate is not None:
@@ -519,7 +549,7 @@ def _gate_line(gate: Mapping[str, Any]) -> str:
         return f"  gate: PASSED (no regression over {limit} in {', '.join(gate['metrics'])})"
     parts = []
     for f in gate["failed"]:
-        show = _rate_pct if f["metric"] in _RATES else _num
+        show = _rate_pct if _is_rate(f["metric"]) else _num
         rel = "" if f["relative"] is None else f" {f['relative'] * 100:+.1f}%"
         parts.append(f"{f['metric']} {show(f['a'])} -> {show(f['b'])}{rel}")
     return f"  gate: FAILED (regressed over {limit}: {'; '.join(parts)})"

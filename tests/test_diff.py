@@ -14,7 +14,7 @@ from test_replay import WEIGHTED, synth_log
 
 from z6.cli.analyze_cmd import analyze_logs, load_run_summary
 from z6.cli.options import parse_max_regression
-from z6.cli.report import gate_result
+from z6.cli.report import diff_dict, gate_result, render_diff
 from z6.engine.errors import ConfigError
 
 
@@ -245,3 +245,45 @@ def test_gate_options_on_the_command_line(tmp_path: Path) -> None:
     proc = run_z6(["diff", str(log), str(log), "--max-regression", "5", "--format", "json"])
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["gate"]["passed"] is True
+
+
+def _with_names(s: dict[str, Any], **names: tuple[int, int, float]) -> dict[str, Any]:
+    """``s`` with ``requests.by_name`` entries NAME=(total, failed, p99)."""
+    s["requests"]["by_name"] = {
+        name: {
+            "total": t,
+            "ok": t - f,
+            "failed": f,
+            "rps": float(t),
+            "latency_ms": {"min": 1.0, "p99": p99},
+        }
+        for name, (t, f, p99) in names.items()
+    }
+    return s
+
+
+def test_each_request_has_its_own_rows_and_can_be_gated() -> None:
+    a = _with_names(_summary(p99=10.0), login=(100, 0, 50.0), home=(900, 0, 5.0))
+    b = _with_names(_summary(p99=10.0), login=(100, 2, 80.0), home=(900, 0, 5.0))
+    metrics = diff_dict(a, b)["metrics"]
+    assert metrics["by_name.login.latency_ms.p99"]["change"] == "regression"
+    assert metrics["by_name.login.error_rate"] == {
+        "a": 0.0,
+        "b": 0.02,
+        "delta": 0.02,
+        "relative": None,
+        "change": "regression",
+    }
+    assert "by_name.login.latency_ms.min" not in metrics
+    # The whole run did not move: the default gate passes, a gate on login fails.
+    assert gate_result(a, b, 10.0)["passed"]
+    verdict = gate_result(a, b, 10.0, ["by_name.login.latency_ms.p99", "by_name.home.rps"])
+    assert [f["metric"] for f in verdict["failed"]] == ["by_name.login.latency_ms.p99"]
+    # The text shows a request's rows, and counts them, only when asked.
+    plain = render_diff(a, b)
+    assert "by_name." not in plain
+    assert "0 improved, 0 regressed" in plain
+    detailed = render_diff(a, b, by_name=True)
+    row = next(ln for ln in detailed.splitlines() if "by_name.login.error_rate" in ln)
+    assert row.split()[1:3] == ["0%", "2%"]
+    assert "0 improved, 2 regressed" in detailed
