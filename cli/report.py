@@ -423,7 +423,9 @@ def gate_result(
     A gated metric fails when it is worse in B than in A by more than ``max_regression_pct``
     percent of A's value, when it got worse from 0 (errors that A did not have: no relative
     change can be small), or when B reports it without a value and A with one (B recorded no
-    latency at all). Only metrics both runs report are compared: the default gate
+    latency at all). B also fails when it did not run to its end (its ``outcome`` is not
+    ``complete``: the entry ``{"metric": "outcome"}``). Only metrics both runs report are
+    compared: the default gate
     (:data:`DEFAULT_GATE`) skips one that a run does not report (other ``--percentiles``, a
     closed-model run against an open-model one); a label in ``labels`` must be reported by both
     and be a rate, latency or rps (``ConfigError`` otherwise). Returns ``{"max_regression_pct",
@@ -453,6 +455,11 @@ def gate_result(
                     "latencies, rates, errors or rps"
                 )
     failed: list[dict[str, Any]] = []
+    early = _stopped_early(b)
+    if early is not None:
+        # A run cut short (a goal's abort_on_fail, Ctrl-C, a dead worker) is no evidence that
+        # the change is fine, however its partial numbers compare.
+        failed.append({"metric": "outcome", "a": a.get("outcome"), "b": early, "relative": None})
     for label in chosen:
         direction = (ma.get(label) or mb[label])[1]
         absent = 0 if _zero_when_absent(label) else None
@@ -489,7 +496,16 @@ def _ident(s: Mapping[str, Any]) -> dict[str, Any]:
         "sha256": scen.get("sha256"),
         "started_at": s.get("started_at"),
         "seed": s.get("seed"),
+        "outcome": s.get("outcome"),
+        "passed": s.get("passed"),
     }
+
+
+def _stopped_early(s: Mapping[str, Any]) -> str | None:
+    """The outcome of a run that did not run to its end (``None`` for a complete run, or a
+    summary without footer information)."""
+    outcome = s.get("outcome")
+    return None if outcome in (None, "complete") else str(outcome)
 
 
 def render_diff(
@@ -509,6 +525,13 @@ def render_diff(
     ]
     if d["a"]["sha256"] != d["b"]["sha256"]:
         out.append("note: the two runs used different scenario files")
+    for side, s in (("A", a), ("B", b)):
+        early = _stopped_early(s)
+        if early is not None:
+            out.append(
+                f"note: {side} did not run to its end (outcome {early}): its numbers cover "
+                "the part that ran"
+            )
     out.append("")
     marks = {"improvement": "better", "regression": "WORSE", "unchanged": "=", "n/a": ""}
     rows = [["metric", "A", "B", "delta", "relative", ""]]
@@ -547,9 +570,15 @@ def _gate_line(gate: Mapping[str, Any]) -> str:
     limit = f"{gate['max_regression_pct']:g}%"
     if gate["passed"]:
         return f"  gate: PASSED (no regression over {limit} in {', '.join(gate['metrics'])})"
-    parts = []
+    why: list[str] = []
+    worse: list[str] = []
     for f in gate["failed"]:
+        if f["metric"] == "outcome":
+            why.append(f"B did not run to its end (outcome {f['b']})")
+            continue
         show = _rate_pct if _is_rate(f["metric"]) else _num
         rel = "" if f["relative"] is None else f" {f['relative'] * 100:+.1f}%"
-        parts.append(f"{f['metric']} {show(f['a'])} -> {show(f['b'])}{rel}")
-    return f"  gate: FAILED (regressed over {limit}: {'; '.join(parts)})"
+        worse.append(f"{f['metric']} {show(f['a'])} -> {show(f['b'])}{rel}")
+    if worse:
+        why.append(f"regressed over {limit}: {'; '.join(worse)}")
+    return f"  gate: FAILED ({'; '.join(why)})"

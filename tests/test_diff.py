@@ -287,3 +287,23 @@ def test_each_request_has_its_own_rows_and_can_be_gated() -> None:
     row = next(ln for ln in detailed.splitlines() if "by_name.login.error_rate" in ln)
     assert row.split()[1:3] == ["0%", "2%"]
     assert "0 improved, 2 regressed" in detailed
+
+
+@pytest.mark.parametrize("outcome", ["goal_failed", "interrupted", "worker_failed"])
+def test_a_run_that_stopped_early_fails_the_gate_and_is_noted(outcome: str) -> None:
+    # An audit's CI gate passed a run that abort_on_fail had stopped at 3 s of 8: its partial
+    # numbers compared well, and nothing said it was partial.
+    a = _summary(p99=10.0) | {"outcome": "complete", "passed": True}
+    b = _summary(p99=10.0) | {"outcome": outcome, "passed": False}
+    verdict = gate_result(a, b, 50.0)
+    assert verdict["failed"] == [
+        {"metric": "outcome", "a": "complete", "b": outcome, "relative": None}
+    ]
+    text = render_diff(a, b, verdict)
+    assert f"note: B did not run to its end (outcome {outcome}): its numbers cover the part" in text
+    assert text.endswith(f"  gate: FAILED (B did not run to its end (outcome {outcome}))")
+    assert diff_dict(a, b)["b"]["outcome"] == outcome
+    # A partial baseline is noted, not failed; a summary without footer has no outcome.
+    assert gate_result(b, a, 50.0)["passed"]
+    assert "note: A did not run to its end" in render_diff(b, a)
+    assert gate_result(_summary(p99=1.0), _summary(p99=1.0), 0.0)["passed"]
