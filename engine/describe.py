@@ -137,8 +137,14 @@ def describe_scenario(s: Scenario) -> str:
                 if a.abort_delay_seconds
                 else "from the start"
             )
+            chosen = a.abort_on_fail
+            if isinstance(chosen, list):
+                which = f"the goal{'s' if len(chosen) > 1 else ''} {', '.join(chosen)} "
+                which += "are" if len(chosen) > 1 else "is"
+            else:
+                which = "the goals are"
             out.append(
-                f"  abort_on_fail: the goals are checked every {ABORT_CHECK_SECONDS:g} s {start}, "
+                f"  abort_on_fail: {which} checked every {ABORT_CHECK_SECONDS:g} s {start}, "
                 "on the metrics so far (not rps_min); the first that fails stops the run"
             )
     else:
@@ -297,7 +303,12 @@ def _abort_notes(s: Scenario) -> list[str]:
         if a.abort_delay_seconds:
             return ["assertions.abort_delay_seconds does nothing without abort_on_fail = true"]
         return []
-    checked = [g for g in evaluate_goals(a, {}) if g.name.rsplit(".", 1)[-1] != "rps_min"]
+    checked = [
+        g
+        for g in evaluate_goals(a, {})
+        if g.name.rsplit(".", 1)[-1] != "rps_min"
+        and (not isinstance(a.abort_on_fail, list) or g.name in a.abort_on_fail)
+    ]
     if not checked:
         return [
             "abort_on_fail has no goal to check during the run (rps_min is checked only at the end)"

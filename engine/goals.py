@@ -145,12 +145,16 @@ def live_failure(assertions: Assertions, summary: Mapping[str, Any]) -> GoalResu
     """The first goal that fails on the metrics of a run still going (``abort_on_fail``), or
     ``None``.
 
-    Goals with nothing measured yet (``actual`` None) are not failures here: the end decides
-    them. ``rps_min`` is not checked: a rate over the part of a run that ran (a ramp-up) says
-    nothing about the whole run.
+    With ``abort_on_fail`` a list of goal names, only those are checked. Goals with nothing
+    measured yet (``actual`` None) are not failures here: the end decides them. ``rps_min`` is
+    not checked: a rate over the part of a run that ran (a ramp-up) says nothing about the
+    whole run.
     """
+    chosen = assertions.abort_on_fail
     for goal in evaluate_goals(assertions, summary):
         if goal.passed or goal.actual is None:
+            continue
+        if isinstance(chosen, list) and goal.name not in chosen:
             continue
         if goal.name.rsplit(".", 1)[-1] == "rps_min":
             continue

@@ -35,7 +35,7 @@ import msgspec
 import tomli
 
 from z6.engine.errors import ConfigError, ScenarioError, UnsupportedFeatureError
-from z6.engine.goals import GOAL_PERCENTILES
+from z6.engine.goals import GOAL_PERCENTILES, evaluate_goals
 from z6.engine.scenario import (
     Assertions,
     Limits,
@@ -1230,6 +1230,8 @@ def _check_assertions(ctx: _Context, a: Assertions, requests: list[RequestSpec])
                 hint=_close(name, names),
             )
         _check_goals(ctx, goals, where)
+    if isinstance(a.abort_on_fail, list):
+        _check_abort_goals(ctx, a, a.abort_on_fail)
     _num(
         ctx,
         "assertions.abort_delay_seconds",
@@ -1244,6 +1246,34 @@ def _check_assertions(ctx: _Context, a: Assertions, requests: list[RequestSpec])
         low=0,
         high=MAX_ITERATIONS,
     )
+
+
+def _check_abort_goals(ctx: _Context, a: Assertions, chosen: list[str]) -> None:
+    """``abort_on_fail = ["NAME", ...]``: each a goal that this [assertions] sets, as the
+    results name it, and one that can be checked during the run."""
+    if not chosen:
+        ctx.fail(
+            "assertions.abort_on_fail",
+            "an empty list checks no goal; write true for every goal, or goal names such as "
+            '"error_rate_max" or "by_name.login.p99_latency_ms"',
+        )
+    set_goals = [g.name for g in evaluate_goals(a, {})]
+    for i, name in enumerate(chosen):
+        key = f"assertions.abort_on_fail[{i}]"
+        if name not in set_goals:
+            ctx.fail(
+                key,
+                f"no goal {name!r} is set; the goals are: {', '.join(set_goals) or 'none'}",
+                hint=_close(name, set_goals),
+                line_key="assertions.abort_on_fail",
+            )
+        if name.rsplit(".", 1)[-1] == "rps_min":
+            ctx.fail(
+                key,
+                f"{name} is not checked during a run (a rate over part of a run, a ramp-up, "
+                "says nothing about the whole run): it is judged at the end",
+                line_key="assertions.abort_on_fail",
+            )
 
 
 def _check_limits(

@@ -156,12 +156,13 @@ class Assertions(RequestGoals, kw_only=True, forbid_unknown_fields=True):
     ``by_name`` holds the goals of single requests, by request name, in file order.
     ``abort_on_fail`` stops the run at the first goal that fails on the live metrics, checked
     every ``ABORT_CHECK_SECONDS`` from ``abort_delay_seconds`` into the run (k6's
-    ``abortOnFail`` and ``delayAbortEval``).
+    ``abortOnFail`` and ``delayAbortEval``): ``true`` for every goal, or a list of goal names
+    (``"error_rate_max"``, ``"by_name.login.p99_latency_ms"``), as k6 sets it per threshold.
     """
 
     dropped_iterations_max: int | None = None  # open model: iterations with no free VU
     by_name: dict[str, RequestGoals] = msgspec.field(default_factory=dict)
-    abort_on_fail: bool = False
+    abort_on_fail: bool | list[str] = False
     abort_delay_seconds: float = 0.0
 
 

@@ -226,3 +226,16 @@ def test_abort_settings_are_no_goals() -> None:
         Assertions(abort_on_fail=True, abort_delay_seconds=5, rps_min=1), _by_name_summary()
     )
     assert [g.name for g in goals] == ["rps_min"]
+
+
+def test_the_live_check_takes_only_the_goals_abort_on_fail_names() -> None:
+    summary = _by_name_summary()  # login: 10% failed, p99 300 ms
+    goals = {
+        "error_rate_max": 0.5,
+        "by_name": {"login": RequestGoals(p99_latency_ms=250, error_rate_max=0.05)},
+    }
+    only_errors = Assertions(abort_on_fail=["by_name.login.error_rate_max"], **goals)  # type: ignore[arg-type]
+    failed = live_failure(only_errors, summary)
+    assert failed is not None
+    assert failed.name == "by_name.login.error_rate_max"  # the earlier p99 failure is not chosen
+    assert live_failure(Assertions(abort_on_fail=["error_rate_max"], **goals), summary) is None  # type: ignore[arg-type]

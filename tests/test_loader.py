@@ -1186,6 +1186,58 @@ def test_abort_on_fail_loads_and_is_described() -> None:
     assert load(BASE).assertions.abort_on_fail is False
 
 
+def test_abort_on_fail_may_name_the_goals_it_checks() -> None:
+    text = (
+        BASE
+        + REQ_B
+        + (
+            "[assertions]\nerror_rate_max = 0.1\np99_latency_ms = 500\n"
+            'abort_on_fail = ["by_name.b.error_rate_max", "error_rate_max"]\n'
+            "[assertions.by_name.b]\nerror_rate_max = 0\n"
+        )
+    )
+    s = load(text)
+    assert s.assertions.abort_on_fail == ["by_name.b.error_rate_max", "error_rate_max"]
+    assert (
+        "  abort_on_fail: the goals by_name.b.error_rate_max, error_rate_max are checked every 2 s"
+    ) in describe_scenario(s)
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "fragment", "hint"),
+    [
+        ("[]", "assertions.abort_on_fail", "an empty list checks no goal", None),
+        (
+            '["error_rate"]',
+            "assertions.abort_on_fail[0]",
+            "no goal 'error_rate' is set; the goals are: error_rate_max, rps_min",
+            "error_rate_max",
+        ),
+        (
+            '["error_rate_max", "rps_min"]',
+            "assertions.abort_on_fail[1]",
+            "rps_min is not checked during a run",
+            None,
+        ),
+        (
+            '["by_name.a.error_rate_max"]',
+            "assertions.abort_on_fail[0]",
+            "no goal",
+            "error_rate_max",
+        ),
+    ],
+)
+def test_abort_on_fail_names_only_goals_it_can_check(
+    value: str, key: str, fragment: str, hint: str | None
+) -> None:
+    text = BASE + f"[assertions]\nerror_rate_max = 0.1\nrps_min = 1\nabort_on_fail = {value}\n"
+    err = fail(text)
+    assert err.key == key
+    assert fragment in err.message
+    assert err.hint == hint
+    assert err.line == line_of(text, "abort_on_fail =")
+
+
 @pytest.mark.parametrize(
     ("body", "note"),
     [
@@ -1205,7 +1257,11 @@ def test_abort_settings_that_can_do_nothing_are_noted(body: str, note: str) -> N
 @pytest.mark.parametrize(
     ("body", "key", "fragment"),
     [
-        ("abort_on_fail = 1\n", "assertions.abort_on_fail", "expected boolean, got integer"),
+        (
+            "abort_on_fail = 1\n",
+            "assertions.abort_on_fail",
+            "expected boolean or array, got integer",
+        ),
         ("abort_delay_seconds = -1\n", "assertions.abort_delay_seconds", ">= 0"),
         ('abort_delay_seconds = "10s"\n', "assertions.abort_delay_seconds", "number of seconds"),
     ],
