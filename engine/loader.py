@@ -820,6 +820,10 @@ def _resolve_path(ctx: _Context, key: str, value: str) -> Path:
     return ctx.base_dir / p
 
 
+# k6's per-iteration values, written as environment references by a k6 user.
+_K6_FIELDS = {"__ITER": "{{iteration}}", "__VU": "{{vu}} (from 0; k6 counts from 1)"}
+
+
 def _resolve_env(ctx: _Context, key: str, value: str) -> str:
     """Replace ``${NAME}`` from the environment; ``$${NAME}`` stays a literal ``${NAME}``."""
 
@@ -833,7 +837,11 @@ def _resolve_env(ctx: _Context, key: str, value: str) -> str:
             return ""
         found = ctx.env.get(name)
         if found is None:
-            ctx.fail(key, f"environment variable {name} is not set (referenced as ${{{name}}})")
+            message = f"environment variable {name} is not set (referenced as ${{{name}}})"
+            field = _K6_FIELDS.get(name)
+            if field is not None:
+                message += f"; k6's {name} is {field} in a z6 request path"
+            ctx.fail(key, message)
         return found
 
     return _ENV_REF.sub(sub, value)

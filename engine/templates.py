@@ -154,4 +154,7 @@ def _field(text: str) -> Field:
                 f"{{{{{text}}}}}: LOW must be <= HIGH <= {_MAX_RANDOM}, got {low} and {high}"
             )
         return Field("random", low, high)
-    raise TemplateError(f"unknown field {{{{{text}}}}}; a field is {_KINDS}")
+    known = {"vu": "{{vu}}", "iteration": "{{iteration}}", "random": "{{random LOW HIGH}}"}
+    hint = known.get(words[0].lower()) if words else None
+    close = f" (did you mean {hint}?)" if hint is not None else ""
+    raise TemplateError(f"unknown field {{{{{text}}}}}{close}; a field is {_KINDS}")

@@ -1720,3 +1720,13 @@ def test_vu_has_no_value_in_the_open_model() -> None:
     assert err.key == "requests[0].path"
     assert err.message.startswith("{{vu}} has no value in the open model (arrival_rate)")
     assert load(text.replace("{{vu}}", "{{iteration}}")).requests[0].path == "/i/{{iteration}}"
+
+
+def test_k6_iteration_values_written_as_environment_references_point_to_fields() -> None:
+    text = RUNTIME + TARGET + '[[requests]]\nname = "a"\nmethod = "GET"\npath = "/i/${__ITER}"\n'
+    err = fail(text)
+    assert err.message == (
+        "environment variable __ITER is not set (referenced as ${__ITER}); k6's __ITER is "
+        "{{iteration}} in a z6 request path"
+    )
+    assert "{{vu}} (from 0; k6 counts from 1)" in fail(text.replace("__ITER", "__VU")).message

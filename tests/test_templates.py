@@ -61,7 +61,9 @@ def test_random_values_cover_their_range_and_stay_in_it() -> None:
 @pytest.mark.parametrize(
     ("path", "fragment"),
     [
-        ("/x/{{rand 1 2}}", "unknown field {{rand 1 2}}"),
+        ("/x/{{rand 1 2}}", "unknown field {{rand 1 2}}; a field is"),
+        ("/x/{{Iteration}}", "unknown field {{Iteration}} (did you mean {{iteration}}?)"),
+        ("/x/{{VU}}", "unknown field {{VU}} (did you mean {{vu}}?)"),
         ("/x/{{}}", "unknown field {{}}"),
         ("/x/{{random 2 1}}", "LOW must be <= HIGH"),
         ("/x/{{random 1 9223372036854775808}}", "LOW must be <= HIGH <= 9223372036854775807"),
