@@ -14,10 +14,15 @@ from typing import Any, TextIO
 
 
 class Progress:
-    """Prints one progress line per ``update`` call."""
+    """Prints one progress line per ``update`` call. ``pool``: the open model's VU pool, shown
+    beside the busy VUs (``vus=3/20``); a fast server keeps few busy, and ``vus=0`` alone read
+    as if nothing ran."""
 
-    def __init__(self, total_s: float | None, *, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, total_s: float | None, *, stream: TextIO | None = None, pool: int | None = None
+    ) -> None:
         self.total_s = total_s
+        self.pool = pool
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty()
         self._console: Any = None
@@ -37,7 +42,7 @@ class Progress:
         parts = [f"[{elapsed_s:5.1f}{total}]"]
         if final:
             parts.append("done")
-        parts.append(f"vus={stats.active_vus}")
+        parts.append(f"vus={self._vus(stats)}")
         parts.append(f"reqs={stats.total_requests}")
         if not final:
             parts += [
@@ -49,6 +54,9 @@ class Progress:
         if getattr(stats, "total_dropped", 0):
             parts.append(f"dropped={stats.total_dropped}")
         return " ".join(parts)
+
+    def _vus(self, stats: Any) -> str:
+        return f"{stats.active_vus}/{self.pool}" if self.pool else str(stats.active_vus)
 
     def update(self, stats: Any, elapsed_s: float, final: bool = False) -> None:
         """Show the stats of the last interval (``final``: the run's totals, see ``line``)."""
@@ -85,7 +93,7 @@ class Progress:
             grid.add_row("", f"{elapsed_s:.1f}s / {_secs(self.total_s)}s{done_mark}")
         else:
             grid.add_row("time", f"{elapsed_s:.1f}s{'  done' if final else ''}")
-        grid.add_row("VUs", str(stats.active_vus))
+        grid.add_row("VUs", self._vus(stats) + (" (busy/pool)" if self.pool else ""))
         if final:
             grid.add_row("requests", str(stats.total_requests))
         else:

@@ -263,7 +263,10 @@ def run_scenario(opts: RunOptions) -> int:
             shard_index=shard_index,
             shard_count=shard_count,
         )
-        progress = None if opts.quiet else Progress(scenario.runtime.duration_seconds)
+        open_pool = vus if scenario.schedule.type == "arrival_rate" else None
+        progress = (
+            None if opts.quiet else Progress(scenario.runtime.duration_seconds, pool=open_pool)
+        )
         max_log = scenario.limits.max_event_log_size_mb
         # SIGINT/SIGTERM/SIGHUP are counted from here until the outputs are written: the run
         # itself acts on them; one that arrives after the workers finished changes nothing (the

@@ -86,3 +86,18 @@ def test_rich_panel_final_shows_the_totals() -> None:
     assert "999" in text
     assert "9000" not in text
     assert "p50" not in text
+
+
+def test_the_open_model_shows_busy_vus_out_of_its_pool() -> None:
+    # A fast server keeps few of an arrival-rate pool busy: "vus=0" alone read as if nothing
+    # ran.
+    out = io.StringIO()
+    p = Progress(10.0, stream=out, pool=20)
+    p.update(_stats(active_vus=0), 3.0)
+    p.close()
+    assert out.getvalue().startswith("[  3.0/10s] vus=0/20 reqs=120 ")
+    tty = _Tty()
+    p = Progress(10.0, stream=tty, pool=20)
+    p.update(_stats(active_vus=3), 3.0)
+    p.close()
+    assert "3/20 (busy/pool)" in tty.getvalue()
