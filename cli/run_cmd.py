@@ -21,7 +21,7 @@ from z6.cli.entry import drop_stdout
 from z6.cli.progress import Progress
 from z6.cli.report import render_text, write_timeseries_csv
 from z6.engine.client import choose_address
-from z6.engine.decisions import resolve_seed
+from z6.engine.decisions import resolve_seed, shard_vus
 from z6.engine.errors import ConfigError, RunError
 from z6.engine.loader import load_scenario
 from z6.engine.overrides import apply_overrides, duration_cut_note
@@ -219,8 +219,8 @@ def run_scenario(opts: RunOptions) -> int:
         )
         _clear_previous_outputs(out_dir)
 
-        shard_vus = -(-vus // shard_count)
-        note = _raise_nofile_limit(-(-shard_vus // max(procs, 1)) + 256)
+        per_shard = -(-vus // shard_count)
+        note = _raise_nofile_limit(-(-per_shard // max(procs, 1)) + 256)
         if note:
             print(f"z6: {note}", file=sys.stderr)
 
@@ -263,7 +263,11 @@ def run_scenario(opts: RunOptions) -> int:
             shard_index=shard_index,
             shard_count=shard_count,
         )
-        open_pool = vus if scenario.schedule.type == "arrival_rate" else None
+        open_pool = (
+            len(shard_vus(vus, shard_index, shard_count))
+            if scenario.schedule.type == "arrival_rate"
+            else None
+        )
         progress = (
             None if opts.quiet else Progress(scenario.runtime.duration_seconds, pool=open_pool)
         )
