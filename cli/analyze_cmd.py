@@ -505,12 +505,12 @@ def _malformed_summary(
     a: Path, b: Path, sa: dict[str, Any], sb: dict[str, Any], exc: Exception
 ) -> ConfigError:
     """The error for summaries whose fields have the wrong types, naming the bad file."""
-    from z6.cli.report import render_diff
+    from z6.cli.report import gate_result, render_diff
 
     bad = f"{a} or {b}"
     for path, summary in ((a, sa), (b, sb)):
         try:
-            render_diff(summary, summary)
+            render_diff(summary, summary, gate_result(summary, summary, 0.0))
         except (AttributeError, TypeError, KeyError, ValueError, ArithmeticError) as own:
             bad, exc = str(path), own
             break

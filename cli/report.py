@@ -313,15 +313,11 @@ def _metrics_of(s: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
         "rps": (s.get("rps"), _HIGHER_BETTER),
         "duration_s": (s.get("duration_s"), _NEUTRAL),
     }
-    for k, v in lat.items():
-        if k != "min":
-            m[f"latency_ms.{k}"] = (v, _LOWER_BETTER)
+    _latency_rows(m, "latency_ms.", lat)
     corrected = s.get("latency_corrected_ms")
     if corrected is not None or s.get("dropped_iterations"):
         m["dropped_iterations"] = (s.get("dropped_iterations", 0), _LOWER_BETTER)
-    for k, v in (corrected or {}).items():
-        if k != "min":
-            m[f"latency_corrected_ms.{k}"] = (v, _LOWER_BETTER)
+    _latency_rows(m, "latency_corrected_ms.", corrected or {})
     for kind, n in errors.get("by_kind", {}).items():
         m[f"errors.{kind}"] = (n, _LOWER_BETTER)
     for name, entry in req.get("by_name", {}).items():
@@ -332,11 +328,17 @@ def _metrics_of(s: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
             entry.get("failed", 0) / total if total else None,
             _LOWER_BETTER,
         )
-        m[prefix + "rps"] = (entry.get("rps"), _HIGHER_BETTER)
-        for k, v in entry.get("latency_ms", {}).items():
-            if k != "min":
-                m[f"{prefix}latency_ms.{k}"] = (v, _LOWER_BETTER)
+        if "rps" in entry:  # summaries of z6 before per-request rates have none
+            m[prefix + "rps"] = (entry["rps"], _HIGHER_BETTER)
+        _latency_rows(m, prefix + "latency_ms.", entry.get("latency_ms", {}))
     return m
+
+
+def _latency_rows(m: dict[str, tuple[Any, str]], prefix: str, lat: Mapping[str, Any]) -> None:
+    """Add a latency dict's rows (all but ``min``) under ``prefix``."""
+    for k, v in lat.items():
+        if k != "min":
+            m[prefix + k] = (v, _LOWER_BETTER)
 
 
 BY_NAME = "by_name."
@@ -423,8 +425,9 @@ def gate_result(
     A gated metric fails when it is worse in B than in A by more than ``max_regression_pct``
     percent of A's value, when it got worse from 0 (errors that A did not have: no relative
     change can be small), or when B reports it without a value and A with one (B recorded no
-    latency at all). B also fails when it did not run to its end (its ``outcome`` is not
-    ``complete``: the entry ``{"metric": "outcome"}``). Only metrics both runs report are
+    latency at all). B also fails when it did not run to its end (an ``outcome`` other than
+    ``complete``, a damaged log, a log without footer: the entry ``{"metric": "outcome",
+    ..., "reason"}``). Only metrics both runs report are
     compared: the default gate
     (:data:`DEFAULT_GATE`) skips one that a run does not report (other ``--percentiles``, a
     closed-model run against an open-model one); a label in ``labels`` must be reported by both
@@ -459,7 +462,15 @@ def gate_result(
     if early is not None:
         # A run cut short (a goal's abort_on_fail, Ctrl-C, a dead worker) is no evidence that
         # the change is fine, however its partial numbers compare.
-        failed.append({"metric": "outcome", "a": a.get("outcome"), "b": early, "relative": None})
+        failed.append(
+            {
+                "metric": "outcome",
+                "a": a.get("outcome"),
+                "b": b.get("outcome"),
+                "relative": None,
+                "reason": early,
+            }
+        )
     for label in chosen:
         direction = (ma.get(label) or mb[label])[1]
         absent = 0 if _zero_when_absent(label) else None
@@ -502,10 +513,21 @@ def _ident(s: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _stopped_early(s: Mapping[str, Any]) -> str | None:
-    """The outcome of a run that did not run to its end (``None`` for a complete run, or a
-    summary without footer information)."""
+    """Why a summary covers only part of its run (``None`` when it covers all of it): an
+    ``outcome`` other than ``complete``, a damaged log, or an accounting that does not add up
+    (a log without footer: z6 was killed). A hand-written summary without these keys is
+    taken as complete."""
     outcome = s.get("outcome")
-    return None if outcome in (None, "complete") else str(outcome)
+    if outcome is not None and not isinstance(outcome, str):
+        raise ValueError(f"outcome is {outcome!r}, not a string")
+    if outcome not in (None, "complete"):
+        return f"outcome {outcome}"
+    if s.get("damaged_logs"):
+        return "its event log is damaged"
+    accounting = s.get("accounting")
+    if isinstance(accounting, Mapping) and accounting.get("complete") is False:
+        return "outcome unknown: " + ("no footer" if outcome is None else "events missing")
+    return None
 
 
 def render_diff(
@@ -529,8 +551,8 @@ def render_diff(
         early = _stopped_early(s)
         if early is not None:
             out.append(
-                f"note: {side} did not run to its end (outcome {early}): its numbers cover "
-                "the part that ran"
+                f"note: {side} did not run to its end ({early}): its numbers cover only part "
+                "of the run"
             )
     out.append("")
     marks = {"improvement": "better", "regression": "WORSE", "unchanged": "=", "n/a": ""}
@@ -574,7 +596,7 @@ def _gate_line(gate: Mapping[str, Any]) -> str:
     worse: list[str] = []
     for f in gate["failed"]:
         if f["metric"] == "outcome":
-            why.append(f"B did not run to its end (outcome {f['b']})")
+            why.append(f"B did not run to its end ({f['reason']})")
             continue
         show = _rate_pct if _is_rate(f["metric"]) else _num
         rel = "" if f["relative"] is None else f" {f['relative'] * 100:+.1f}%"

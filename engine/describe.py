@@ -7,7 +7,7 @@ same function the VU runtime follows.
 
 from __future__ import annotations
 
-from z6.engine.goals import GOAL_PERCENTILES, evaluate_goals
+from z6.engine.goals import GOAL_PERCENTILES, checked_live, evaluate_goals
 from z6.engine.scenario import (
     ABORT_CHECK_SECONDS,
     Assertions,
@@ -303,12 +303,7 @@ def _abort_notes(s: Scenario) -> list[str]:
         if a.abort_delay_seconds:
             return ["assertions.abort_delay_seconds does nothing without abort_on_fail = true"]
         return []
-    checked = [
-        g
-        for g in evaluate_goals(a, {})
-        if g.name.rsplit(".", 1)[-1] != "rps_min"
-        and (not isinstance(a.abort_on_fail, list) or g.name in a.abort_on_fail)
-    ]
+    checked = [g for g in evaluate_goals(a, {}) if checked_live(a, g.name)]
     if not checked:
         return [
             "abort_on_fail has no goal to check during the run (rps_min is checked only at the end)"

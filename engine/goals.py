@@ -24,7 +24,14 @@ import msgspec
 
 from z6.engine.scenario import Assertions, RequestGoals
 
-__all__ = ["GOAL_PERCENTILES", "GoalResult", "evaluate_goals", "live_failure"]
+__all__ = [
+    "GOAL_PERCENTILES",
+    "GoalResult",
+    "checked_live",
+    "evaluate_goals",
+    "is_rate_goal",
+    "live_failure",
+]
 
 GOAL_PERCENTILES: dict[str, float] = {
     "p50_latency_ms": 50.0,
@@ -150,13 +157,23 @@ def live_failure(assertions: Assertions, summary: Mapping[str, Any]) -> GoalResu
     not checked: a rate over the part of a run that ran (a ramp-up) says nothing about the
     whole run.
     """
-    chosen = assertions.abort_on_fail
     for goal in evaluate_goals(assertions, summary):
-        if goal.passed or goal.actual is None:
-            continue
-        if isinstance(chosen, list) and goal.name not in chosen:
-            continue
-        if goal.name.rsplit(".", 1)[-1] == "rps_min":
+        if goal.passed or goal.actual is None or not checked_live(assertions, goal.name):
             continue
         return goal
     return None
+
+
+def is_rate_goal(name: str) -> bool:
+    """True for ``rps_min`` and a request's ``by_name.NAME.rps_min``: never checked during a
+    run (``abort_on_fail``), since a rate over part of a run says nothing of the whole."""
+    return name.rsplit(".", 1)[-1] == "rps_min"
+
+
+def checked_live(assertions: Assertions, name: str) -> bool:
+    """Whether ``abort_on_fail`` checks goal ``name`` during the run: the listed ones with a
+    list (the loader refuses a listed rate goal), else every goal but the rate goals."""
+    chosen = assertions.abort_on_fail
+    if isinstance(chosen, list):
+        return name in chosen
+    return not is_rate_goal(name)

@@ -35,7 +35,7 @@ import msgspec
 import tomli
 
 from z6.engine.errors import ConfigError, ScenarioError, UnsupportedFeatureError
-from z6.engine.goals import GOAL_PERCENTILES, evaluate_goals
+from z6.engine.goals import GOAL_PERCENTILES, evaluate_goals, is_rate_goal
 from z6.engine.scenario import (
     Assertions,
     Limits,
@@ -840,7 +840,10 @@ def _resolve_env(ctx: _Context, key: str, value: str) -> str:
             message = f"environment variable {name} is not set (referenced as ${{{name}}})"
             field = _K6_FIELDS.get(name)
             if field is not None:
-                message += f"; k6's {name} is {field} in a z6 request path"
+                message += (
+                    f"; k6's {name} is {field} in a z6 request path (headers and bodies take "
+                    "no fields)"
+                )
             ctx.fail(key, message)
         return found
 
@@ -1268,6 +1271,8 @@ def _check_abort_goals(ctx: _Context, a: Assertions, chosen: list[str]) -> None:
     set_goals = [g.name for g in evaluate_goals(a, {})]
     for i, name in enumerate(chosen):
         key = f"assertions.abort_on_fail[{i}]"
+        if name in chosen[:i]:
+            ctx.fail(key, f"{name!r} is listed twice", line_key="assertions.abort_on_fail")
         if name not in set_goals:
             ctx.fail(
                 key,
@@ -1275,7 +1280,7 @@ def _check_abort_goals(ctx: _Context, a: Assertions, chosen: list[str]) -> None:
                 hint=_close(name, set_goals),
                 line_key="assertions.abort_on_fail",
             )
-        if name.rsplit(".", 1)[-1] == "rps_min":
+        if is_rate_goal(name):
             ctx.fail(
                 key,
                 f"{name} is not checked during a run (a rate over part of a run, a ramp-up, "

@@ -297,13 +297,42 @@ def test_a_run_that_stopped_early_fails_the_gate_and_is_noted(outcome: str) -> N
     b = _summary(p99=10.0) | {"outcome": outcome, "passed": False}
     verdict = gate_result(a, b, 50.0)
     assert verdict["failed"] == [
-        {"metric": "outcome", "a": "complete", "b": outcome, "relative": None}
+        {
+            "metric": "outcome",
+            "a": "complete",
+            "b": outcome,
+            "relative": None,
+            "reason": f"outcome {outcome}",
+        }
     ]
     text = render_diff(a, b, verdict)
-    assert f"note: B did not run to its end (outcome {outcome}): its numbers cover the part" in text
+    assert f"note: B did not run to its end (outcome {outcome}): its numbers cover only" in text
     assert text.endswith(f"  gate: FAILED (B did not run to its end (outcome {outcome}))")
     assert diff_dict(a, b)["b"]["outcome"] == outcome
-    # A partial baseline is noted, not failed; a summary without footer has no outcome.
+    # A partial baseline is noted, not failed; a summary without these keys is complete.
     assert gate_result(b, a, 50.0)["passed"]
     assert "note: A did not run to its end" in render_diff(b, a)
     assert gate_result(_summary(p99=1.0), _summary(p99=1.0), 0.0)["passed"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"damaged_logs": ["x.bin"]}, "its event log is damaged"),
+        ({"accounting": {"complete": False}}, "outcome unknown: no footer"),
+    ],
+)
+def test_a_log_cut_short_fails_the_gate_too(extra: dict[str, Any], reason: str) -> None:
+    # A log whose z6 was killed has no footer, hence no outcome: it passed the gate with 283
+    # of 468 requests.
+    verdict = gate_result(_summary(p99=1.0), _summary(p99=1.0) | extra, 1000.0)
+    assert [f["reason"] for f in verdict["failed"]] == [reason]
+
+
+def test_a_summary_of_z6_before_per_request_rates_has_no_rps_row() -> None:
+    old = _with_names(_summary(p99=1.0), login=(10, 0, 5.0))
+    del old["requests"]["by_name"]["login"]["rps"]
+    new = _with_names(_summary(p99=1.0), login=(10, 0, 5.0))
+    assert "by_name.login.rps" not in diff_dict(old, old)["metrics"]
+    with pytest.raises(ConfigError, match=r"by_name\.login\.rps is only reported by B"):
+        gate_result(old, new, 5.0, ["by_name.login.rps"])

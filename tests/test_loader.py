@@ -1225,6 +1225,12 @@ def test_abort_on_fail_may_name_the_goals_it_checks() -> None:
             "no goal",
             "error_rate_max",
         ),
+        (
+            '["error_rate_max", "error_rate_max"]',
+            "assertions.abort_on_fail[1]",
+            "'error_rate_max' is listed twice",
+            None,
+        ),
     ],
 )
 def test_abort_on_fail_names_only_goals_it_can_check(
@@ -1727,6 +1733,6 @@ def test_k6_iteration_values_written_as_environment_references_point_to_fields()
     err = fail(text)
     assert err.message == (
         "environment variable __ITER is not set (referenced as ${__ITER}); k6's __ITER is "
-        "{{iteration}} in a z6 request path"
+        "{{iteration}} in a z6 request path (headers and bodies take no fields)"
     )
     assert "{{vu}} (from 0; k6 counts from 1)" in fail(text.replace("__ITER", "__VU")).message
