@@ -51,7 +51,7 @@ from z6.engine.scenario import (
     ThinkTime,
 )
 from z6.engine.schedule import peak_vus
-from z6.engine.templates import TemplateError, parse_path_template
+from z6.engine.templates import MAX_FIELDS, TemplateError, parse_template
 
 __all__ = [
     "HTTP_METHODS",
@@ -841,7 +841,7 @@ def _resolve_env(ctx: _Context, key: str, value: str) -> str:
             field = _K6_FIELDS.get(name)
             if field is not None:
                 message += (
-                    f"; k6's {name} is {field} in a z6 request path (headers and bodies take "
+                    f"; k6's {name} is {field} in a z6 request path or body (headers take "
                     "no fields)"
                 )
             ctx.fail(key, message)
@@ -892,7 +892,7 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
         req.path = _resolve_env(ctx, f"{where}.path", written)
         # {{random 1 100}} and the other fields render as digits: the rules apply to the rest.
         try:
-            template = parse_path_template(req.path)
+            template = parse_template(req.path)
         except TemplateError as exc:
             ctx.fail(f"{where}.path", str(exc))
         checked = req.path if template is None else template.sample()
@@ -938,6 +938,17 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
         if req.body is not None:
             req.body = _resolve_env(ctx, f"{where}.body", req.body)
             req.body_bytes = req.body.encode("utf-8", "surrogatepass")
+            try:
+                body_template = parse_template(req.body)
+            except TemplateError as exc:
+                ctx.fail(f"{where}.body", str(exc))
+            if body_template is not None:
+                n = len(body_template.fields) + (0 if template is None else len(template.fields))
+                if n > MAX_FIELDS:
+                    ctx.fail(
+                        f"{where}.body",
+                        f"at most {MAX_FIELDS} fields per request, path and body together, got {n}",
+                    )
         elif req.body_file is not None:
             path = _resolve_path(ctx, f"{where}.body_file", req.body_file)
             req.body_file = str(path)
@@ -953,15 +964,16 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
 
 def _check_open_model_paths(ctx: _Context, requests: list[RequestSpec]) -> None:
     """``{{vu}}`` has no value in the open model: which pool VU runs an arrival depends on
-    timing, and the paths must not."""
+    timing, and the requests must not."""
     for i, req in enumerate(requests):
-        template = parse_path_template(req.path)
-        if template is not None and template.uses_vu:
-            ctx.fail(
-                f"requests[{i}].path",
-                "{{vu}} has no value in the open model (arrival_rate): which VU runs an "
-                "arrival depends on timing; use {{iteration}}, the arrival's number",
-            )
+        for key, text in (("path", req.path), ("body", req.body)):
+            template = parse_template(text) if text is not None else None
+            if template is not None and template.uses_vu:
+                ctx.fail(
+                    f"requests[{i}].{key}",
+                    "{{vu}} has no value in the open model (arrival_rate): which VU runs an "
+                    "arrival depends on timing; use {{iteration}}, the arrival's number",
+                )
 
 
 def _not_a_file(path: Path) -> str | None:

@@ -147,13 +147,16 @@ class H11Engine:
             conn.start_next_cycle()
         elif conn.our_state is not h11.IDLE:
             raise RuntimeError("H11Engine reused after a failed or non-reusable response")
-        # Keyed by the request definition: a path with fields makes a new request object per
-        # send (``with_target``), and h11 only tracks state from these events (the bytes sent
-        # are ``req.raw``), so one set per definition serves every path.
-        events = self._events.get(req.base)
+        # Keyed by, and built from, the request definition: a request with fields makes a new
+        # request object per send (``render``), and h11 only tracks state from these events
+        # (the bytes sent are ``req.raw``), so one set per definition serves every send. Built
+        # from the definition, whose Content-Length and body agree: a rendered body's length
+        # differs from the definition's header, and h11 refused the pair.
+        base = req.base
+        events = self._events.get(base)
         if events is None:
-            events = _h11_events(req)
-            self._events[req.base] = events
+            events = _h11_events(base)
+            self._events[base] = events
         try:
             for event in events:
                 conn.send(event)

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 
 from z6.engine.errors import ScenarioError
 from z6.engine.scenario import Scenario
-from z6.engine.templates import PathTemplate, parse_path_template
+from z6.engine.templates import Template, parse_template
 from z6.engine.version import __version__
 
 USER_AGENT = f"z6/{__version__}".encode("ascii")
@@ -39,15 +39,18 @@ class PreparedRequest:
     ``is_head`` tells the response parser that the response has no body, and
     ``connection_close`` that the user asked for ``Connection: close``. A path with fields
     (``{{random 1 100}}``, see ``templates``) has its ``template`` (over the percent-encoded
-    target); each send then uses :meth:`with_target`, whose ``base`` is this request.
+    target), a body with fields its ``body_template``; such a request ``varies``, and each send
+    then uses :meth:`render`, whose result's ``base`` is this request.
     Treat instances as immutable.
     """
 
     __slots__ = (
         "_after",
         "_before",
+        "_mid",
         "base",
         "body",
+        "body_template",
         "connection_close",
         "expect_status",
         "headers",
@@ -61,6 +64,7 @@ class PreparedRequest:
         "template",
         "timeout_ns",
         "timeout_s",
+        "varies",
     )
 
     def __init__(
@@ -75,10 +79,13 @@ class PreparedRequest:
         body: bytes,
         timeout_s: float,
         expect_status: frozenset[int] | None,
-        template: PathTemplate | None = None,
+        template: Template | None = None,
+        body_template: Template | None = None,
     ) -> None:
         self.base = self
         self.template = template
+        self.body_template = body_template
+        self.varies = template is not None or body_template is not None
         self.index = index
         self.name = name
         self.method = method
@@ -95,6 +102,38 @@ class PreparedRequest:
         )
         self._before, self._after = _serialize(method, headers, body)
         self.raw = self._before + target.encode("ascii") + self._after
+        # A body with fields: the head up to Content-Length, which each send appends with the
+        # rendered body's length.
+        self._mid = _serialize(
+            method, [(n, v) for n, v in headers if n.lower() != b"content-length"], b""
+        )[1][:-2]
+
+    def render(self, seed: int, vu: int, key_vu: int, iteration: int, step: int) -> PreparedRequest:
+        """This request as sent by ``vu`` in ``step`` of ``iteration`` (a request that
+        ``varies``): its fields rendered (``templates``), the rest shared."""
+        template = self.template
+        target = (
+            self.target if template is None else template.render(seed, vu, key_vu, iteration, step)
+        )
+        body_template = self.body_template
+        if body_template is None:
+            return self.with_target(target)
+        first = 0 if template is None else len(template.fields)
+        body = body_template.render(seed, vu, key_vu, iteration, step, first).encode(
+            "utf-8", "surrogatepass"
+        )
+        copy = self.with_target(target)
+        copy.body = body
+        copy.raw = b"".join(
+            (
+                self._before,
+                target.encode("ascii"),
+                self._mid,
+                b"Content-Length: %d\r\n\r\n" % len(body),
+                body,
+            )
+        )
+        return copy
 
     def with_target(self, target: str) -> PreparedRequest:
         """This request sent to ``target`` (a rendered ``template``): a copy that shares
@@ -199,8 +238,15 @@ def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
     prepared: list[PreparedRequest] = []
     for index, spec in enumerate(scenario.requests):
         body = spec.body_bytes
-        if not body and spec.body is not None:
-            body = spec.body.encode("utf-8")
+        body_template = None
+        if spec.body is not None:
+            body_template = parse_template(spec.body)
+            if body_template is not None:
+                # Each send renders it: the request keeps a sample (fields as 0) for its
+                # Content-Length and for h11's one set of events per definition.
+                body = body_template.sample().encode("utf-8", "surrogatepass")
+            elif not body:
+                body = spec.body.encode("utf-8")
         # Defaults first, so a user header of the same name replaces the value in place.
         fields: dict[str, tuple[str, str]] = {
             "host": ("Host", default_host),
@@ -225,11 +271,11 @@ def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
         if body or spec.method in _METHODS_WITH_BODY or user_length is not None:
             fields["content-length"] = ("Content-Length", str(len(body)))
         headers = [(n.encode("utf-8"), v.encode("utf-8")) for n, v in fields.values()]
-        template = parse_path_template(spec.path)
+        template = parse_template(spec.path)
         if template is not None:
             # The fields render as digits: encoding the literal parts encodes the whole target.
             first, *rest = template.parts
-            template = PathTemplate(
+            template = Template(
                 (join_target(prefix, first), *map(_quote_target, rest)), template.fields
             )
         prepared.append(
@@ -246,6 +292,7 @@ def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
                     frozenset(spec.expect_status) if spec.expect_status is not None else None
                 ),
                 template=template,
+                body_template=body_template,
             )
         )
     return prepared

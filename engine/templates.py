@@ -1,9 +1,9 @@
-"""Request paths that vary per request: ``{{vu}}``, ``{{iteration}}``, ``{{random LOW HIGH}}``.
+"""Paths and bodies that vary per request: ``{{vu}}``, ``{{iteration}}``, ``{{random LOW HIGH}}``.
 
-**Pure.** A path such as ``/items/{{random 1 10000}}?page={{iteration}}`` is parsed once into
-literal parts and fields; each send renders it with values that depend only on the seed, the
-VU, the iteration and the step (``docs/determinism.md``), so the same seed sends the same paths
-in any worker layout. Fields:
+**Pure.** A path such as ``/items/{{random 1 10000}}?page={{iteration}}`` (or a body) is parsed
+once into literal parts and fields; each send renders it with values that depend only on the
+seed, the VU, the iteration and the step (``docs/determinism.md``), so the same seed sends the
+same requests in any worker layout. Fields:
 
 - ``{{vu}}``: the VU id (0-based, as in the event log). Not in the open model, where the VU
   that runs an arrival depends on timing.
@@ -26,17 +26,19 @@ __all__ = [
     "MAX_FIELDS",
     "STREAM_PATH",
     "Field",
-    "PathTemplate",
+    "Template",
     "TemplateError",
-    "parse_path_template",
+    "parse_template",
 ]
 
 STREAM_PATH = 3
 """Stream id of the ``{{random}}`` draws: ``draw(seed, vu, iteration, STREAM_PATH, step *
-MAX_FIELDS + k)`` for field ``k`` of the path of step ``step``."""
+MAX_FIELDS + k)`` for field ``k`` of the request of step ``step``, counting the path's fields
+first, then the body's."""
 
 MAX_FIELDS = 16
-"""Fields one path may hold (the draw's last input packs the step and the field's index)."""
+"""Fields one request may hold, path and body together (the draw's last input packs the step
+and the field's index)."""
 
 _MAX_RANDOM = 2**63 - 1
 _FIELD_RE = re.compile(r"\{\{(.*?)\}\}", re.S)
@@ -45,7 +47,7 @@ _KINDS = "{{vu}}, {{iteration}} or {{random LOW HIGH}}"
 
 
 class TemplateError(ValueError):
-    """Raised by :func:`parse_path_template` for a ``{{...}}`` that is not a field it knows;
+    """Raised by :func:`parse_template` for a ``{{...}}`` that is not a field it knows;
     the message says what is wrong (the loader adds the key path)."""
 
 
@@ -64,8 +66,8 @@ class Field:
         return f"Field({self.kind!r}, {self.low}, {self.high})"
 
 
-class PathTemplate:
-    """A path split into ``len(fields) + 1`` literal ``parts`` around its ``fields``."""
+class Template:
+    """A path or body split into ``len(fields) + 1`` literal ``parts`` around its ``fields``."""
 
     __slots__ = ("_keys", "fields", "parts", "uses_vu")
 
@@ -78,13 +80,17 @@ class PathTemplate:
         self._keys: dict[tuple[int, int], int] = {}
 
     def sample(self) -> str:
-        """The path with every field as ``0``: what the path checks see (fields render as
+        """The text with every field as ``0``: what the checks of a path see (fields render as
         digits only)."""
         return "0".join(self.parts)
 
-    def render(self, seed: int, vu: int, key_vu: int, iteration: int, step: int) -> str:
-        """The path of ``step`` of ``iteration``, run by ``vu``; ``key_vu`` is the VU input of
-        the draws (``ARRIVAL_VU_KEY`` in the open model, as for the other decisions)."""
+    def render(
+        self, seed: int, vu: int, key_vu: int, iteration: int, step: int, first: int = 0
+    ) -> str:
+        """The text of ``step`` of ``iteration``, run by ``vu``; ``key_vu`` is the VU input of
+        the draws (``ARRIVAL_VU_KEY`` in the open model, as for the other decisions), and
+        ``first`` the index of this text's first field in its request (a body's fields come
+        after its path's)."""
         parts = self.parts
         out = [parts[0]]
         key = -1
@@ -95,7 +101,7 @@ class PathTemplate:
                     if found is None:
                         found = self._keys[seed, key_vu] = vu_key(seed, key_vu, STREAM_PATH)
                     key = found
-                value = draw_keyed(key, iteration, (step * MAX_FIELDS + k) & MASK64)
+                value = draw_keyed(key, iteration, (step * MAX_FIELDS + first + k) & MASK64)
                 out.append(str(f.low + value % (f.high - f.low + 1)))
             elif f.kind == "iteration":
                 out.append(str(iteration))
@@ -105,8 +111,8 @@ class PathTemplate:
         return "".join(out)
 
 
-def parse_path_template(path: str) -> PathTemplate | None:
-    """The template of ``path``, or ``None`` when it has no ``{{``."""
+def parse_template(path: str) -> Template | None:
+    """The template of ``path`` (or a body), or ``None`` when it has no ``{{``."""
     if "{{" not in path:
         return None
     parts: list[str] = []
@@ -120,8 +126,8 @@ def parse_path_template(path: str) -> PathTemplate | None:
     if any("{{" in part for part in parts):
         raise TemplateError(f"'{{{{' without its '}}}}' (a field is {_KINDS})")
     if len(fields) > MAX_FIELDS:
-        raise TemplateError(f"at most {MAX_FIELDS} fields per path, got {len(fields)}")
-    return PathTemplate(tuple(parts), tuple(fields))
+        raise TemplateError(f"at most {MAX_FIELDS} fields per request, got {len(fields)}")
+    return Template(tuple(parts), tuple(fields))
 
 
 def _field(text: str) -> Field:

@@ -359,8 +359,8 @@ class VuRuntime:
                     return iteration > first or step > 0
                 req_index = steps[step]
                 req = requests[req_index]
-                if req.template is not None:
-                    req = req.with_target(req.template.render(seed, vu, dvu, iteration, step))
+                if req.varies:
+                    req = req.render(seed, vu, dvu, iteration, step)
                 c.requests_started += 1
                 stopped: Interrupted | None = None
                 try:

@@ -1733,6 +1733,32 @@ def test_k6_iteration_values_written_as_environment_references_point_to_fields()
     err = fail(text)
     assert err.message == (
         "environment variable __ITER is not set (referenced as ${__ITER}); k6's __ITER is "
-        "{{iteration}} in a z6 request path (headers and bodies take no fields)"
+        "{{iteration}} in a z6 request path or body (headers take no fields)"
     )
     assert "{{vu}} (from 0; k6 counts from 1)" in fail(text.replace("__ITER", "__VU")).message
+
+
+def test_a_body_with_fields_loads_and_bad_fields_name_the_body() -> None:
+    req = '[[requests]]\nname = "a"\nmethod = "POST"\npath = "/"\n'
+    s = load(RUNTIME + TARGET + req + 'body = "{{ random 1 9 }}"\n')
+    assert s.requests[0].body == "{{ random 1 9 }}"  # kept as written; rendered per send
+    err = fail(RUNTIME + TARGET + req + 'body = "{{rand 1 9}}"\n')
+    assert err.key == "requests[0].body"
+    assert "unknown field {{rand 1 9}}" in err.message
+    many = RUNTIME + TARGET + req.replace('path = "/"', 'path = "/' + "{{vu}}" * 10 + '"')
+    err = fail(many + 'body = "' + "{{iteration}}" * 7 + '"\n')
+    assert (err.key, err.message) == (
+        "requests[0].body",
+        "at most 16 fields per request, path and body together, got 17",
+    )
+
+
+def test_vu_in_a_body_has_no_value_in_the_open_model() -> None:
+    text = (
+        '[runtime]\nduration_seconds = 1\n[target]\nbase_url = "http://127.0.0.1:9"\n'
+        '[[requests]]\nname = "a"\nmethod = "POST"\npath = "/"\nbody = "{{vu}}"\n'
+        '[schedule]\ntype = "arrival_rate"\nrate = 10\nmax_vus = 2\n'
+    )
+    err = fail(text)
+    assert err.key == "requests[0].body"
+    assert err.message.startswith("{{vu}} has no value in the open model")

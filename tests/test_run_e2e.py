@@ -27,7 +27,7 @@ from test_replay import WEIGHTED, scenario_of, synth_log
 from z6.cli.analyze_cmd import analyze_logs
 from z6.cli.run_cmd import _write_outputs
 from z6.engine.errors import RunError
-from z6.engine.templates import parse_path_template
+from z6.engine.templates import parse_template
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +146,7 @@ def test_paths_with_fields_reach_the_server_as_rendered_in_any_layout(
     # Every VU and iteration gets its own path, the same for any --procs: the server's log
     # holds exactly the paths the determinism contract gives (no query string: hypercorn's
     # log leaves it out).
-    template = parse_path_template("/items/{{random 1 1000000}}/{{iteration}}/{{vu}}")
+    template = parse_template("/items/{{random 1 1000000}}/{{iteration}}/{{vu}}")
     assert template is not None
     expected = Counter(
         ("GET", template.render(11, vu, vu, it, 0)) for vu in range(3) for it in range(5)

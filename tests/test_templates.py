@@ -14,16 +14,16 @@ from z6.engine.templates import (
     MAX_FIELDS,
     STREAM_PATH,
     TemplateError,
-    parse_path_template,
+    parse_template,
 )
 
 
 def test_a_path_without_fields_has_no_template() -> None:
-    assert parse_path_template("/items/1?x={y}") is None
+    assert parse_template("/items/1?x={y}") is None
 
 
 def test_fields_split_the_path_into_literal_parts() -> None:
-    t = parse_path_template("/a/{{vu}}/b/{{ iteration }}?r={{random  3 9 }}")
+    t = parse_template("/a/{{vu}}/b/{{ iteration }}?r={{random  3 9 }}")
     assert t is not None
     assert t.parts == ("/a/", "/b/", "?r=", "")
     assert [(f.kind, f.low, f.high) for f in t.fields] == [
@@ -36,7 +36,7 @@ def test_fields_split_the_path_into_literal_parts() -> None:
 
 
 def test_rendering_is_a_function_of_seed_vu_iteration_and_step() -> None:
-    t = parse_path_template("/i/{{random 10 1000000}}/{{random 0 99}}/{{iteration}}/{{vu}}")
+    t = parse_template("/i/{{random 10 1000000}}/{{random 0 99}}/{{iteration}}/{{vu}}")
     assert t is not None
     path = t.render(seed=5, vu=3, key_vu=3, iteration=7, step=2)
     first = 10 + draw(5, 3, 7, STREAM_PATH, 2 * MAX_FIELDS + 0) % (1000000 - 10 + 1)
@@ -52,7 +52,7 @@ def test_rendering_is_a_function_of_seed_vu_iteration_and_step() -> None:
 
 
 def test_random_values_cover_their_range_and_stay_in_it() -> None:
-    t = parse_path_template("/{{random 1 6}}")
+    t = parse_template("/{{random 1 6}}")
     assert t is not None
     seen = {int(t.render(1, v, v, i, 0)[1:]) for v in range(20) for i in range(20)}
     assert seen == {1, 2, 3, 4, 5, 6}
@@ -76,12 +76,12 @@ def test_random_values_cover_their_range_and_stay_in_it() -> None:
         ("/x/{{random 1\r5}}", "{{random 1\\x0d5}}: a field holds printable ASCII only"),
         ("/x/{{random\t1 5}}", "{{random\\x091 5}}: a field holds printable ASCII only"),
         ("/x/{{\u3000random 1 5}}", "{{\\u3000random 1 5}}: a field holds printable ASCII only"),
-        ("/" + "{{vu}}" * (MAX_FIELDS + 1), f"at most {MAX_FIELDS} fields per path"),
+        ("/" + "{{vu}}" * (MAX_FIELDS + 1), f"at most {MAX_FIELDS} fields per request"),
     ],
 )
 def test_what_is_not_a_field_is_refused(path: str, fragment: str) -> None:
     with pytest.raises(TemplateError) as info:
-        parse_path_template(path)
+        parse_template(path)
     assert fragment in str(info.value)
 
 
@@ -97,7 +97,7 @@ def test_what_is_not_a_field_is_refused(path: str, fragment: str) -> None:
 )
 def test_any_path_parses_or_raises_template_error(path: str) -> None:
     try:
-        t = parse_path_template(path)
+        t = parse_template(path)
     except TemplateError:
         return  # the documented error
     if t is None:
@@ -148,3 +148,50 @@ def test_h11_keeps_one_set_of_events_per_request_definition() -> None:
         assert data.startswith(f"POST /items/{n}/".encode())
         engine.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     assert list(engine._events) == [req]
+
+
+BODY = """
+[runtime]
+iterations = 1
+vus = 1
+[target]
+base_url = "http://127.0.0.1:9"
+[[requests]]
+name = "create"
+method = "POST"
+path = "/u/{{random 1 9}}"
+body = '{"id": {{random 1 1000000}}, "it": {{iteration}}, "name": "é"}'
+"""
+
+
+def test_a_body_with_fields_is_rendered_with_its_own_content_length() -> None:
+    (req,) = prepare_requests(load_scenario_text(BODY, "t.toml"))
+    assert req.varies
+    assert req.body_template is not None
+    sent = req.render(5, 0, 0, 7, 0)
+    # The body's field counts after the path's: k = 1.
+    path_value = 1 + draw(5, 0, 7, STREAM_PATH, 0) % 9
+    body_value = 1 + draw(5, 0, 7, STREAM_PATH, 1) % 1000000
+    body = f'{{"id": {body_value}, "it": 7, "name": "é"}}'.encode()
+    assert sent.target == f"/u/{path_value}"
+    assert sent.body == body
+    head, _, tail = sent.raw.partition(b"\r\n\r\n")
+    assert tail == body
+    assert head.startswith(f"POST /u/{path_value} HTTP/1.1\r\n".encode())
+    assert head.endswith(f"Content-Length: {len(body)}".encode())
+    assert head.count(b"Content-Length") == 1
+    assert req.raw.endswith(req.body_template.sample().encode())  # the definition's sample
+
+
+def test_h11_takes_rendered_bodies_of_any_length() -> None:
+    # h11's events were built from the first rendered request: its body's length disagreed
+    # with the definition's Content-Length and h11 refused every such request.
+    (req,) = prepare_requests(load_scenario_text(BODY, "t.toml"))
+    engine = H11Engine()
+    lengths = set()
+    for it in range(20):
+        sent = req.render(3, 0, 0, it, 0)
+        lengths.add(len(sent.body))
+        assert engine.start(sent) == sent.raw
+        engine.feed(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+    assert len(lengths) > 1
