@@ -103,6 +103,8 @@ def describe_scenario(s: Scenario) -> str:
         extras = [f"timeout {_num(r.timeout_ms)} ms"]
         if r.body_file is not None:
             extras.append(f"body file {r.body_file} ({len(r.body_bytes)} bytes)")
+        elif r.body_parts is not None:
+            extras.append(f"body with fields (about {len(r.body_bytes)} bytes, varies)")
         elif r.body is not None:
             extras.append(f"body {len(r.body_bytes)} bytes")
         if r.headers:

@@ -51,7 +51,7 @@ from z6.engine.scenario import (
     ThinkTime,
 )
 from z6.engine.schedule import peak_vus
-from z6.engine.templates import MAX_FIELDS, TemplateError, parse_template
+from z6.engine.templates import MAX_FIELDS, Template, TemplateError, parse_template
 
 __all__ = [
     "HTTP_METHODS",
@@ -117,7 +117,7 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "runtime": _fields(Runtime),
     "target": _fields(Target),
     # body_bytes is filled by the loader and never read from TOML.
-    "requests": _fields(RequestSpec, "body_bytes", "path_written"),
+    "requests": _fields(RequestSpec, "body_bytes", "path_written", "path_parts", "body_parts"),
     "schedule": _fields(Schedule),
     "schedule.steps": _fields(Step),
     "think_time": _fields(ThinkTime),
@@ -653,15 +653,18 @@ def _build(ctx: _Context) -> Scenario:
     # ---- pass 3: semantics
     _check_runtime(ctx, runtime)
     _check_target(ctx, target)
-    _check_requests(ctx, requests, sequence is not None)
+    _check_requests(
+        ctx,
+        requests,
+        sequence is not None,
+        tables.get("schedule", {}).get("type") == "arrival_rate",
+    )
     _fill_schedule(ctx, schedule, runtime, explicit="schedule" in tables)
     if think is not None:
         _check_think(ctx, think)
     if sequence is not None:
         _check_sequence(ctx, sequence, requests)
     _check_assertions(ctx, assertions, requests)
-    if schedule.type == "arrival_rate":
-        _check_open_model_paths(ctx, requests)
     explicit_timeouts = {i for i, req in enumerate(raw_requests) if "timeout_ms" in req}
     _check_limits(ctx, limits, schedule, target, requests, explicit_timeouts)
     return Scenario(
@@ -871,7 +874,26 @@ def _check_path(ctx: _Context, key: str, path: str, shown: str) -> None:
         )
 
 
-def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bool) -> None:
+def _template(ctx: _Context, key: str, written: str, open_model: bool) -> Template | None:
+    """The fields of a path or body as written in the file (``None`` without any);
+    ``{{vu}}`` has no value in the open model, where which pool VU runs an arrival depends on
+    timing."""
+    try:
+        template = parse_template(written)
+    except TemplateError as exc:
+        ctx.fail(key, str(exc))
+    if template is not None and open_model and template.uses_vu:
+        ctx.fail(
+            key,
+            "{{vu}} has no value in the open model (arrival_rate): which VU runs an arrival "
+            "depends on timing; use {{iteration}}, the arrival's number",
+        )
+    return template
+
+
+def _check_requests(
+    ctx: _Context, requests: list[RequestSpec], has_sequence: bool, open_model: bool
+) -> None:
     seen: dict[str, int] = {}
     for i, req in enumerate(requests):
         where = f"requests[{i}]"
@@ -889,17 +911,21 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
         # reference left as it was went out as "$%7BAPI_KEY%7D". The checks see the resolved
         # path; messages and `z6 validate` show it as written (it may hold a key).
         written = req.path
-        req.path = _resolve_env(ctx, f"{where}.path", written)
-        # {{random 1 100}} and the other fields render as digits: the rules apply to the rest.
-        try:
-            template = parse_template(req.path)
-        except TemplateError as exc:
-            ctx.fail(f"{where}.path", str(exc))
-        checked = req.path if template is None else template.sample()
-        if req.path == written:
-            _check_path(ctx, f"{where}.path", checked, repr(req.path))
+        # {{random 1 100}} and the other fields come from the file only: they are found
+        # before ${NAME} is resolved, in the literal parts, so a value (a password) holding
+        # "{{" is sent as it is. The fields render as digits: the rules apply to the rest.
+        template = _template(ctx, f"{where}.path", written, open_model)
+        if template is None:
+            req.path = _resolve_env(ctx, f"{where}.path", written)
+            checked = req.path
         else:
-            req.path_written = written
+            req.path_parts = [_resolve_env(ctx, f"{where}.path", p) for p in template.parts]
+            checked = "0".join(req.path_parts)
+        if checked == ("0".join(template.parts) if template is not None else written):
+            _check_path(ctx, f"{where}.path", checked, repr(written))
+        else:
+            if template is None:
+                req.path_written = written
             if ctx.resolve_external:
                 _check_path(ctx, f"{where}.path", checked, f"{written!r} once resolved")
             # Rebuilt from a log (analyze, replay): the run checked the resolved path, and
@@ -936,13 +962,15 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
         if req.body is not None and req.body_file is not None:
             ctx.fail(f"{where}.body_file", "body and body_file are mutually exclusive; use one")
         if req.body is not None:
-            req.body = _resolve_env(ctx, f"{where}.body", req.body)
-            req.body_bytes = req.body.encode("utf-8", "surrogatepass")
-            try:
-                body_template = parse_template(req.body)
-            except TemplateError as exc:
-                ctx.fail(f"{where}.body", str(exc))
-            if body_template is not None:
+            body_template = _template(ctx, f"{where}.body", req.body, open_model)
+            if body_template is None:
+                req.body = _resolve_env(ctx, f"{where}.body", req.body)
+                req.body_bytes = req.body.encode("utf-8", "surrogatepass")
+            else:
+                req.body_parts = [
+                    _resolve_env(ctx, f"{where}.body", p) for p in body_template.parts
+                ]
+                req.body_bytes = "0".join(req.body_parts).encode("utf-8", "surrogatepass")
                 n = len(body_template.fields) + (0 if template is None else len(template.fields))
                 if n > MAX_FIELDS:
                     ctx.fail(
@@ -960,20 +988,6 @@ def _check_requests(ctx: _Context, requests: list[RequestSpec], has_sequence: bo
             "the request weights sum to 0; at least one weight must be > 0",
             line_key="requests[0].weight",
         )
-
-
-def _check_open_model_paths(ctx: _Context, requests: list[RequestSpec]) -> None:
-    """``{{vu}}`` has no value in the open model: which pool VU runs an arrival depends on
-    timing, and the requests must not."""
-    for i, req in enumerate(requests):
-        for key, text in (("path", req.path), ("body", req.body)):
-            template = parse_template(text) if text is not None else None
-            if template is not None and template.uses_vu:
-                ctx.fail(
-                    f"requests[{i}].{key}",
-                    "{{vu}} has no value in the open model (arrival_rate): which VU runs an "
-                    "arrival depends on timing; use {{iteration}}, the arrival's number",
-                )
 
 
 def _not_a_file(path: Path) -> str | None:

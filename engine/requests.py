@@ -238,15 +238,13 @@ def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
     prepared: list[PreparedRequest] = []
     for index, spec in enumerate(scenario.requests):
         body = spec.body_bytes
-        body_template = None
-        if spec.body is not None:
-            body_template = parse_template(spec.body)
-            if body_template is not None:
-                # Each send renders it: the request keeps a sample (fields as 0) for its
-                # Content-Length and for h11's one set of events per definition.
-                body = body_template.sample().encode("utf-8", "surrogatepass")
-            elif not body:
-                body = spec.body.encode("utf-8")
+        body_template = _with_parts(spec.body, spec.body_parts)
+        if body_template is not None:
+            # Each send renders it: the request keeps a sample (fields as 0) for its
+            # Content-Length and for h11's one set of events per definition.
+            body = body_template.sample().encode("utf-8", "surrogatepass")
+        elif not body and spec.body is not None:
+            body = spec.body.encode("utf-8")
         # Defaults first, so a user header of the same name replaces the value in place.
         fields: dict[str, tuple[str, str]] = {
             "host": ("Host", default_host),
@@ -271,7 +269,7 @@ def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
         if body or spec.method in _METHODS_WITH_BODY or user_length is not None:
             fields["content-length"] = ("Content-Length", str(len(body)))
         headers = [(n.encode("utf-8"), v.encode("utf-8")) for n, v in fields.values()]
-        template = parse_template(spec.path)
+        template = _with_parts(spec.path, spec.path_parts)
         if template is not None:
             # The fields render as digits: encoding the literal parts encodes the whole target.
             first, *rest = template.parts
@@ -296,6 +294,17 @@ def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
             )
         )
     return prepared
+
+
+def _with_parts(written: str | None, parts: list[str] | None) -> Template | None:
+    """The template of a path or body with fields: its fields as written in the file, its
+    literal parts as the loader resolved them (``${NAME}``); ``None`` without fields."""
+    if written is None or parts is None:
+        return None
+    template = parse_template(written)
+    if template is None or len(template.parts) != len(parts):
+        raise ScenarioError(f"{written!r}: the loader's parts do not match its fields")
+    return Template(tuple(parts), template.fields)
 
 
 def make_request(

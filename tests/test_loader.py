@@ -12,6 +12,7 @@ import pytest
 from z6.engine.describe import describe_scenario
 from z6.engine.errors import ScenarioError, UnsupportedFeatureError
 from z6.engine.loader import MAX_SCENARIO_BYTES, load_scenario, load_scenario_text
+from z6.engine.requests import prepare_requests
 from z6.engine.scenario import Scenario
 from z6.engine.schedule import peak_vus, schedule_length_s
 
@@ -1762,3 +1763,20 @@ def test_vu_in_a_body_has_no_value_in_the_open_model() -> None:
     err = fail(text)
     assert err.key == "requests[0].body"
     assert err.message.startswith("{{vu}} has no value in the open model")
+
+
+def test_environment_values_are_sent_as_they_are_never_read_as_fields() -> None:
+    # A password holding "{{vu}}" went out as "s3cr0"; one holding "{{2}}" was refused with
+    # part of it in the message.
+    req = '[[requests]]\nname = "a"\nmethod = "POST"\npath = "/u/${P}/{{iteration}}"\n'
+    text = RUNTIME + TARGET + req + 'body = \'{"pw": "${PW}", "n": {{iteration}}}\'\n'
+    s = load(text, env={"PW": "s3cr{{vu}}", "P": "x{{2}}"})
+    (spec,) = s.requests
+    assert spec.body_parts == ['{"pw": "s3cr{{vu}}", "n": ', "}"]
+    assert spec.path_parts == ["/u/x{{2}}/", ""]
+    assert spec.path == "/u/${P}/{{iteration}}"  # shown as written: no value in validate
+    (prepared,) = prepare_requests(s)
+    sent = prepared.render(1, 0, 0, 4, 0)
+    assert sent.body == b'{"pw": "s3cr{{vu}}", "n": 4}'
+    assert sent.target == "/u/x%7B%7B2%7D%7D/4"
+    assert "s3cr" not in describe_scenario(s)
