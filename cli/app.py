@@ -195,6 +195,15 @@ def run(
         str | None,
         typer.Option(help="Run only shard I of N (0-based, N at most 1024), e.g. 0/4."),
     ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="Aim the scenario at another server: replaces target.base_url "
+            "(scheme://host[:port]), e.g. https://staging.example.com.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a load test. Exit 0 when every goal passed, 1 when a goal failed."""
     from z6.cli.options import (
@@ -220,6 +229,7 @@ def run(
             percentiles=parse_percentiles(percentiles),
             engine=http,
             shard=parse_shard(shard),
+            base_url=base_url,
         )
         return run_scenario(opts)
 

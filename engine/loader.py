@@ -64,6 +64,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_VUS",
     "MIN_RATE",
+    "base_url_problem",
     "load_scenario",
     "load_scenario_text",
 ]
@@ -754,32 +755,39 @@ def _check_log_path(ctx: _Context, value: str) -> None:
         ctx.fail(key, f"is a directory: {value!r}; name the log file in it (.../events.bin)")
 
 
-def _check_target(ctx: _Context, target: Target) -> None:
-    url = target.base_url
-    key = "target.base_url"
+def base_url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as a ``target.base_url`` (``scheme://host[:port]``, an
+    optional trailing ``/``), or ``None``; the loader and ``z6 run --base-url`` share it."""
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        ctx.fail(key, f"must not contain whitespace or control characters: {url!r}")
+        return f"must not contain whitespace or control characters: {url!r}"
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        ctx.fail(key, f"invalid URL {url!r}: {exc}")
+        return f"invalid URL {url!r}: {exc}"
     if parts.scheme not in ("http", "https"):
-        ctx.fail(key, f"must start with http:// or https://, got {url!r}")
+        return f"must start with http:// or https://, got {url!r}"
     if not parts.hostname:
-        ctx.fail(key, f"has no host: {url!r}")
+        return f"has no host: {url!r}"
     if parts.username is not None or parts.password is not None:
-        ctx.fail(key, "must not contain user info (use an Authorization header)")
+        return "must not contain user info (use an Authorization header)"
     if port is not None and port == 0:
-        ctx.fail(key, f"port must be 1..65535, got {port}")
+        return f"port must be 1..65535, got {port}"
     if parts.path not in ("", "/") or parts.query or parts.fragment or url.endswith(("?", "#")):
-        ctx.fail(
-            key,
+        return (
             f"must be scheme://host[:port] only, got {url!r}; put paths and query strings "
-            "in each request's path",
+            "in each request's path"
         )
+    return None
+
+
+def _check_target(ctx: _Context, target: Target) -> None:
+    url = target.base_url
+    problem = base_url_problem(url)
+    if problem is not None:
+        ctx.fail("target.base_url", problem)
     target.base_url = url.rstrip("/")
-    https = parts.scheme == "https"
+    https = urlsplit(url).scheme == "https"
     if target.tls is not None and target.tls != https:
         ctx.fail(
             "target.tls",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import msgspec
 
 from z6.engine.errors import ConfigError
-from z6.engine.loader import MAX_DURATION_SECONDS, MAX_VUS
+from z6.engine.loader import MAX_DURATION_SECONDS, MAX_VUS, base_url_problem
 from z6.engine.scenario import Scenario
 from z6.engine.schedule import schedule_length_s
 
@@ -22,7 +24,8 @@ def apply_overrides(
 
     ``duration`` (``--duration``) replaces duration/iterations; a shaped schedule is cut at
     the new end. ``vus`` (``--vus``) sets the VUs of a constant schedule or the pool of an
-    arrival_rate one. ``base_url`` re-aims the target (``z6 demo``). The same function rebuilds
+    arrival_rate one. ``base_url`` (``--base-url``, ``z6 demo``) re-aims the target, checked
+    as the loader checks ``target.base_url``. The same function rebuilds
     a logged run's scenario for ``z6 analyze`` and ``z6 replay``. Raises ``ConfigError``.
     ``check_connections=False`` skips the ``--vus`` vs ``max_connections`` bound: a log that
     an older z6 recorded past it must still be analyzed.
@@ -64,7 +67,21 @@ def apply_overrides(
                     f"--vus {vus} needs {vus} connections (one per VU), above {key} = {bound}"
                 )
     if base_url is not None:
-        target = msgspec.structs.replace(target, base_url=base_url)
+        problem = base_url_problem(base_url)
+        if problem is not None:
+            raise ConfigError(f"--base-url {problem}")
+        https = urlsplit(base_url).scheme == "https"
+        if target.tls is not None and target.tls != https:
+            raise ConfigError(
+                f"--base-url {base_url!r} disagrees with the scenario's target.tls = "
+                f"{str(target.tls).lower()}"
+            )
+        if target.ca_bundle is not None and not https:
+            raise ConfigError(
+                f"--base-url {base_url!r} is not https://, and the scenario's target.ca_bundle "
+                "applies only to https:// targets"
+            )
+        target = msgspec.structs.replace(target, base_url=base_url.rstrip("/"))
     if schedule.type == "arrival_rate" and runtime.duration_seconds is None:
         raise ConfigError("arrival_rate needs a duration (runtime.duration_seconds or --duration)")
     return msgspec.structs.replace(sc, runtime=runtime, schedule=schedule, target=target)

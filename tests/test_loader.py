@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import msgspec
@@ -1780,3 +1781,25 @@ def test_environment_values_are_sent_as_they_are_never_read_as_fields() -> None:
     assert sent.body == b'{"pw": "s3cr{{vu}}", "n": 4}'
     assert sent.target == "/u/x%7B%7B2%7D%7D/4"
     assert "s3cr" not in describe_scenario(s)
+
+
+def test_a_base_url_override_is_checked_as_the_file_s_own() -> None:
+    from z6.engine.errors import ConfigError
+    from z6.engine.overrides import apply_overrides
+
+    sc = load(BASE)
+    assert apply_overrides(sc, base_url="https://Staging.example.com:8443/").target.base_url == (
+        "https://Staging.example.com:8443"
+    )
+    for bad, fragment in (
+        ("ftp://x", "--base-url must start with http:// or https://"),
+        ("http://h/api", "--base-url must be scheme://host[:port] only"),
+        ("http://u:p@h", "--base-url must not contain user info"),
+        ("http://h:0", "--base-url port must be 1..65535"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(fragment)):
+            apply_overrides(sc, base_url=bad)
+    tls = load(BASE.replace(TARGET, TARGET + "tls = false\n"))
+    with pytest.raises(ConfigError, match=r"disagrees with the scenario's target\.tls = false"):
+        apply_overrides(tls, base_url="HTTPS://h")
+    assert apply_overrides(tls, base_url="http://other:81").target.base_url == "http://other:81"

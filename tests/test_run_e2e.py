@@ -418,6 +418,26 @@ def test_a_signal_during_a_goal_s_stop_keeps_the_goal_s_verdict(
     assert "result: FAILED" in analyzed.stdout
 
 
+def test_base_url_aims_the_scenario_at_another_server(tmp_path: Path, z6_port: int) -> None:
+    # k6 users pass the target from outside (-e BASE_URL=...); the file aims at port 9.
+    scenario = write_scenario(tmp_path, 9, MIXED)
+    code, summary, err = run_json(
+        scenario, tmp_path / "out", "--base-url", f"http://127.0.0.1:{z6_port}/"
+    )
+    assert code == 0, err
+    assert summary["requests"]["total"] == 6 * 40
+    assert summary["requests"]["failed"] == 0
+    assert summary["options"]["base_url"] == f"http://127.0.0.1:{z6_port}/"
+    analyzed = analyze_logs([tmp_path / "out" / "events.bin"]).summary
+    assert analyzed["requests"] == summary["requests"]
+    proc = run_z6(["run", str(scenario), "--base-url", "http://127.0.0.1:1/x", "-q"])
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        "z6: --base-url must be scheme://host[:port] only, got 'http://127.0.0.1:1/x'; put "
+        "paths and query strings in each request's path\n",
+    )
+
+
 DELAY = """
 [runtime]
 duration_seconds = 3
