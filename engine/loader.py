@@ -882,21 +882,31 @@ def _check_path(ctx: _Context, key: str, path: str, shown: str) -> None:
         )
 
 
-def _template(ctx: _Context, key: str, written: str, open_model: bool) -> Template | None:
-    """The fields of a path or body as written in the file (``None`` without any);
-    ``{{vu}}`` has no value in the open model, where which pool VU runs an arrival depends on
-    timing."""
+def _resolved(
+    ctx: _Context, key: str, written: str, open_model: bool
+) -> tuple[Template | None, str, list[str] | None]:
+    """A path or body as written: its fields (``None`` without any), its text with
+    ``${NAME}`` resolved (each field as ``0``), and its literal parts resolved (``None``
+    without fields).
+
+    The fields come from the file only: they are found before ``${NAME}`` is resolved, in the
+    literal parts, so a value (a password) holding ``{{`` is sent as it is. ``{{vu}}`` has no
+    value in the open model, where which pool VU runs an arrival depends on timing.
+    """
     try:
         template = parse_template(written)
     except TemplateError as exc:
         ctx.fail(key, str(exc))
-    if template is not None and open_model and template.uses_vu:
+    if template is None:
+        return None, _resolve_env(ctx, key, written), None
+    if open_model and template.uses_vu:
         ctx.fail(
             key,
             "{{vu}} has no value in the open model (arrival_rate): which VU runs an arrival "
             "depends on timing; use {{iteration}}, the arrival's number",
         )
-    return template
+    parts = [_resolve_env(ctx, key, p) for p in template.parts]
+    return template, "0".join(parts), parts
 
 
 def _check_requests(
@@ -919,17 +929,11 @@ def _check_requests(
         # reference left as it was went out as "$%7BAPI_KEY%7D". The checks see the resolved
         # path; messages and `z6 validate` show it as written (it may hold a key).
         written = req.path
-        # {{random 1 100}} and the other fields come from the file only: they are found
-        # before ${NAME} is resolved, in the literal parts, so a value (a password) holding
-        # "{{" is sent as it is. The fields render as digits: the rules apply to the rest.
-        template = _template(ctx, f"{where}.path", written, open_model)
+        # The fields render as digits: the path rules apply to the rest.
+        template, checked, req.path_parts = _resolved(ctx, f"{where}.path", written, open_model)
         if template is None:
-            req.path = _resolve_env(ctx, f"{where}.path", written)
-            checked = req.path
-        else:
-            req.path_parts = [_resolve_env(ctx, f"{where}.path", p) for p in template.parts]
-            checked = "0".join(req.path_parts)
-        if checked == ("0".join(template.parts) if template is not None else written):
+            req.path = checked
+        if checked == (written if template is None else template.sample()):
             _check_path(ctx, f"{where}.path", checked, repr(written))
         else:
             if template is None:
@@ -970,15 +974,13 @@ def _check_requests(
         if req.body is not None and req.body_file is not None:
             ctx.fail(f"{where}.body_file", "body and body_file are mutually exclusive; use one")
         if req.body is not None:
-            body_template = _template(ctx, f"{where}.body", req.body, open_model)
+            body_template, text, req.body_parts = _resolved(
+                ctx, f"{where}.body", req.body, open_model
+            )
+            req.body_bytes = text.encode("utf-8", "surrogatepass")
             if body_template is None:
-                req.body = _resolve_env(ctx, f"{where}.body", req.body)
-                req.body_bytes = req.body.encode("utf-8", "surrogatepass")
+                req.body = text
             else:
-                req.body_parts = [
-                    _resolve_env(ctx, f"{where}.body", p) for p in body_template.parts
-                ]
-                req.body_bytes = "0".join(req.body_parts).encode("utf-8", "surrogatepass")
                 n = len(body_template.fields) + (0 if template is None else len(template.fields))
                 if n > MAX_FIELDS:
                     ctx.fail(

@@ -102,11 +102,12 @@ class PreparedRequest:
         )
         self._before, self._after = _serialize(method, headers, body)
         self.raw = self._before + target.encode("ascii") + self._after
-        # A body with fields: the head up to Content-Length, which each send appends with the
-        # rendered body's length.
-        self._mid = _serialize(
-            method, [(n, v) for n, v in headers if n.lower() != b"content-length"], b""
-        )[1][:-2]
+        # A body with fields: the head after the target up to Content-Length, which each send
+        # appends with the rendered body's length.
+        self._mid = b""
+        if body_template is not None:
+            others = [(n, v) for n, v in headers if n.lower() != b"content-length"]
+            self._mid = _serialize(method, others, b"")[1][:-2]  # without the blank line
 
     def render(self, seed: int, vu: int, key_vu: int, iteration: int, step: int) -> PreparedRequest:
         """This request as sent by ``vu`` in ``step`` of ``iteration`` (a request that
@@ -122,9 +123,7 @@ class PreparedRequest:
         body = body_template.render(seed, vu, key_vu, iteration, step, first).encode(
             "utf-8", "surrogatepass"
         )
-        copy = self.with_target(target)
-        copy.body = body
-        copy.raw = b"".join(
+        raw = b"".join(
             (
                 self._before,
                 target.encode("ascii"),
@@ -133,17 +132,21 @@ class PreparedRequest:
                 body,
             )
         )
-        return copy
+        return self._copy(target, raw, body)
 
     def with_target(self, target: str) -> PreparedRequest:
         """This request sent to ``target`` (a rendered ``template``): a copy that shares
         everything but ``target`` and ``raw``; its ``base`` is this request (what per-request
         caches key on)."""
+        return self._copy(target, self._before + target.encode("ascii") + self._after, self.body)
+
+    def _copy(self, target: str, raw: bytes, body: bytes) -> PreparedRequest:
         copy = PreparedRequest.__new__(PreparedRequest)
         for name in _SHARED_SLOTS:
             setattr(copy, name, getattr(self, name))
         copy.target = target
-        copy.raw = self._before + target.encode("ascii") + self._after
+        copy.raw = raw
+        copy.body = body
         return copy
 
     def is_success(self, status: int) -> bool:
@@ -164,7 +167,7 @@ def has_close_token(value: bytes) -> bool:
     return lvalue.find(b"close") >= 0 and any(t.strip() == b"close" for t in lvalue.split(b","))
 
 
-_SHARED_SLOTS = tuple(s for s in PreparedRequest.__slots__ if s not in ("target", "raw"))
+_SHARED_SLOTS = tuple(s for s in PreparedRequest.__slots__ if s not in ("target", "raw", "body"))
 
 
 def _serialize(method: str, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[bytes, bytes]:

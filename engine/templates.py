@@ -52,7 +52,7 @@ class TemplateError(ValueError):
 
 
 class Field:
-    """One ``{{...}}`` of a path: ``kind`` is ``"vu"``, ``"iteration"`` or ``"random"``;
+    """One ``{{...}}`` of a path or body: ``kind`` is ``"vu"``, ``"iteration"`` or ``"random"``;
     ``low``/``high`` bound a random field (both included)."""
 
     __slots__ = ("high", "kind", "low")
@@ -140,8 +140,7 @@ def _field(text: str) -> Field:
             f"{{{{{shown}}}}}: a field holds printable ASCII only (spaces, no tab or line "
             f"break); a field is {_KINDS}"
         )
-    words = text.split(" ")
-    words = [w for w in words if w]
+    words = text.split()  # spaces only: other white space was refused above
     if words == ["vu"]:
         return Field("vu")
     if words == ["iteration"]:

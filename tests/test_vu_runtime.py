@@ -317,4 +317,5 @@ def test_an_arrival_due_before_the_end_and_reached_just_after_it_still_starts(
         late = reqs[-1]
         assert late.scheduled_ns == 300_000_000
         assert late.start_ns >= round((0.2 + busy_s) * 1e9)  # after the end, from its due time
-    assert LATE_ARRIVAL_NS == 100_000_000
+    # The two cases sit on either side of the bound (the run ends at 0.35 s).
+    assert 0.2 + 0.17 - 0.35 < LATE_ARRIVAL_NS / 1e9 < 0.2 + 0.45 - 0.35
