@@ -399,6 +399,8 @@ _FAILURE_HINTS = {
     "status": "the responses' statuses failed the check (expect_status, or >= 400): see "
     "the status codes",
     "timeout": "the responses took longer than timeout_ms",
+    "body_check": "the response bodies failed expect_body_contains / expect_body_not_contains: "
+    "is the server answering with an error page?",
 }
 
 

@@ -44,7 +44,9 @@ _EXPORTS: dict[str, str] = {
     "resolve_seed": "decisions",
     "peak_vus": "schedule",
     "schedule_length_s": "schedule",
-    # the client's protocol engines
+    # the client's protocol engines and body checks
+    "BodyCheck": "body_check",
+    "BodyMatcher": "body_check",
     "H11Engine": "protocol",
     "HttptoolsEngine": "protocol",
     "ResponseParser": "protocol",
@@ -64,6 +66,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from z6.engine.body_check import BodyCheck as BodyCheck, BodyMatcher as BodyMatcher
     from z6.engine.decisions import iteration_plan as iteration_plan, resolve_seed as resolve_seed
     from z6.engine.describe import describe_scenario as describe_scenario
     from z6.engine.error_kinds import ErrorKind as ErrorKind

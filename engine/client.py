@@ -49,6 +49,7 @@ RECV_SIZE = 65536
 _NONE = ErrorKind.NONE
 _TIMEOUT = ErrorKind.TIMEOUT
 _STATUS = ErrorKind.STATUS
+_BODY_CHECK = ErrorKind.BODY_CHECK
 # A kept-alive connection the server closed while it sat idle fails the next request with no
 # response byte at all; like Go's net/http (k6) we retry such a request once on a new
 # connection instead of reporting an error the server never made.
@@ -442,7 +443,8 @@ class Connection:
         Bounds: the connect by ``connect_timeout_s`` (``CONNECT_TIMEOUT``), the exchange by
         ``req.timeout_s`` (``TIMEOUT``), through ``guard`` (the VU's; a private one when
         None); a retry (see ``_STALE``) has what is left of the first attempt's timeout. A
-        complete response failing ``req.is_success`` is ``STATUS``. Never raises for network
+        complete response failing ``req.is_success`` is ``STATUS``; one passing it whose body
+        fails ``req.body_check`` is ``BODY_CHECK``. Never raises for network
         or protocol problems.
         """
         out.status = 0
@@ -609,6 +611,8 @@ class Connection:
             expect = req.expect_status  # inlined req.is_success(): once per request
             if (status not in expect) if expect is not None else status >= 400:
                 out.error = _STATUS
+            elif parser.matcher is not None and not parser.matcher.ok:
+                out.error = _BODY_CHECK
             if early or not parser.keep_alive:
                 self.close()
         except BaseException:

@@ -113,6 +113,13 @@ def describe_scenario(s: Scenario) -> str:
             extras.append("expects " + "/".join(str(c) for c in r.expect_status))
         else:
             extras.append("expects status < 400")
+        for key, value in (
+            ("body contains", r.expect_body_contains),
+            ("body lacks", r.expect_body_not_contains),
+        ):
+            if value is not None:
+                texts = [value] if isinstance(value, str) else value
+                extras.append(f"{key} " + " and ".join(_short(t) for t in texts))
         out.append(line + "  " + ", ".join(extras))
 
     tt = s.think_time
@@ -184,6 +191,13 @@ def _kv(key: str, value: str) -> str:
 def _path(req: RequestSpec) -> str:
     """A request's path as written: a ``${NAME}`` in it may stand for a secret."""
     return req.path_written if req.path_written is not None else req.path
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """``text`` quoted for one line of the description, cut to about ``limit`` characters."""
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return repr(text)
 
 
 def _vus(n: int | None) -> str:

@@ -24,6 +24,7 @@ class ErrorKind(enum.IntEnum):
     STATUS = 9  # complete response whose status failed the check (expect_status or >= 400)
     INTERRUPTED = 10  # still in flight after graceful stop; cancelled by z6
     OTHER = 11  # any other OS-level socket error (the message is not kept)
+    BODY_CHECK = 12  # complete response, status passed, body failed expect_body_(not_)contains
 
     @property
     def label(self) -> str:

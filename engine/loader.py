@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import msgspec
 import tomli
 
+from z6.engine.body_check import MAX_CHECK_BYTES
 from z6.engine.errors import ConfigError, ScenarioError, UnsupportedFeatureError
 from z6.engine.goals import GOAL_PERCENTILES, evaluate_goals, is_rate_goal
 from z6.engine.scenario import (
@@ -971,6 +972,7 @@ def _check_requests(
                         f"must be 100..599, got {code}",
                         line_key=f"{where}.expect_status",
                     )
+        _check_body_texts(ctx, where, req)
         if req.body is not None and req.body_file is not None:
             ctx.fail(f"{where}.body_file", "body and body_file are mutually exclusive; use one")
         if req.body is not None:
@@ -998,6 +1000,46 @@ def _check_requests(
             "the request weights sum to 0; at least one weight must be > 0",
             line_key="requests[0].weight",
         )
+
+
+def _check_body_texts(ctx: _Context, where: str, req: RequestSpec) -> None:
+    """``expect_body_contains`` / ``expect_body_not_contains``: a string or a list of
+    strings, each non-empty and at most ``MAX_CHECK_BYTES`` in UTF-8; made a list."""
+    both = (
+        ("expect_body_contains", req.expect_body_contains),
+        ("expect_body_not_contains", req.expect_body_not_contains),
+    )
+    present: list[str] = []
+    for name, value in both:
+        if value is None:
+            continue
+        key = f"{where}.{name}"
+        texts = [value] if isinstance(value, str) else value
+        if not texts:
+            ctx.fail(key, "must list at least one text (or remove the key)")
+        for j, text in enumerate(texts):
+            tkey = key if isinstance(value, str) else f"{key}[{j}]"
+            if not text:
+                ctx.fail(tkey, "must not be empty", line_key=key)
+            size = len(text.encode("utf-8", "surrogatepass"))
+            if size > MAX_CHECK_BYTES:
+                ctx.fail(tkey, f"at most {MAX_CHECK_BYTES} bytes (UTF-8), got {size}", line_key=key)
+            for required in present:
+                if text in required:  # only reached for expect_body_not_contains
+                    ctx.fail(
+                        tkey,
+                        f"{text!r} is part of {required!r}, which expect_body_contains "
+                        "requires: no body can pass",
+                        line_key=key,
+                    )
+        if name == "expect_body_contains":
+            present = list(texts)
+        if req.method == "HEAD":
+            ctx.fail(key, "a response to HEAD has no body: check a GET instead")
+        if name == "expect_body_contains":
+            req.expect_body_contains = list(texts)
+        else:
+            req.expect_body_not_contains = list(texts)
 
 
 def _not_a_file(path: Path) -> str | None:

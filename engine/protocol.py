@@ -2,7 +2,9 @@
 
 **Pure**: no sockets. ``z6.engine.client`` owns the socket and moves bytes; an engine turns
 the bytes of one response into ``status``, ``bytes_received`` and ``keep_alive``, or raises
-``ProtocolViolation`` / ``ClosedEarly``. One engine object serves one TCP connection.
+``ProtocolViolation`` / ``ClosedEarly``. One engine object serves one TCP connection. A
+request with a body check (``req.body_check``) gets a ``matcher`` that the engine feeds with
+the final response's body, framing removed; the client reads its verdict.
 
 - ``H11Engine`` uses h11 (pure Python, always installed).
 - ``HttptoolsEngine`` uses httptools (llhttp in C; the ``z6[fast]`` extra), several times
@@ -45,10 +47,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import h11
 
+from z6.engine.body_check import BodyMatcher
 from z6.engine.errors import ConfigError
 from z6.engine.requests import PreparedRequest, has_close_token
 
@@ -80,6 +83,8 @@ class ResponseParser(Protocol):
     status: int
     bytes_received: int
     keep_alive: bool
+    matcher: BodyMatcher | None
+    """The body check of the current request, fed its response's body (None: no check)."""
 
     def start(self, req: PreparedRequest) -> bytes:
         """Begin a new request on this connection; return the bytes to send."""
@@ -121,6 +126,7 @@ class H11Engine:
         "_prefix",
         "bytes_received",
         "keep_alive",
+        "matcher",
         "status",
     )
 
@@ -139,6 +145,7 @@ class H11Engine:
         self.status = 0
         self.bytes_received = 0
         self.keep_alive = False
+        self.matcher: BodyMatcher | None = None
 
     def start(self, req: PreparedRequest) -> bytes:
         """Begin a new request on this connection; return the bytes to send."""
@@ -167,6 +174,8 @@ class H11Engine:
         self.status = 0
         self.bytes_received = 0
         self.keep_alive = False
+        check = req.body_check
+        self.matcher = None if check is None else check.matcher()
         return req.raw
 
     def feed(self, data: bytes) -> bool:
@@ -208,6 +217,8 @@ class H11Engine:
                 event = conn.next_event()
                 kind = type(event)
                 if kind is h11.Data:
+                    if self.matcher is not None:
+                        self.matcher.feed(cast(h11.Data, event).data)
                     continue
                 if event is h11.NEED_DATA:
                     return False
@@ -324,6 +335,7 @@ class HttptoolsEngine:
         "_version",
         "bytes_received",
         "keep_alive",
+        "matcher",
         "status",
     )
 
@@ -339,6 +351,7 @@ class HttptoolsEngine:
         self.status = 0
         self.bytes_received = 0
         self.keep_alive = False
+        self.matcher: BodyMatcher | None = None
         self._reset_response(False, False)
 
     def _new_parser(self) -> Any:
@@ -387,6 +400,8 @@ class HttptoolsEngine:
         self.keep_alive = False
         self._is_head = req.is_head
         self._req_close = req.connection_close
+        check = req.body_check
+        self.matcher = None if check is None else check.matcher()
         self._done = False
         # The rest of the per-response state only matters to llhttp: reset when it is used
         # (most responses take the fast path and never need it).
@@ -473,6 +488,8 @@ class HttptoolsEngine:
         self._headers_done = True
         self._msg_status = self.status = verdict[0]
         self.keep_alive = not self._req_close
+        if self.matcher is not None:
+            self.matcher.feed(memoryview(data)[end:])
         return True
 
     # -- httptools callbacks -------------------------------------------------------------
@@ -552,9 +569,12 @@ class HttptoolsEngine:
             self._head_msg_open = True
 
     def on_body(self, body: bytes) -> None:
-        """httptools callback: body bytes (only watched for bytes after a HEAD response)."""
+        """httptools callback: body bytes, fed to the body check; after a HEAD response (or
+        any final one), bytes nobody asked for."""
         if self._done:
             self._trailing = True
+        elif self.matcher is not None:
+            self.matcher.feed(body)
 
     def on_message_complete(self) -> None:
         """httptools callback: a whole message (interim or final) was parsed."""

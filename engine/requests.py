@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit
 
+from z6.engine.body_check import BodyCheck
 from z6.engine.errors import ScenarioError
 from z6.engine.scenario import Scenario
 from z6.engine.templates import Template, parse_template
@@ -37,7 +38,8 @@ class PreparedRequest:
     ``headers`` holds the header fields in sending order as ``(name, value)`` bytes;
     ``raw`` the complete request (request line, headers, blank line, body).
     ``is_head`` tells the response parser that the response has no body, and
-    ``connection_close`` that the user asked for ``Connection: close``. A path with fields
+    ``connection_close`` that the user asked for ``Connection: close``; ``body_check``, when
+    set, is what the response body must (not) contain. A path with fields
     (``{{random 1 100}}``, see ``templates``) has its ``template`` (over the percent-encoded
     target), a body with fields its ``body_template``; such a request ``varies``, and each send
     then uses :meth:`render`, whose result's ``base`` is this request.
@@ -50,6 +52,7 @@ class PreparedRequest:
         "_mid",
         "base",
         "body",
+        "body_check",
         "body_template",
         "connection_close",
         "expect_status",
@@ -81,8 +84,10 @@ class PreparedRequest:
         expect_status: frozenset[int] | None,
         template: Template | None = None,
         body_template: Template | None = None,
+        body_check: BodyCheck | None = None,
     ) -> None:
         self.base = self
+        self.body_check = body_check
         self.template = template
         self.body_template = body_template
         self.varies = template is not None or body_template is not None
@@ -294,9 +299,25 @@ def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
                 ),
                 template=template,
                 body_template=body_template,
+                body_check=_body_check(spec.expect_body_contains, spec.expect_body_not_contains),
             )
         )
     return prepared
+
+
+def _body_check(
+    present: str | list[str] | None, absent: str | list[str] | None
+) -> BodyCheck | None:
+    """The ``BodyCheck`` of a request's ``expect_body_contains`` / ``..._not_contains``."""
+
+    def texts(value: str | list[str] | None) -> tuple[bytes, ...]:
+        if value is None:
+            return ()
+        return tuple(t.encode("utf-8") for t in ([value] if isinstance(value, str) else value))
+
+    if present is None and absent is None:
+        return None
+    return BodyCheck(texts(present), texts(absent))
 
 
 def _with_parts(written: str | None, parts: list[str] | None) -> Template | None:
@@ -321,6 +342,7 @@ def make_request(
     expect_status: frozenset[int] | None = None,
     index: int = 0,
     name: str = "request",
+    body_check: BodyCheck | None = None,
 ) -> PreparedRequest:
     """A ``PreparedRequest`` built directly (tests, ``z6 demo``), with Host/User-Agent added.
 
@@ -343,4 +365,5 @@ def make_request(
         body=body,
         timeout_s=timeout_s,
         expect_status=expect_status,
+        body_check=body_check,
     )

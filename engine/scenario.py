@@ -71,6 +71,9 @@ class RequestSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS
     weight: float = 1.0
     expect_status: list[int] | None = None
+    # A string or a list of strings in TOML; the loader makes it a list.
+    expect_body_contains: str | list[str] | None = None
+    expect_body_not_contains: str | list[str] | None = None
     # Filled by the loader, never read from TOML: the exact bytes to send as the body, and
     # the path as written when it had ${NAME} references (shown instead of the resolved one,
     # which may hold a secret). A path or body with {{fields}} stays as written, and its

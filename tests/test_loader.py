@@ -597,6 +597,56 @@ def test_request_error_line_in_second_request() -> None:
     assert err.line == line_of(text, 'path = "echo"')
 
 
+def test_body_checks_load_as_lists_and_reach_the_prepared_request() -> None:
+    s = load(_req("expect_body_contains = '\"ok\"'\nexpect_body_not_contains = ['error', 'é']\n"))
+    req = s.requests[0]
+    assert (req.expect_body_contains, req.expect_body_not_contains) == (['"ok"'], ["error", "é"])
+    check = prepare_requests(s)[0].body_check
+    assert check is not None
+    assert (check.present, check.absent) == ((b'"ok"',), (b"error", "é".encode()))
+    assert prepare_requests(load(BASE))[0].body_check is None
+    assert "body contains '\"ok\"', body lacks 'error' and 'é'" in describe_scenario(s)
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "fragment"),
+    [
+        ("expect_body_contains = ''\n", "requests[0].expect_body_contains", "must not be empty"),
+        (
+            "expect_body_not_contains = ['x', '']\n",
+            "requests[0].expect_body_not_contains[1]",
+            "must not be empty",
+        ),
+        ("expect_body_contains = []\n", "requests[0].expect_body_contains", "at least one"),
+        ("expect_body_contains = 1\n", "requests[0].expect_body_contains", "string or array"),
+        ("expect_body_contains = [1]\n", "requests[0].expect_body_contains[0]", "string"),
+        (
+            "expect_body_contains = '" + "é" * 2049 + "'\n",
+            "requests[0].expect_body_contains",
+            "at most 4096 bytes (UTF-8), got 4098",
+        ),
+        (
+            "expect_body_contains = ['error_code 0']\nexpect_body_not_contains = 'error'\n",
+            "requests[0].expect_body_not_contains",
+            "part of 'error_code 0'",
+        ),
+        (
+            "expect_body_contains = 'x'\n",
+            "requests[0].expect_body_contains",
+            "HEAD has no body",
+        ),
+    ],
+)
+def test_body_checks_bad(extra: str, key: str, fragment: str) -> None:
+    text = _req(extra)
+    if "HEAD" in fragment:
+        text = text.replace('"GET"', '"HEAD"')
+    err = fail(text)
+    assert err.key == key
+    assert fragment in err.message
+    assert err.line == line_of(text, key.rsplit(".", 1)[1].split("[")[0] + " =")
+
+
 def test_body_text_goes_into_body_bytes() -> None:
     s = load(_req('body = "héllo"\n'))
     assert s.requests[0].body_bytes == "héllo".encode()

@@ -22,6 +22,7 @@ import pytest
 from conftest import fuzz_examples
 from hypothesis import given, settings, strategies as st
 
+from z6.engine.body_check import BodyCheck
 from z6.engine.protocol import (
     ClosedEarly,
     H11Engine,
@@ -33,6 +34,9 @@ from z6.engine.requests import PreparedRequest, make_request
 
 GET = make_request("GET", "/")
 HEAD = make_request("HEAD", "/")
+# A body check whose texts occur in VALID's bodies ("hello", "busy"), in pieces of framing
+# ("\r\n0"), and split by chunk boundaries of any kind.
+CHECKED = make_request("GET", "/", body_check=BodyCheck((b"ll",), (b"usy", b"\r\n0")))
 
 VALID = [
     b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
@@ -55,6 +59,7 @@ class Result:
     kind: str  # complete | violation | closed_early | pending
     status: int = 0
     keep_alive: bool = False
+    body_ok: bool | None = None  # the body check's verdict (None: no check)
 
 
 def run(
@@ -63,12 +68,17 @@ def run(
     """Feed ``chunks`` (and EOF) to a fresh engine; any other exception fails the test."""
     parser = make()
     parser.start(req)
+
+    def complete() -> Result:
+        m = parser.matcher
+        return Result("complete", parser.status, parser.keep_alive, None if m is None else m.ok)
+
     try:
         for chunk in chunks:
             if parser.feed(chunk):
-                return Result("complete", parser.status, parser.keep_alive)
+                return complete()
         if eof and parser.feed_eof():
-            return Result("complete", parser.status, parser.keep_alive)
+            return complete()
     except ProtocolViolation:
         return Result("violation")
     except ClosedEarly:
@@ -141,7 +151,7 @@ def check_agree(req: PreparedRequest, data: bytes, cuts: list[int], eof: bool) -
     if known_difference(data):
         return
     if a.kind == "complete" or b.kind == "complete":
-        assert (a.kind, a.status) == (b.kind, b.status), (data, chunks, a, b)
+        assert (a.kind, a.status, a.body_ok) == (b.kind, b.status, b.body_ok), (data, chunks, a, b)
     elif eof:
         # Neither completed; with EOF both must have failed (no "pending" left).
         assert a.kind != "pending"
@@ -168,7 +178,7 @@ def mutate(data: bytes, ops: list[tuple[int, int, int]]) -> bytes:
 
 
 cuts_st = st.lists(st.integers(min_value=0, max_value=10_000), max_size=6)
-req_st = st.sampled_from([GET, HEAD])
+req_st = st.sampled_from([GET, HEAD, CHECKED])
 
 
 @settings(max_examples=fuzz_examples(300), deadline=None)
@@ -220,7 +230,7 @@ def test_valid_responses_any_split(
     a = run(H11Engine, req, chunks, True)
     b = run(HttptoolsEngine, req, chunks, True)
     assert a.kind == "complete"
-    assert (a.kind, a.status) == (b.kind, b.status)
+    assert (a.kind, a.status, a.body_ok) == (b.kind, b.status, b.body_ok)
     if len(chunks) == 1:
         # Trailing bytes all visible at once: the reuse decision must match too.
         assert a.keep_alive == b.keep_alive, (data, a, b)
@@ -328,7 +338,11 @@ def test_fast_path_agrees_with_llhttp_and_h11(
             continue
         h11_result = run(H11Engine, req, chunks, True)
         if fast.kind == "complete" or h11_result.kind == "complete":
-            assert (fast.kind, fast.status) == (h11_result.kind, h11_result.status), data
+            assert (fast.kind, fast.status, fast.body_ok) == (
+                h11_result.kind,
+                h11_result.status,
+                h11_result.body_ok,
+            ), data
             if not crlf_after:
                 assert fast.keep_alive == h11_result.keep_alive, (data, fast, h11_result)
 

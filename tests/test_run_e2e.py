@@ -313,6 +313,64 @@ def test_per_request_goals_decide_the_exit_code_and_analyze_agrees(
     assert analyzed["requests"]["by_name"] == by_name
 
 
+BODY_CHECKS = """
+[runtime]
+iterations = 20
+vus = 3
+
+[[requests]]
+name = "good"
+method = "{method}"
+path = "{path}"
+body = '{{"status": "ok", "n": {{{{iteration}}}}}}'
+expect_body_contains = "ok"
+expect_body_not_contains = ["error", "nope"]
+
+[[requests]]
+name = "bad"
+method = "{method}"
+path = "{path}"
+body = '{{"status": "ok"}}'
+expect_body_not_contains = "ok"
+
+[[requests]]
+name = "missing"
+method = "{method}"
+path = "{path}"
+body = '{{"status": "ok"}}'
+expect_body_contains = ["ok", "nope"]
+
+[assertions]
+error_rate_max = {error_rate_max}
+"""
+
+
+@pytest.mark.parametrize("engine", ["h11", "httptools"])
+@pytest.mark.parametrize("server", ["z6", "hypercorn"])
+def test_body_checks_fail_requests_as_body_check_and_analyze_agrees(
+    tmp_path: Path, engine: str, server: str
+) -> None:
+    # z6 serve echoes the body with Content-Length; the hypercorn app answers "ok\n" chunked.
+    method, path = ("POST", "/echo") if server == "z6" else ("GET", "/")
+    ctx = z6_server(procs=1) if server == "z6" else hypercorn_server(tmp_path)
+    with ctx as started:
+        port = started if isinstance(started, int) else started[0]
+        text = BODY_CHECKS.format(method=method, path=path, error_rate_max=1.0)
+        scenario = write_scenario(tmp_path, port, text)
+        code, summary, err = run_json(scenario, tmp_path / "out", "--procs", "2", "--http", engine)
+    assert code == 0, err  # about two thirds fail (a weighted pick), within the goal
+    by_name = summary["requests"]["by_name"]
+    assert sum(r["total"] for r in by_name.values()) == 60  # 20 iterations x 3 VUs
+    assert by_name["good"]["failed"] == 0
+    assert by_name["bad"]["ok"] == by_name["missing"]["ok"] == 0
+    failed = by_name["bad"]["total"] + by_name["missing"]["total"]
+    assert summary["errors"]["by_kind"] == {"body_check": failed}
+    assert summary["requests"]["by_status"] == {"200": 60}
+    analyzed = analyze_logs([tmp_path / "out" / "events.bin"]).summary
+    assert analyzed["errors"] == summary["errors"]
+    assert analyzed["requests"]["by_name"] == by_name
+
+
 ABORT = """
 [runtime]
 duration_seconds = 60
