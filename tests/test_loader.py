@@ -1735,7 +1735,7 @@ def test_k6_iteration_values_written_as_environment_references_point_to_fields()
     err = fail(text)
     assert err.message == (
         "environment variable __ITER is not set (referenced as ${__ITER}); k6's __ITER is "
-        "{{iteration}} in a z6 request path or body (headers take no fields)"
+        "{{iteration}} in a z6 request path, body or header value"
     )
     assert "{{vu}} (from 0; k6 counts from 1)" in fail(text.replace("__ITER", "__VU")).message
 
@@ -1751,7 +1751,7 @@ def test_a_body_with_fields_loads_and_bad_fields_name_the_body() -> None:
     err = fail(many + 'body = "' + "{{iteration}}" * 7 + '"\n')
     assert (err.key, err.message) == (
         "requests[0].body",
-        "at most 16 fields per request, path and body together, got 17",
+        "at most 16 fields per request, path, body and header values together, got 17",
     )
 
 
