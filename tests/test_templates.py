@@ -315,3 +315,14 @@ def test_only_header_fields_make_a_request_vary_and_h11_sends_the_rendered_bytes
         engine.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     assert len(seen) == 5
     assert list(engine._events) == [req]
+
+
+def test_a_rendered_request_shares_every_slot_but_target_raw_and_body() -> None:
+    # _copy writes the slots out one by one: a slot added to the class and forgotten there
+    # would be missing from every rendered request.
+    req = _one(HEADERS)
+    sent = req.render(1, 0, 0, 0, 0)
+    for name in PreparedRequest.__slots__:
+        if name not in ("target", "raw", "body"):
+            assert getattr(sent, name) is getattr(req, name), name
+    assert sent.base is req
