@@ -108,7 +108,12 @@ def describe_scenario(s: Scenario) -> str:
         elif r.body is not None:
             extras.append(f"body {len(r.body_bytes)} bytes")
         if r.headers:
-            extras.append(f"{len(r.headers)} header{'s' if len(r.headers) != 1 else ''}")
+            count = f"{len(r.headers)} header{'s' if len(r.headers) != 1 else ''}"
+            if r.header_parts:
+                # Names only: a value may hold a ${NAME} secret.
+                n = len(r.header_parts)
+                count += f" ({n} with fields, varying: {', '.join(r.header_parts)})"
+            extras.append(count)
         if r.expect_status is not None:
             extras.append("expects " + "/".join(str(c) for c in r.expect_status))
         else:

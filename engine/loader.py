@@ -119,7 +119,9 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "runtime": _fields(Runtime),
     "target": _fields(Target),
     # body_bytes is filled by the loader and never read from TOML.
-    "requests": _fields(RequestSpec, "body_bytes", "path_written", "path_parts", "body_parts"),
+    "requests": _fields(
+        RequestSpec, "body_bytes", "path_written", "path_parts", "body_parts", "header_parts"
+    ),
     "schedule": _fields(Schedule),
     "schedule.steps": _fields(Step),
     "think_time": _fields(ThinkTime),
@@ -156,6 +158,14 @@ _HTTP2_NAMES = ("http2", "http/2", "http/2.0", "2", "2.0", "h2", "h2c", "http2.0
 _HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _ENV_REF = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _FORBIDDEN_HEADERS = ("content-length", "transfer-encoding")
+# Headers z6 frames, routes or keeps connections by, fixed per request definition: no fields.
+_FIXED_HEADERS = {
+    "host": "z6 routes by it (a run's connections all go to the one host of base_url)",
+    "content-length": "z6 frames each request by it (and sets it from the body; remove it)",
+    "transfer-encoding": "z6 frames each request by it (and sends bodies with Content-Length; "
+    "remove it)",
+    "connection": "z6 decides by it whether a connection is kept for the next request",
+}
 _MSGSPEC_TYPES = {
     "int": "integer",
     "float": "number",
@@ -852,10 +862,7 @@ def _resolve_env(ctx: _Context, key: str, value: str) -> str:
             message = f"environment variable {name} is not set (referenced as ${{{name}}})"
             field = _K6_FIELDS.get(name)
             if field is not None:
-                message += (
-                    f"; k6's {name} is {field} in a z6 request path or body (headers take "
-                    "no fields)"
-                )
+                message += f"; k6's {name} is {field} in a z6 request path, body or header value"
             ctx.fail(key, message)
         return found
 
@@ -886,7 +893,7 @@ def _check_path(ctx: _Context, key: str, path: str, shown: str) -> None:
 def _resolved(
     ctx: _Context, key: str, written: str, open_model: bool
 ) -> tuple[Template | None, str, list[str] | None]:
-    """A path or body as written: its fields (``None`` without any), its text with
+    """A path, body or header value as written: its fields (``None`` without any), its text with
     ``${NAME}`` resolved (each field as ``0``), and its literal parts resolved (``None``
     without fields).
 
@@ -945,21 +952,36 @@ def _check_requests(
             # this process's variables are not the run's.
         resolved_headers: dict[str, str] = {}
         names: dict[str, str] = {}  # lower-case header name -> the name as first written
+        # Where each field of the request is (key, fields), in the order of the draw index:
+        # path, body, then the header values in file order.
+        counts = [(f"{where}.path", 0 if template is None else len(template.fields))]
+        header_parts: dict[str, list[str]] = {}
         for name, value in req.headers.items():
             hkey = f"{where}.headers.{_k(name)}"
+            if "{{" in name:
+                ctx.fail(hkey, f"header name {name!r}: a header name takes no fields, only values")
             if not _HEADER_TOKEN.match(name):
                 ctx.fail(hkey, f"invalid header name {name!r}")
             first = names.setdefault(name.lower(), name)
             if first != name:
                 # Header names are case-insensitive: one of the two values would be dropped.
                 ctx.fail(hkey, f"{name!r} and {first!r} are the same header; keep one")
+            why = _FIXED_HEADERS.get(name.lower())
+            if why is not None and "{{" in value:
+                ctx.fail(hkey, f"{name} takes no fields ({{{{...}}}}): {why}")
             if name.lower() in _FORBIDDEN_HEADERS:
                 ctx.fail(hkey, f"{name} is set by z6 from the body; remove it")
-            final = _resolve_env(ctx, hkey, value)
+            _, final, parts = _resolved(ctx, hkey, value, open_model)
             if any(c in "\r\n\0" for c in final):
                 ctx.fail(hkey, "header value must not contain CR, LF or NUL")
-            resolved_headers[name] = final
+            if parts is None:
+                resolved_headers[name] = final
+            else:
+                resolved_headers[name] = value  # kept as written, like a path: rendered per send
+                header_parts[name] = parts
+                counts.append((hkey, len(parts) - 1))
         req.headers = resolved_headers
+        req.header_parts = header_parts or None
         _num(ctx, f"{where}.timeout_ms", req.timeout_ms, low=1, high=MAX_MS)
         _num(ctx, f"{where}.weight", req.weight, low=0, high=_MAX_WEIGHT)
         if req.expect_status is not None:
@@ -983,17 +1005,13 @@ def _check_requests(
             if body_template is None:
                 req.body = text
             else:
-                n = len(body_template.fields) + (0 if template is None else len(template.fields))
-                if n > MAX_FIELDS:
-                    ctx.fail(
-                        f"{where}.body",
-                        f"at most {MAX_FIELDS} fields per request, path and body together, got {n}",
-                    )
+                counts.insert(1, (f"{where}.body", len(body_template.fields)))
         elif req.body_file is not None:
             path = _resolve_path(ctx, f"{where}.body_file", req.body_file)
             req.body_file = str(path)
             if ctx.resolve_external:
                 req.body_bytes = _read_body_file(ctx, f"{where}.body_file", path)
+        _check_field_count(ctx, counts)
     if not has_sequence and sum(r.weight for r in requests) <= 0:
         ctx.fail(
             "requests",
@@ -1040,6 +1058,23 @@ def _check_body_texts(ctx: _Context, where: str, req: RequestSpec) -> None:
             req.expect_body_contains = list(texts)
         else:
             req.expect_body_not_contains = list(texts)
+
+
+def _check_field_count(ctx: _Context, counts: list[tuple[str, int]]) -> None:
+    """At most ``MAX_FIELDS`` fields in one request: ``counts`` gives each key's number, in
+    the order of the draw index; the error names the key whose fields go past the limit."""
+    total = sum(n for _, n in counts)
+    if total <= MAX_FIELDS:
+        return
+    seen = 0
+    for key, n in counts:
+        seen += n
+        if seen > MAX_FIELDS:
+            ctx.fail(
+                key,
+                f"at most {MAX_FIELDS} fields per request, path, body and header values "
+                f"together, got {total}",
+            )
 
 
 def _not_a_file(path: Path) -> str | None:

@@ -76,13 +76,15 @@ class RequestSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     expect_body_not_contains: str | list[str] | None = None
     # Filled by the loader, never read from TOML: the exact bytes to send as the body, and
     # the path as written when it had ${NAME} references (shown instead of the resolved one,
-    # which may hold a secret). A path or body with {{fields}} stays as written, and its
-    # literal parts, ${NAME} resolved, are in path_parts/body_parts: a value is sent as it
-    # is, never read as a field.
+    # which may hold a secret). A path, body or header value with {{fields}} stays as written,
+    # and its literal parts, ${NAME} resolved, are in path_parts/body_parts/header_parts (by
+    # header name, in file order; None when no header value has fields): a value is sent as
+    # it is, never read as a field.
     body_bytes: bytes = b""
     path_written: str | None = None
     path_parts: list[str] | None = None
     body_parts: list[str] | None = None
+    header_parts: dict[str, list[str]] | None = None
 
 
 class Step(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -1,6 +1,8 @@
-"""Paths and bodies that vary per request: ``{{vu}}``, ``{{iteration}}``, ``{{random LOW HIGH}}``.
+"""Paths, bodies and header values that vary per request: ``{{vu}}``, ``{{iteration}}``,
+``{{random LOW HIGH}}``.
 
-**Pure.** A path such as ``/items/{{random 1 10000}}?page={{iteration}}`` (or a body) is parsed
+**Pure.** A path such as ``/items/{{random 1 10000}}?page={{iteration}}`` (or a body, or a
+header value) is parsed
 once into literal parts and fields; each send renders it with values that depend only on the
 seed, the VU, the iteration and the step (``docs/determinism.md``), so the same seed sends the
 same requests in any worker layout. Fields:
@@ -34,11 +36,11 @@ __all__ = [
 STREAM_PATH = 3
 """Stream id of the ``{{random}}`` draws: ``draw(seed, vu, iteration, STREAM_PATH, step *
 MAX_FIELDS + k)`` for field ``k`` of the request of step ``step``, counting the path's fields
-first, then the body's."""
+first, then the body's, then the header values' (in the order the headers are written)."""
 
 MAX_FIELDS = 16
-"""Fields one request may hold, path and body together (the draw's last input packs the step
-and the field's index)."""
+"""Fields one request may hold, path, body and header values together (the draw's last input
+packs the step and the field's index)."""
 
 _MAX_RANDOM = 2**63 - 1
 _FIELD_RE = re.compile(r"\{\{(.*?)\}\}", re.S)
@@ -52,8 +54,8 @@ class TemplateError(ValueError):
 
 
 class Field:
-    """One ``{{...}}`` of a path or body: ``kind`` is ``"vu"``, ``"iteration"`` or ``"random"``;
-    ``low``/``high`` bound a random field (both included)."""
+    """One ``{{...}}`` of a path, body or header value: ``kind`` is ``"vu"``,
+    ``"iteration"`` or ``"random"``; ``low``/``high`` bound a random field (both included)."""
 
     __slots__ = ("high", "kind", "low")
 
@@ -67,7 +69,8 @@ class Field:
 
 
 class Template:
-    """A path or body split into ``len(fields) + 1`` literal ``parts`` around its ``fields``."""
+    """A path, body or header value split into ``len(fields) + 1`` literal ``parts`` around
+    its ``fields``."""
 
     __slots__ = ("_keys", "fields", "parts", "uses_vu")
 
@@ -90,7 +93,7 @@ class Template:
         """The text of ``step`` of ``iteration``, run by ``vu``; ``key_vu`` is the VU input of
         the draws (``ARRIVAL_VU_KEY`` in the open model, as for the other decisions), and
         ``first`` the index of this text's first field in its request (a body's fields come
-        after its path's)."""
+        after its path's, a header value's after the body's and the earlier headers')."""
         parts = self.parts
         out = [parts[0]]
         key = -1
@@ -112,7 +115,8 @@ class Template:
 
 
 def parse_template(path: str) -> Template | None:
-    """The template of ``path`` (or a body), or ``None`` when it has no ``{{``."""
+    """The template of ``path`` (or a body or header value), or ``None`` when it has no
+    ``{{``."""
     if "{{" not in path:
         return None
     parts: list[str] = []
@@ -126,7 +130,10 @@ def parse_template(path: str) -> Template | None:
     if any("{{" in part for part in parts):
         raise TemplateError(f"'{{{{' without its '}}}}' (a field is {_KINDS})")
     if len(fields) > MAX_FIELDS:
-        raise TemplateError(f"at most {MAX_FIELDS} fields per request, got {len(fields)}")
+        raise TemplateError(
+            f"at most {MAX_FIELDS} fields per request, path, body and header values together, "
+            f"got {len(fields)}"
+        )
     return Template(tuple(parts), tuple(fields))
 
 

@@ -72,9 +72,16 @@ def nginx_binary() -> str | None:
     return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
 
 
+def _header_variable(name: str) -> str:
+    """nginx's variable for request header ``name``: ``$http_x_request_id``."""
+    return "$http_" + name.lower().replace("-", "_")
+
+
 @contextlib.contextmanager
-def nginx_server(workdir: Path) -> Iterator[tuple[int, Path]]:
-    """nginx answering 200 'ok' on every path, with its own access log."""
+def nginx_server(workdir: Path, log_header: str | None = None) -> Iterator[tuple[int, Path]]:
+    """nginx answering 200 'ok' on every path, with its own access log; with ``log_header``,
+    each line ends with ``hdr="VALUE"``, the value of that request header (see
+    :func:`logged_header_values`)."""
     binary = nginx_binary()
     if binary is None:
         raise RuntimeError("nginx is not installed")
@@ -82,6 +89,12 @@ def nginx_server(workdir: Path) -> Iterator[tuple[int, Path]]:
     log = workdir / "access.log"
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (workdir / sub).mkdir(exist_ok=True)
+    log_format = ""
+    if log_header is not None:
+        log_format = (
+            'log_format hdr \'$remote_addr - - [$time_local] "$request" $status '
+            f'$body_bytes_sent hdr="{_header_variable(log_header)}"\';'
+        )
     conf = workdir / "nginx.conf"
     conf.write_text(
         textwrap.dedent(
@@ -92,7 +105,8 @@ def nginx_server(workdir: Path) -> Iterator[tuple[int, Path]]:
             error_log {workdir}/error.log;
             events {{ worker_connections 4096; }}
             http {{
-                access_log {log};
+                {log_format}
+                access_log {log}{" hdr" if log_header is not None else ""};
                 client_body_temp_path {workdir}/body;
                 proxy_temp_path {workdir}/proxy;
                 fastcgi_temp_path {workdir}/fastcgi;
@@ -134,11 +148,16 @@ async def app(scope, receive, send):
 
 
 @contextlib.contextmanager
-def hypercorn_server(workdir: Path) -> Iterator[tuple[int, Path]]:
-    """hypercorn (from PyPI) serving a minimal ASGI app, with its own access log."""
+def hypercorn_server(workdir: Path, log_header: str | None = None) -> Iterator[tuple[int, Path]]:
+    """hypercorn (from PyPI) serving a minimal ASGI app, with its own access log; with
+    ``log_header``, each line ends with ``hdr="VALUE"``, as :func:`nginx_server`'s."""
     port = free_port()
     log = workdir / "access.log"
     (workdir / "okapp.py").write_text(_HYPERCORN_APP)
+    log_format: list[str] = []
+    if log_header is not None:
+        atom = "%({" + log_header.lower() + "}i)s"
+        log_format = ["--access-logformat", f'%(h)s - - %(t)s "%(r)s" %(s)s %(b)s hdr="{atom}"']
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -150,6 +169,7 @@ def hypercorn_server(workdir: Path) -> Iterator[tuple[int, Path]]:
             str(log),
             "--workers",
             "1",
+            *log_format,
             "okapp:app",
         ],
         cwd=workdir,
@@ -176,6 +196,25 @@ def count_access_log(path: Path) -> Counter[tuple[str, str]]:
         if m:
             counts[(m.group(1), m.group(2))] += 1
     return counts
+
+
+_HEADER_VALUE = re.compile(r' hdr="([^"]*)"$')
+
+
+def logged_header_values(path: Path, expected: int, timeout: float = 5.0) -> Counter[str]:
+    """The ``hdr="VALUE"`` values of an access log written with ``log_header``, polled until
+    ``expected`` lines (or ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= expected or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    values: Counter[str] = Counter()
+    for line in lines:
+        m = _HEADER_VALUE.search(line)
+        values[m.group(1) if m else f"<no header value in {line!r}>"] += 1
+    return values
 
 
 def wait_for_log_total(path: Path, expected: int, timeout: float = 5.0) -> Counter[tuple[str, str]]:

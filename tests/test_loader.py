@@ -1785,7 +1785,7 @@ def test_k6_iteration_values_written_as_environment_references_point_to_fields()
     err = fail(text)
     assert err.message == (
         "environment variable __ITER is not set (referenced as ${__ITER}); k6's __ITER is "
-        "{{iteration}} in a z6 request path or body (headers take no fields)"
+        "{{iteration}} in a z6 request path, body or header value"
     )
     assert "{{vu}} (from 0; k6 counts from 1)" in fail(text.replace("__ITER", "__VU")).message
 
@@ -1801,7 +1801,7 @@ def test_a_body_with_fields_loads_and_bad_fields_name_the_body() -> None:
     err = fail(many + 'body = "' + "{{iteration}}" * 7 + '"\n')
     assert (err.key, err.message) == (
         "requests[0].body",
-        "at most 16 fields per request, path and body together, got 17",
+        "at most 16 fields per request, path, body and header values together, got 17",
     )
 
 
@@ -1853,3 +1853,129 @@ def test_a_base_url_override_is_checked_as_the_file_s_own() -> None:
     with pytest.raises(ConfigError, match=r"disagrees with the scenario's target\.tls = false"):
         apply_overrides(tls, base_url="HTTPS://h")
     assert apply_overrides(tls, base_url="http://other:81").target.base_url == "http://other:81"
+
+
+# --------------------------------------------------------------------------- header fields
+
+REQ_H = '[[requests]]\nname = "a"\nmethod = "POST"\npath = "/"\n'
+
+
+def test_a_header_value_with_fields_loads_kept_as_written_with_its_parts() -> None:
+    text = RUNTIME + TARGET + REQ_H + 'headers = { "X-Id" = "r-{{ random 1 9 }}", A = "1" }\n'
+    (spec,) = load(text).requests
+    assert spec.headers == {"X-Id": "r-{{ random 1 9 }}", "A": "1"}
+    assert spec.header_parts == {"X-Id": ["r-", ""]}
+    (plain,) = load(BASE).requests
+    assert plain.header_parts is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "key", "fragment"),
+    [
+        (
+            '{ "X-{{vu}}" = "1" }',
+            'requests[0].headers."X-{{vu}}"',
+            "header name 'X-{{vu}}': a header name takes no fields, only values",
+        ),
+        (
+            '{ Host = "h{{vu}}" }',
+            "requests[0].headers.Host",
+            "Host takes no fields ({{...}}): z6 routes by it",
+        ),
+        (
+            '{ "content-length" = "{{random 1 9}}" }',
+            "requests[0].headers.content-length",
+            "content-length takes no fields ({{...}}): z6 frames each request by it",
+        ),
+        (
+            '{ Connection = "{{iteration}}" }',
+            "requests[0].headers.Connection",
+            "Connection takes no fields ({{...}}): z6 decides by it whether a connection is kept",
+        ),
+        (
+            '{ "Transfer-Encoding" = "{{vu}}" }',
+            "requests[0].headers.Transfer-Encoding",
+            "Transfer-Encoding takes no fields ({{...}}): z6 frames each request by it",
+        ),
+        ('{ "X-Id" = "{{rand 1 9}}" }', "requests[0].headers.X-Id", "unknown field {{rand 1 9}}"),
+        ('{ "X-Id" = "{{random 9 1}}" }', "requests[0].headers.X-Id", "LOW must be <= HIGH"),
+        ('{ "X-Id" = "a{{vu" }', "requests[0].headers.X-Id", "'{{' without its '}}'"),
+    ],
+)
+def test_fields_where_a_header_takes_none_are_refused_with_their_key(
+    headers: str, key: str, fragment: str
+) -> None:
+    text = RUNTIME + TARGET + REQ_H + f"headers = {headers}\n"
+    err = fail(text)
+    assert err.key == key
+    assert fragment in err.message
+    assert err.line == line_of(text, "headers =")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "key"),
+    [
+        # 10 + 5 + 2: the header's fields go past the limit.
+        (
+            "/" + "{{vu}}" * 10,
+            "{{iteration}}" * 5,
+            '{ A = "{{vu}}{{vu}}" }',
+            "requests[0].headers.A",
+        ),
+        # The body's are counted before the header values', though written after them: 10 +
+        # 1 + 6, the header's go past the limit.
+        (
+            "/" + "{{vu}}" * 10,
+            "{{iteration}}",
+            '{ A = "' + "{{vu}}" * 6 + '" }',
+            "requests[0].headers.A",
+        ),
+        # The headers in file order: B's fields are the 17th.
+        ("/", "", '{ A = "' + "{{vu}}" * 16 + '", B = "{{vu}}" }', "requests[0].headers.B"),
+    ],
+)
+def test_at_most_16_fields_in_a_request_path_body_and_header_values_together(
+    path: str, body: str, headers: str, key: str
+) -> None:
+    text = RUNTIME + TARGET + REQ_H.replace('path = "/"', f'path = "{path}"')
+    text += f'headers = {headers}\nbody = "{body}"\n'
+    err = fail(text)
+    assert (err.key, err.message) == (
+        key,
+        "at most 16 fields per request, path, body and header values together, got 17",
+    )
+    assert load(text.replace("{{vu}}", "1", 1)).requests[0].header_parts  # 16 fields load
+
+
+def test_vu_in_a_header_value_has_no_value_in_the_open_model() -> None:
+    text = (
+        '[runtime]\nduration_seconds = 1\n[target]\nbase_url = "http://127.0.0.1:9"\n'
+        + REQ_H
+        + 'headers = { "X-Id" = "{{vu}}" }\n'
+        + '[schedule]\ntype = "arrival_rate"\nrate = 10\nmax_vus = 2\n'
+    )
+    err = fail(text)
+    assert err.key == "requests[0].headers.X-Id"
+    assert err.message.startswith("{{vu}} has no value in the open model (arrival_rate)")
+    (spec,) = load(text.replace("{{vu}}", "{{iteration}}")).requests
+    assert spec.header_parts == {"X-Id": ["", ""]}
+
+
+def test_environment_values_in_header_values_are_sent_as_they_are() -> None:
+    # Fields come from the file only: a token holding "{{vu}}" is sent as written, in a
+    # header with fields or without, and validate never shows it.
+    headers = 'headers = { "X-Id" = "${TOK}-{{iteration}}", Authorization = "Bearer ${TOK}" }\n'
+    s = load(RUNTIME + TARGET + REQ_H + headers, env={"TOK": "s3cr{{vu}}"})
+    (spec,) = s.requests
+    assert spec.header_parts == {"X-Id": ["s3cr{{vu}}-", ""]}
+    assert spec.headers == {"X-Id": "${TOK}-{{iteration}}", "Authorization": "Bearer s3cr{{vu}}"}
+    (prepared,) = prepare_requests(s)
+    sent = prepared.render(1, 0, 0, 4, 0)
+    assert b"\r\nX-Id: s3cr{{vu}}-4\r\n" in sent.raw
+    assert b"\r\nAuthorization: Bearer s3cr{{vu}}\r\n" in sent.raw
+    described = describe_scenario(s)
+    assert "s3cr" not in described
+    assert "2 headers (1 with fields, varying: X-Id)" in described
+    # A value with {{ that is not a field, from the environment, in Host or Connection: sent.
+    s = load(BASE.replace(REQ_A, REQ_H + 'headers = { Connection = "${C}" }\n'), env={"C": "{{"})
+    assert s.requests[0].headers == {"Connection": "{{"}

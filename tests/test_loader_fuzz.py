@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from z6.engine.describe import describe_scenario
 from z6.engine.errors import ScenarioError
 from z6.engine.loader import load_scenario, load_scenario_text
+from z6.engine.requests import prepare_requests
 from z6.engine.scenario import (
     Assertions,
     Limits,
@@ -193,6 +194,42 @@ def test_arbitrary_text(text: str) -> None:
 @given(st.dictionaries(st.one_of(st.sampled_from([*TABLES, "requests"]), keys), tables, max_size=5))
 def test_arbitrary_documents(doc: dict[str, Any]) -> None:
     _check(to_toml(doc))
+
+
+HEADER_NAMES = ["X-Id", "Host", "Connection", "User-Agent", "Accept", "X-{{vu}}", "x-id", "a b"]
+HEADER_TEXT = st.lists(
+    st.one_of(
+        st.text(max_size=4),
+        st.sampled_from(
+            ["{{", "}}", "{{vu}}", "{{iteration}}", "{{random 1 9}}", "{{random 9 1}}", "${X}"]
+        ),
+    ),
+    max_size=6,
+).map("".join)
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(HEADER_NAMES), HEADER_TEXT, max_size=3), st.booleans())
+def test_header_values_load_and_render_or_raise_scenario_error(
+    headers: dict[str, str], open_model: bool
+) -> None:
+    # Header values take fields: any text loads, and then every send renders a head of the
+    # same header lines, or the loader raises ScenarioError.
+    doc = json.loads(json.dumps(VALID))
+    doc["requests"][0]["headers"] = headers
+    if open_model:
+        doc["schedule"] = {"type": "arrival_rate", "rate": 10, "max_vus": 2}
+    result = _load(to_toml(doc), True)
+    if isinstance(result, ScenarioError):
+        assert len(str(result).splitlines()) == 1
+        return
+    (req,) = prepare_requests(result)
+    sent = req.render(1, 2, 2, 3, 4) if req.varies else req
+    assert sent.base is req
+    lines = sent.raw.split(b"\r\n")
+    assert len(lines) == len(req.raw.split(b"\r\n")) == len(req.headers) + 3
+    assert [line.split(b":")[0] for line in lines[1:-2]] == [n for n, _ in req.headers]
+    assert req.varies == any("{{" in v for v in headers.values())
 
 
 TABLE_KEYS: dict[str, list[str]] = {

@@ -21,13 +21,21 @@ from typing import Any
 
 import pytest
 from conftest import run_z6, z6_command
-from servers import hypercorn_server, nginx_binary, nginx_server, wait_for_log_total, z6_server
+from servers import (
+    hypercorn_server,
+    logged_header_values,
+    nginx_binary,
+    nginx_server,
+    wait_for_log_total,
+    z6_server,
+)
 from test_replay import WEIGHTED, scenario_of, synth_log
 
 from z6.cli.analyze_cmd import analyze_logs
 from z6.cli.run_cmd import _write_outputs
+from z6.engine.decisions import draw
 from z6.engine.errors import RunError
-from z6.engine.templates import parse_template
+from z6.engine.templates import MAX_FIELDS, STREAM_PATH, parse_template
 
 pytestmark = pytest.mark.slow
 
@@ -160,6 +168,45 @@ def test_paths_with_fields_reach_the_server_as_rendered_in_any_layout(
             code, _, err = run_json(scenario, tmp_path / f"out{procs}", "--procs", str(procs))
             assert code == 0, err
             assert wait_for_log_total(log, 15) == expected
+
+
+HEADER_FIELDS = """
+[runtime]
+iterations = 5
+vus = 3
+prng_seed = 11
+
+[[requests]]
+name = "create"
+method = "POST"
+path = "/items/{{random 1 1000000}}"
+body = "n={{random 1 99}}"
+headers = { "X-Request-Id" = "r-{{random 1 1000000000}}-{{iteration}}-{{vu}}", Accept = "*/*" }
+"""
+
+
+@pytest.mark.parametrize("server", _third_party())
+def test_header_values_with_fields_reach_the_server_as_rendered_in_any_layout(
+    tmp_path: Path, server: Callable[..., AbstractContextManager[tuple[int, Path]]]
+) -> None:
+    # The server logs each request's X-Request-Id: exactly the values of the determinism
+    # contract, whose draw index puts the header's field after the path's and the body's
+    # (k = 2), the same for any --procs.
+    expected = Counter(
+        f"r-{1 + draw(11, vu, it, STREAM_PATH, 0 * MAX_FIELDS + 2) % 1000000000}-{it}-{vu}"
+        for vu in range(3)
+        for it in range(5)
+    )
+    assert len(expected) == 15
+    for procs in (1, 2):
+        work = tmp_path / f"srv{procs}"
+        work.mkdir()
+        with server(work, log_header="X-Request-Id") as (port, log):
+            scenario = write_scenario(tmp_path, port, HEADER_FIELDS, name=f"h{procs}.toml")
+            code, summary, err = run_json(scenario, tmp_path / f"out{procs}", "--procs", str(procs))
+            assert code == 0, err
+            assert summary["requests"]["failed"] == 0
+            assert logged_header_values(log, 15) == expected
 
 
 @pytest.fixture(scope="module")

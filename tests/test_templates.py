@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from z6.engine.decisions import ARRIVAL_VU_KEY, draw
 from z6.engine.loader import load_scenario_text
 from z6.engine.protocol import H11Engine
-from z6.engine.requests import prepare_requests
+from z6.engine.requests import PreparedRequest, prepare_requests
 from z6.engine.templates import (
     MAX_FIELDS,
     STREAM_PATH,
@@ -195,3 +195,134 @@ def test_h11_takes_rendered_bodies_of_any_length() -> None:
         assert engine.start(sent) == sent.raw
         engine.feed(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
     assert len(lengths) > 1
+
+
+HEADERS = """
+[runtime]
+iterations = 1
+vus = 1
+[target]
+base_url = "http://127.0.0.1:9"
+[[requests]]
+name = "create"
+method = "POST"
+path = "/u/{{random 1 9}}"
+body = "n={{random 1 99}}"
+[requests.headers]
+X-Request-Id = "r-{{random 1 1000000000}}-{{iteration}}"
+Accept = "*/*"
+User-Agent = "ua-{{vu}}-{{random 5 100000}}"
+"""
+
+
+def _one(text: str) -> PreparedRequest:
+    (req,) = prepare_requests(load_scenario_text(text, "t.toml"))
+    return req
+
+
+def test_header_values_with_fields_are_rendered_in_the_head() -> None:
+    req = _one(HEADERS)
+    assert req.varies
+    sent = req.render(5, 2, 2, 7, 3)
+    # The draw index: the path's field (k = 0), the body's (1), then the header values' in
+    # the order the file writes them (X-Request-Id 2 and 3, User-Agent 4 and 5), whatever order
+    # they go on the wire in (User-Agent replaces z6's default in place, second).
+    path = 1 + draw(5, 2, 7, STREAM_PATH, 3 * MAX_FIELDS + 0) % 9
+    body = f"n={1 + draw(5, 2, 7, STREAM_PATH, 3 * MAX_FIELDS + 1) % 99}".encode()
+    request_id = 1 + draw(5, 2, 7, STREAM_PATH, 3 * MAX_FIELDS + 2) % 1000000000
+    agent = 5 + draw(5, 2, 7, STREAM_PATH, 3 * MAX_FIELDS + 5) % 99996
+    assert (
+        sent.raw
+        == (
+            f"POST /u/{path} HTTP/1.1\r\n"
+            "Host: 127.0.0.1:9\r\n"
+            f"User-Agent: ua-2-{agent}\r\n"
+            f"X-Request-Id: r-{request_id}-7\r\n"
+            "Accept: */*\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "\r\n"
+        ).encode()
+        + body
+    )
+    assert (sent.target, sent.body) == (f"/u/{path}", body)
+    # The definition keeps each field as 0: h11 builds its events from it.
+    assert sent.base is req
+    assert sent.headers is req.headers
+    assert (b"X-Request-Id", b"r-0-0") in req.headers
+    assert req.render(5, 2, 2, 7, 3).raw == sent.raw  # no state
+    assert req.render(5, 2, 2, 8, 3).raw != sent.raw
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/u/{{random 1 9}}", "n={{random 1 99}}"), ("/u/1", "n={{random 1 99}}"), ("/u/1", "n=1")],
+)
+def test_header_fields_count_after_the_path_s_and_the_body_s(path: str, body: str) -> None:
+    text = HEADERS.replace("/u/{{random 1 9}}", path).replace("n={{random 1 99}}", body)
+    sent = _one(text).render(5, 2, 2, 7, 0)
+    k = path.count("{{") + body.count("{{")
+    request_id = 1 + draw(5, 2, 7, STREAM_PATH, k) % 1000000000
+    assert f"\r\nX-Request-Id: r-{request_id}-7\r\n".encode() in sent.raw
+    _, _, tail = sent.raw.partition(b"\r\n\r\n")
+    assert tail == sent.body
+    if "{{" not in body:
+        assert sent.body == b"n=1"
+        assert sent.raw.endswith(b"\r\nContent-Length: 3\r\n\r\nn=1")
+
+
+def test_a_request_without_header_fields_renders_byte_for_byte_as_before() -> None:
+    # The paths and bodies of existing scenarios: header fields take draws after theirs only.
+    text = HEADERS.replace('"r-{{random 1 1000000000}}-{{iteration}}"', '"r-1"').replace(
+        '"ua-{{vu}}-{{random 5 100000}}"', '"ua"'
+    )
+    req = _one(text)
+    assert req.header_templates == ()
+    sent = req.render(5, 2, 2, 7, 3)
+    path = 1 + draw(5, 2, 7, STREAM_PATH, 3 * MAX_FIELDS + 0) % 9
+    body = f"n={1 + draw(5, 2, 7, STREAM_PATH, 3 * MAX_FIELDS + 1) % 99}".encode()
+    assert (
+        sent.raw
+        == (
+            f"POST /u/{path} HTTP/1.1\r\nHost: 127.0.0.1:9\r\nUser-Agent: ua\r\n"
+            f"X-Request-Id: r-1\r\nAccept: */*\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+    # The same request with header fields sends the same path and body.
+    with_fields = _one(HEADERS).render(5, 2, 2, 7, 3)
+    assert (with_fields.target, with_fields.body) == (sent.target, sent.body)
+    plain = _one(text.replace("/u/{{random 1 9}}", "/u/1").replace("{{random 1 99}}", "1"))
+    assert not plain.varies
+    assert plain.raw == (
+        b"POST /u/1 HTTP/1.1\r\nHost: 127.0.0.1:9\r\nUser-Agent: ua\r\nX-Request-Id: r-1\r\n"
+        b"Accept: */*\r\nContent-Length: 3\r\n\r\nn=1"
+    )
+
+
+def test_only_header_fields_make_a_request_vary_and_h11_sends_the_rendered_bytes() -> None:
+    text = HEADERS.replace("/u/{{random 1 9}}", "/u/1").replace("{{random 1 99}}", "1")
+    req = _one(text)
+    assert req.varies
+    assert (req.template, req.body_template) == (None, None)
+    engine = H11Engine()
+    seen = set()
+    for it in range(5):
+        sent = req.render(3, 1, 1, it, 0)
+        assert sent.target == "/u/1"
+        assert sent.raw.endswith(b"\r\nContent-Length: 3\r\n\r\nn=1")
+        seen.add(sent.raw)
+        assert engine.start(sent) == sent.raw
+        engine.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    assert len(seen) == 5
+    assert list(engine._events) == [req]
+
+
+def test_a_rendered_request_shares_every_slot_but_target_raw_and_body() -> None:
+    # _copy writes the slots out one by one: a slot added to the class and forgotten there
+    # would be missing from every rendered request.
+    req = _one(HEADERS)
+    sent = req.render(1, 0, 0, 0, 0)
+    for name in PreparedRequest.__slots__:
+        if name not in ("target", "raw", "body"):
+            assert getattr(sent, name) is getattr(req, name), name
+    assert sent.base is req

@@ -50,6 +50,7 @@ def test_validate_quickstart_exit_0_and_describes() -> None:
             7,
         ),
         (GOOD.replace("vus = 5", "vus = 5 5"), None, 3),
+        (GOOD + 'headers = { Host = "h{{vu}}" }\n', "requests[0].headers.Host", 12),
     ],
 )
 def test_validate_bad_file_exit_2_one_line(
