@@ -16,7 +16,7 @@ from z6.engine.scenario import (
     Scenario,
     Schedule,
 )
-from z6.engine.schedule import arrivals_total, peak_vus, started_vus, target_vus
+from z6.engine.schedule import ArrivalPlan, peak_vus, started_vus, target_vus
 
 __all__ = ["describe_scenario"]
 
@@ -242,11 +242,21 @@ def _schedule_line(s: Schedule, duration: float | None) -> str:
         parts = [f"{_vus(st.vus)} for {_secs(st.duration_seconds)}" for st in s.steps]
         return f"{len(s.steps)} steps: " + ", ".join(parts)
     rate = s.rate or 0.0
-    due = arrivals_total(rate, duration) if duration else 0
-    # Exactly the arrivals the run schedules: iteration n is due at n / rate, before the end.
+    plan = ArrivalPlan.of(s)
+    # Exactly the arrivals the run schedules (ArrivalPlan: n / rate without stages).
+    due = plan.total(duration) if duration else 0
     expected = f", {due} iteration{'s' if due != 1 else ''} due" if duration else ""
+    if plan.staged:
+        shape = f"from {_num(rate)} iterations/s, " + ", ".join(
+            f"to {_num(st.rate)} over {_secs(st.duration_seconds)}" for st in s.stages
+        )
+        rates = shape
+        if duration is None or sum(st.duration_seconds for st in s.stages) < duration:
+            rates += f", then {_num(s.stages[-1].rate)} to the end"
+    else:
+        rates = f"{_num(rate)} iterations/s"
     return (
-        f"arrival rate (open model): {_num(rate)} iterations/s{expected}, from a pool of "
+        f"arrival rate (open model): {rates}{expected}, from a pool of "
         f"{_vus(s.max_vus)} (an iteration with no free VU is counted as dropped)"
     )
 
@@ -271,7 +281,9 @@ def _profile(s: Schedule, duration: float | None, *, starts_only: bool = False) 
 
     ``starts_only`` (iterations mode): each VU runs all its iterations once started, so the
     rows show how many VUs have started by then, not the shape's decreases."""
-    if s.type in ("constant", "arrival_rate"):
+    if s.type == "arrival_rate":
+        return _rate_profile(s, duration)
+    if s.type == "constant":
         return []
     span = _span(s, duration)
     if not span or span <= 0:
@@ -283,6 +295,22 @@ def _profile(s: Schedule, duration: float | None, *, starts_only: bool = False) 
         vus = started_vus(s, t) if starts_only else target_vus(s, t)
         bar = "#" * round(_BAR_WIDTH * vus / peak)
         rows.append(f"    {_num(round(t, 1)):>8} s |{bar:<{_BAR_WIDTH}} {vus}")
+    return rows
+
+
+def _rate_profile(s: Schedule, duration: float | None) -> list[str]:
+    """The rows of ``_profile`` for an arrival rate with stages: iterations/s over the run."""
+    plan = ArrivalPlan.of(s)
+    if not plan.staged or not duration:
+        return []
+    span = duration
+    peak = max([s.rate or 0.0] + [st.rate for st in s.stages]) or 1.0
+    rows = ["  Rate profile (iterations/s):"]
+    for i in range(_PROFILE_ROWS):
+        t = span * i / (_PROFILE_ROWS - 1)
+        rate = plan.rate_at(t)
+        bar = "#" * round(_BAR_WIDTH * rate / peak)
+        rows.append(f"    {_num(round(t, 1)):>8} s |{bar:<{_BAR_WIDTH}} {_num(round(rate, 2))}")
     return rows
 
 

@@ -41,6 +41,7 @@ from z6.engine.scenario import (
     Assertions,
     Limits,
     Metadata,
+    RateStage,
     RequestGoals,
     RequestSpec,
     Runtime,
@@ -51,7 +52,7 @@ from z6.engine.scenario import (
     Target,
     ThinkTime,
 )
-from z6.engine.schedule import peak_vus
+from z6.engine.schedule import ArrivalPlan, peak_vus
 from z6.engine.templates import MAX_FIELDS, Template, TemplateError, parse_template
 
 __all__ = [
@@ -124,6 +125,7 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     ),
     "schedule": _fields(Schedule),
     "schedule.steps": _fields(Step),
+    "schedule.stages": _fields(RateStage),
     "think_time": _fields(ThinkTime),
     "sequence": ("type", "steps"),
     "sequence.steps": ("request", "repeat"),
@@ -147,7 +149,7 @@ _SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
         "spike_duration_seconds",
     ),
     "steps": ("steps",),
-    "arrival_rate": ("rate", "max_vus"),
+    "arrival_rate": ("rate", "max_vus", "stages"),
 }
 _THINK_KEYS: dict[str, tuple[str, ...]] = {
     "constant": ("duration_ms",),
@@ -625,11 +627,14 @@ def _build(ctx: _Context) -> Scenario:
     if "schedule" in tables:
         sched = tables["schedule"]
         _check_keys_of_type(ctx, sched, "schedule", _SCHEDULE_KEYS)
-        steps = sched.get("steps")
-        if isinstance(steps, list):
-            for i, step in enumerate(steps):
-                if isinstance(step, dict):
-                    _check_keys(ctx, step, _ALLOWED["schedule.steps"], f"schedule.steps[{i}]")
+        for part in ("steps", "stages"):
+            entries = sched.get(part)
+            if isinstance(entries, list):
+                for i, entry in enumerate(entries):
+                    if isinstance(entry, dict):
+                        _check_keys(
+                            ctx, entry, _ALLOWED[f"schedule.{part}"], f"schedule.{part}[{i}]"
+                        )
     if "think_time" in tables:
         _check_keys_of_type(ctx, tables["think_time"], "think_time", _THINK_KEYS)
     if "sequence" in tables:
@@ -1240,9 +1245,14 @@ def _fill_schedule(ctx: _Context, s: Schedule, rt: Runtime, *, explicit: bool) -
                 "schedule.type",
                 "type 'arrival_rate' needs runtime.duration_seconds, not runtime.iterations",
             )
-        if s.rate is None:
-            ctx.fail("schedule.rate", "is required for type 'arrival_rate'", line_key="schedule")
-        _num(ctx, "schedule.rate", s.rate, low=MIN_RATE, high=MAX_RATE)
+        if s.stages:
+            _check_stages(ctx, s, duration)
+        else:
+            if s.rate is None:
+                ctx.fail(
+                    "schedule.rate", "is required for type 'arrival_rate'", line_key="schedule"
+                )
+            _num(ctx, "schedule.rate", s.rate, low=MIN_RATE, high=MAX_RATE)
         _num(ctx, "schedule.max_vus", s.max_vus, low=1, high=MAX_VUS)
         if s.max_vus is None:
             if rt.vus is None:
@@ -1252,6 +1262,48 @@ def _fill_schedule(ctx: _Context, s: Schedule, rt: Runtime, *, explicit: bool) -
             s.max_vus = rt.vus
     if peak_vus(s) < 1:
         ctx.fail("schedule", "the schedule never has a VU active; at least one VU is needed")
+
+
+def _check_stages(ctx: _Context, s: Schedule, duration: float | None) -> None:
+    """``arrival_rate`` with ``[[schedule.stages]]``: ``rate`` is the starting rate (default
+    0, as k6's ``startRate``), each stage's rate 0 ... ``MAX_RATE``, durations > 0, the
+    stages no longer than the run, and some arrival due within it."""
+    if s.rate is None:
+        s.rate = 0.0
+    _stage_rate(ctx, "schedule.rate", s.rate)
+    total = 0.0
+    for i, stage in enumerate(s.stages):
+        key = f"schedule.stages[{i}]"
+        _stage_rate(ctx, f"{key}.rate", stage.rate)
+        _num(
+            ctx,
+            f"{key}.duration_seconds",
+            stage.duration_seconds,
+            low=0,
+            low_open=True,
+            high=MAX_DURATION_SECONDS,
+        )
+        total += stage.duration_seconds
+    if duration is not None and total > duration:
+        ctx.fail(
+            "schedule.stages",
+            f"the stages last {_fmt(total)} s, longer than runtime.duration_seconds "
+            f"({_fmt(duration)} s)",
+        )
+    if duration is not None and ArrivalPlan.of(s).total(duration) == 0:
+        ctx.fail(
+            "schedule.stages",
+            "no arrival is due during the run: the rate is 0 throughout; give rate or a stage "
+            "a rate above 0",
+        )
+
+
+def _stage_rate(ctx: _Context, key: str, rate: float) -> None:
+    """A rate of a staged arrival rate: 0, or as ``schedule.rate`` without stages (a rate
+    below ``MIN_RATE`` would put its next arrival past the int64 of ns)."""
+    _num(ctx, key, rate, high=MAX_RATE)
+    if rate != 0 and not rate >= MIN_RATE:
+        ctx.fail(key, f"must be 0 or >= {_fmt(MIN_RATE)}, got {_fmt(rate)}")
 
 
 def _check_think(ctx: _Context, t: ThinkTime) -> None:

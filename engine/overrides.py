@@ -88,7 +88,8 @@ def apply_overrides(
 
 
 def duration_cut_note(sc: Scenario, duration: float | None) -> str | None:
-    """The note for a ``--duration`` that ends a shaped schedule (ramp, spike, steps) before
+    """The note for a ``--duration`` that ends a shaped schedule (ramp, spike, steps, arrival
+    rate stages) before
     the shape's own end, or ``None``: the shape is cut there, which the file itself could not
     ask for (the loader refuses a shape longer than the run). In iterations mode too: the
     override replaces the iterations, and VUs a ramp would start later never run."""

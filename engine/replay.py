@@ -18,7 +18,7 @@ and checks, for every event:
   in duration mode no iteration begins (step 0 sent) after that window's stop, within
   :data:`LATE_TOLERANCE_NS` (plus twice ``connection_timeout_ms`` when it had to connect);
 - open model: each arrival ``n`` belongs to the worker that ran or dropped it, is due at
-  ``arrival_instant_ns(rate, n)`` (the event's ``scheduled_ns``), is run or dropped at most once
+  ``ArrivalPlan.instant_ns(n)`` (the event's ``scheduled_ns``), is run or dropped at most once
   and is due before the end of the run.
 
 At the end, when the footer says the run completed and the log is intact: in iterations mode
@@ -47,7 +47,7 @@ from z6.engine.decisions import (
 )
 from z6.engine.error_kinds import CONNECT_FAILURES, ErrorKind
 from z6.engine.scenario import Scenario
-from z6.engine.schedule import arrival_instant_ns, arrivals_total, peak_vus, vu_windows
+from z6.engine.schedule import ArrivalPlan, peak_vus, vu_windows
 from z6.ipc.events import (
     Event,
     IterationDropped,
@@ -241,8 +241,8 @@ class ReplayVerifier:
         self._windows: dict[int, list[tuple[float, float]]] = {}
         self._bad_vus: set[int] = set()
         # Open model: the arrival each pool VU is working on, and which arrivals happened.
-        self._rate = float(sched.rate or 0.0)
-        self._arrivals = arrivals_total(self._rate, duration or 0.0) if self._open else 0
+        self._arrival_plan = ArrivalPlan.of(sched)
+        self._arrivals = self._arrival_plan.total(duration or 0.0) if self._open else 0
         self._arrival_bits: bytearray | None = None
         if self._open:
             if self._arrivals <= MAX_ARRIVAL_BITS:
@@ -508,7 +508,7 @@ class ReplayVerifier:
                 f"{where}: arrival {n} handled by worker {worker}, expected worker {owner}",
                 iteration=n,
             )
-        due = arrival_instant_ns(self._rate, n)
+        due = self._arrival_plan.instant_ns(n)
         if scheduled_ns != due:
             self._mismatch(
                 "arrival",

@@ -94,6 +94,14 @@ class Step(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     duration_seconds: float
 
 
+class RateStage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[schedule.stages]]`` entry of ``arrival_rate``: move the rate linearly to
+    ``rate`` iterations/s over ``duration_seconds``."""
+
+    rate: float
+    duration_seconds: float
+
+
 class Schedule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``[schedule]``: the load shape. Which fields apply depends on ``type``.
 
@@ -101,7 +109,7 @@ class Schedule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     never re-derive defaults: constant → ``vus``; ramp → ``start_vus``, ``end_vus``,
     ``ramp_duration_seconds``, ``hold_duration_seconds``; spike → ``baseline_vus``,
     ``spike_vus``, ``spike_start_seconds``, ``spike_duration_seconds``; steps → ``steps``;
-    arrival_rate → ``rate``, ``max_vus``.
+    arrival_rate → ``rate``, ``max_vus`` (and ``stages``, possibly empty).
     """
 
     type: ScheduleType = "constant"
@@ -117,6 +125,7 @@ class Schedule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     steps: list[Step] = msgspec.field(default_factory=list)
     rate: float | None = None
     max_vus: int | None = None
+    stages: list[RateStage] = msgspec.field(default_factory=list)
 
 
 class ThinkTime(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

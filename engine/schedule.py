@@ -15,12 +15,16 @@ error. After its natural length every shape keeps its final level (ramp: ``end_v
 spike: ``baseline_vus``; steps: the last step's ``vus``). Before t = 0 the target is 0.
 
 ``arrival_rate`` is the open model: iteration ``n`` is due at ``n / rate`` seconds and runs on
-any free VU of a pool of ``max_vus``, all of which exist for the whole run.
+any free VU of a pool of ``max_vus``, all of which exist for the whole run. With ``stages``
+the rate moves linearly from stage to stage, and arrival ``n`` is due when the expected
+count (the integral of the rate) reaches ``n``: see :class:`ArrivalPlan`.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Sequence
 
 from z6.engine.scenario import Schedule
 
@@ -120,8 +124,11 @@ def peak_vus(schedule: Schedule) -> int:
 
 
 def schedule_length_s(schedule: Schedule) -> float | None:
-    """The shape's natural length in seconds, ``None`` for constant and arrival_rate."""
+    """The shape's natural length in seconds, ``None`` for constant and for arrival_rate
+    without stages."""
     kind = schedule.type
+    if kind == "arrival_rate":
+        return float(sum(s.duration_seconds for s in schedule.stages)) or None
     if kind == "ramp":
         return _need(schedule.ramp_duration_seconds, "ramp_duration_seconds") + _need(
             schedule.hold_duration_seconds, "hold_duration_seconds"
@@ -245,3 +252,111 @@ def arrivals_total(rate: float, duration_s: float) -> int:
     while arrival_instant_ns(rate, n) < limit:
         n += 1
     return n
+
+
+NEVER_NS = 2**63 - 1
+"""``ArrivalPlan.instant_ns`` of an arrival that never comes (the rate stays 0 before it)."""
+
+
+class ArrivalPlan:
+    """Open model: when each arrival is due, in ns after the start (pure arithmetic).
+
+    The rate starts at ``rate`` iterations/s; each stage ``(rate_i, duration_i)`` moves it
+    linearly to ``rate_i`` over ``duration_i`` seconds, and after the last stage it holds
+    (k6's ramping-arrival-rate). The expected count by ``t`` is the integral of the rate,
+    ``N(t)``; arrival ``n`` (from 0) is due at the first instant after which more than ``n``
+    are expected (the infimum of ``t`` with ``N(t) > n``), rounded to the ns: so arrival 0 is
+    due at 0 unless the rate starts at 0 and stays there for a while, and none is due while
+    the rate is 0. Without stages that is ``round(n * 1e9 / rate)`` exactly
+    (``arrival_instant_ns``), as before stages existed. Within a stage from ``r0`` to ``r1``
+    over ``T``, starting at
+    ``t0`` with ``N0`` arrivals, ``m = n - N0`` is reached after
+    ``2m / (r0 + sqrt(r0^2 + 2 (r1 - r0) m / T))`` seconds (the root of
+    ``r0 dt + (r1 - r0) dt^2 / 2T = m`` that is stable as ``r1 - r0`` goes to 0).
+    """
+
+    __slots__ = ("_ends", "_rate", "_segments", "_tail")
+
+    def __init__(self, rate: float, stages: Sequence[tuple[float, float]] = ()) -> None:
+        self._rate = rate
+        # (t0, duration, r0, r1, n0) per stage with a duration; _ends[i]: N at its end.
+        self._segments: list[tuple[float, float, float, float, float]] = []
+        self._ends: list[float] = []
+        t, r, n = 0.0, rate, 0.0
+        for r1, duration in stages:
+            if duration <= 0:
+                r = r1
+                continue
+            self._segments.append((t, duration, r, r1, n))
+            n += (r + r1) * duration / 2
+            self._ends.append(n)
+            t += duration
+            r = r1
+        self._tail = (t, r, n)  # after the stages: rate r from t on, N(t) = n
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> ArrivalPlan:
+        """The plan of an ``arrival_rate`` schedule (its ``rate`` and ``stages``)."""
+        return cls(
+            float(schedule.rate or 0.0),
+            [(float(st.rate), float(st.duration_seconds)) for st in schedule.stages],
+        )
+
+    @property
+    def staged(self) -> bool:
+        """True when the rate changes during the run (the schedule has stages)."""
+        return bool(self._segments) or self._tail[1] != self._rate
+
+    def instant_ns(self, n: int) -> int:
+        """When arrival ``n`` is due, ns after the start (``NEVER_NS`` if it never is)."""
+        if not self._segments and self._tail[1] == self._rate:
+            rate = self._rate
+            return arrival_instant_ns(rate, n) if rate > 0 else NEVER_NS
+        i = bisect.bisect_right(self._ends, n)
+        if i < len(self._segments):
+            t0, duration, r0, r1, n0 = self._segments[i]
+            m = n - n0
+            if m <= 0:
+                return round(t0 * 1e9)
+            root = math.sqrt(max(r0 * r0 + 2.0 * (r1 - r0) * m / duration, 0.0))
+            dt = 2.0 * m / (r0 + root)
+            return round((t0 + min(dt, duration)) * 1e9)
+        t0, r, n0 = self._tail
+        if r <= 0:
+            return NEVER_NS
+        t = (t0 + max(n - n0, 0.0) / r) * 1e9
+        return round(t) if t < NEVER_NS else NEVER_NS  # a tiny rate: as good as never
+
+    def count_at(self, t_s: float) -> float:
+        """``N(t)``: the expected number of arrivals in ``[0, t_s]``."""
+        if t_s <= 0:
+            return 0.0
+        for t0, duration, r0, r1, n0 in self._segments:
+            if t_s < t0 + duration:
+                dt = t_s - t0
+                return n0 + r0 * dt + (r1 - r0) * dt * dt / (2 * duration)
+        t0, r, n0 = self._tail
+        return n0 + r * (t_s - t0)
+
+    def rate_at(self, t_s: float) -> float:
+        """The rate (iterations/s) at ``t_s`` seconds after the start."""
+        for t0, duration, r0, r1, _ in self._segments:
+            if t_s < t0 + duration:
+                return r0 + (r1 - r0) * max(t_s - t0, 0.0) / duration
+        return self._tail[1]
+
+    def total(self, duration_s: float) -> int:
+        """How many arrivals are due in ``[0, duration_s)``: the count of ``n >= 0`` with
+        ``instant_ns(n) < round(duration_s * 1e9)``."""
+        if duration_s <= 0:
+            return 0
+        if not self.staged:
+            return arrivals_total(self._rate, duration_s)
+        limit = round(duration_s * 1e9)
+        n = max(math.ceil(self.count_at(duration_s)), 0)
+        # The float estimate may be off by one either way; settle it on the exact instants.
+        while n > 0 and self.instant_ns(n - 1) >= limit:
+            n -= 1
+        while self.instant_ns(n) < limit:
+            n += 1
+        return n

@@ -47,11 +47,7 @@ from z6.engine.reactor import (
 )
 from z6.engine.requests import PreparedRequest, parse_base_url, prepare_requests
 from z6.engine.scenario import Scenario
-from z6.engine.schedule import (
-    arrival_instant_ns,
-    arrivals_total,
-    vu_windows,
-)
+from z6.engine.schedule import ArrivalPlan, vu_windows
 from z6.ipc.events import (
     Event,
     IterationDropped,
@@ -412,10 +408,10 @@ class VuRuntime:
     async def _open_model(self, my_vus: list[int]) -> None:
         """Open model: start iterations at the declared rate from a pool of idle VUs."""
         plan = self.plan
-        sched = plan.scenario.schedule
-        rate = float(sched.rate or 0.0)
+        arrival_plan = ArrivalPlan.of(plan.scenario.schedule)
+        instant_ns = arrival_plan.instant_ns
         duration = plan.duration_s or 0.0
-        total = arrivals_total(rate, duration)
+        total = arrival_plan.total(duration)
         idle = [self._new_slot(vu) for vu in reversed(my_vus)]
         reactor = self._reactor
         arrivals = open_model_worker_iterations(
@@ -425,7 +421,7 @@ class VuRuntime:
         n = 0
         try:
             for n in arrivals:
-                due = self._start_ns + arrival_instant_ns(rate, n)
+                due = self._start_ns + instant_ns(n)
                 if (
                     not await self._sleep_until(due)
                     or time.perf_counter_ns() >= self._last_start_ns()
@@ -433,7 +429,7 @@ class VuRuntime:
                     # The run ended more than LATE_ARRIVAL_NS ago (or was stopped). Arrivals
                     # that came due before its end but were not started because this loop
                     # fell behind are dropped, never skipped silently (SPEC section 3).
-                    await self._drop_past_due(n, arrivals, rate)
+                    await self._drop_past_due(n, arrivals, instant_ns)
                     break
                 if not idle:
                     # Catching up on past-due arrivals never sleeps: give iterations that have
@@ -448,9 +444,11 @@ class VuRuntime:
         except Interrupted:
             # The hard stop came while this loop was still catching up: ``n`` and the rest
             # due before the end were not handled, and are dropped (no request is sent).
-            await self._drop_past_due(n, arrivals, rate)
+            await self._drop_past_due(n, arrivals, instant_ns)
 
-    async def _drop_past_due(self, first: int, rest: Iterator[int], rate: float) -> None:
+    async def _drop_past_due(
+        self, first: int, rest: Iterator[int], instant_ns: Callable[[int], int]
+    ) -> None:
         """Record ``first`` and the following arrivals of ``rest`` that were due before the
         run's end as ``IterationDropped``, with a reactor turn (which hands a full batch to
         the ring) every ``_DROP_CHUNK``."""
@@ -459,7 +457,7 @@ class VuRuntime:
         n = first
         emitted = 0
         while True:
-            due = start + arrival_instant_ns(rate, n)
+            due = start + instant_ns(n)
             if due >= end:
                 return
             self._emit(IterationDropped(n, due - start))

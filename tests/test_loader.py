@@ -1582,6 +1582,90 @@ def test_describe_arrival_rate_counts_the_arrivals_due(rate: str, duration: str,
     assert "pool of 1 VU " in text
 
 
+STAGES = (
+    'type = "arrival_rate"\nmax_vus = 9\n'
+    "[[schedule.stages]]\nrate = 400\nduration_seconds = 2\n"
+    "[[schedule.stages]]\nrate = 400\nduration_seconds = 2\n"
+    "[[schedule.stages]]\nrate = 0\nduration_seconds = 2\n"
+)
+
+
+def test_arrival_rate_stages_load_and_describe() -> None:
+    s = load(_sch("duration_seconds = 7\n", STAGES))
+    assert s.schedule.rate == 0.0  # the starting rate defaults to 0, as k6's startRate
+    assert [(st.rate, st.duration_seconds) for st in s.schedule.stages] == [
+        (400, 2),
+        (400, 2),
+        (0, 2),
+    ]
+    text = describe_scenario(s)
+    assert (
+        "arrival rate (open model): from 0 iterations/s, to 400 over 2 s, to 400 over 2 s, "
+        "to 0 over 2 s, then 0 to the end, 1600 iterations due, from a pool of 9 VUs"
+    ) in text
+    assert "Rate profile (iterations/s):" in text
+    inline = load(
+        _sch(
+            "duration_seconds = 4\n",
+            'type = "arrival_rate"\nrate = 10\nmax_vus = 2\n'
+            "stages = [{rate = 30, duration_seconds = 4}]\n",
+        )
+    )
+    assert "to 30 over 4 s, 80 iterations due" in describe_scenario(inline)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "schedule", "key", "fragment"),
+    [
+        ("duration_seconds = 5\n", STAGES, "schedule.stages", "the stages last 6 s, longer"),
+        (
+            "duration_seconds = 9\n",
+            STAGES.replace("rate = 400", "rate = -1", 1),
+            "schedule.stages[0].rate",
+            "must be 0 or >= 1e-06, got -1",
+        ),
+        (
+            "duration_seconds = 9\n",
+            STAGES.replace("rate = 400", "rate = 2e6", 1),
+            "schedule.stages[0].rate",
+            "<= 1000000",
+        ),
+        (
+            "duration_seconds = 9\n",
+            STAGES.replace("duration_seconds = 2", "duration_seconds = 0", 1),
+            "schedule.stages[0].duration_seconds",
+            "> 0",
+        ),
+        (
+            "duration_seconds = 9\n",
+            STAGES.replace("rate = 400", "rate = 0"),
+            "schedule.stages",
+            "no arrival is due during the run",
+        ),
+        (
+            "duration_seconds = 9\n",
+            STAGES + "[[schedule.stages]]\nvus = 1\nduration_seconds = 1\n",
+            "schedule.stages[3].vus",
+            "unknown key",
+        ),
+        (
+            "duration_seconds = 9\n",
+            STAGES.replace('type = "arrival_rate"\nmax_vus = 9', 'type = "ramp"\nvus = 9'),
+            "schedule.stages",
+            "does not apply to schedule type 'ramp'",
+        ),
+        # A key after [[schedule.stages]] belongs to the last stage, which has a rate.
+        ("duration_seconds = 9\n", STAGES + "rate = -2\n", None, "Cannot overwrite a value"),
+    ],
+)
+def test_arrival_rate_stages_bad(
+    runtime: str, schedule: str, key: str | None, fragment: str
+) -> None:
+    err = fail(_sch(runtime, schedule))
+    assert err.key == key
+    assert fragment in err.message
+
+
 def test_describe_iterations_mode_draws_the_vus_started_not_the_ramp_down() -> None:
     s = load(
         _sch(

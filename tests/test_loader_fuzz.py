@@ -58,7 +58,7 @@ KEYS = [
     "request", "repeat", "p50_latency_ms", "p99_latency_ms", "error_rate_max",
     "success_rate_min", "rps_min", "status_5xx_max_rate", "request_timeout_ms",
     "max_event_log_size_mb", "by_name", "dropped_iterations_max", "expect_body_contains",
-    "expect_body_not_contains",
+    "expect_body_not_contains", "stages",
 ]  # fmt: skip
 STRINGS = [
     "", "a", "GET", "get", "POST", "/", "/x", "x", "http://127.0.0.1:8080", "https://h",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from z6.engine.scenario import Schedule, Step
+from z6.engine.scenario import RateStage, Schedule, Step
 from z6.engine.schedule import (
+    NEVER_NS,
+    ArrivalPlan,
     ScheduleShapeError,
     arrival_instant_ns,
     arrivals_total,
@@ -328,3 +331,91 @@ def test_arrivals_total_counts_instants_before_end(rate: float, duration: float)
     limit = round(duration * 1e9)
     assert n >= 1  # iteration 0 is due at t = 0
     assert arrival_instant_ns(rate, n - 1) < limit <= arrival_instant_ns(rate, n)
+
+
+# --- open model with stages (ArrivalPlan) -----------------------------------------------------
+
+
+def test_a_plan_without_stages_is_the_constant_formula() -> None:
+    plan = ArrivalPlan(3.0)
+    assert not plan.staged
+    assert [plan.instant_ns(n) for n in range(100)] == [
+        arrival_instant_ns(3.0, n) for n in range(100)
+    ]
+    assert plan.total(10.05) == arrivals_total(3.0, 10.05)
+    assert ArrivalPlan(0.5, [(0.5, 4.0)]).instant_ns(3) == arrival_instant_ns(0.5, 3)
+
+
+def test_a_ramp_from_zero_follows_the_integral() -> None:
+    # 0 -> 100/s over 10 s: N(t) = 5 t^2, so arrival n is due at sqrt(n / 5) s.
+    plan = ArrivalPlan(0.0, [(100.0, 10.0)])
+    assert plan.staged
+    for n in (0, 1, 2, 5, 20, 125, 499):
+        assert plan.instant_ns(n) == round(math.sqrt(n / 5) * 1e9), n
+    assert plan.count_at(10.0) == 500
+    assert plan.total(10.0) == 500  # arrival 500 is due at 10 s, the end: not in the run
+    assert plan.total(12.0) == 700  # then 100/s holds
+    assert plan.rate_at(2.5) == 25.0
+    assert plan.rate_at(60.0) == 100.0
+
+
+def test_rate_zero_stretches_have_no_arrivals() -> None:
+    # 0/s for 5 s, a near jump to 10/s, 10/s for 5 s, then down to 0 and held there.
+    plan = ArrivalPlan(0.0, [(0.0, 5.0), (10.0, 1e-4), (10.0, 5.0), (0.0, 1.0)])
+    assert plan.instant_ns(0) == 5_000_000_000  # not at 0: nothing is expected before 5 s
+    assert plan.total(5.0) == 0
+    last = plan.total(60.0)
+    assert last == math.ceil(plan.count_at(11.0001))  # every expected arrival, then none
+    assert plan.instant_ns(last) == NEVER_NS
+    assert ArrivalPlan(0.0, [(0.0, 3.0)]).total(3.0) == 0
+
+
+def test_per_second_counts_of_a_staged_plan() -> None:
+    # 0 -> 400/s over 2 s, 400/s for 2 s, 400 -> 0 over 2 s: 100, 300, 400, 400, 300, 100.
+    plan = ArrivalPlan(0.0, [(400.0, 2.0), (400.0, 2.0), (0.0, 2.0)])
+    counts = [0] * 6
+    for n in range(plan.total(6.0)):
+        counts[plan.instant_ns(n) // 1_000_000_000] += 1
+    assert counts == [100, 300, 400, 400, 300, 100]
+
+
+_rates = st.one_of(st.just(0.0), st.floats(min_value=1e-6, max_value=5e3))
+_stage = st.tuples(
+    _rates,
+    st.floats(min_value=1e-3, max_value=20.0),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=_rates,
+    stages=st.lists(_stage, min_size=1, max_size=5),
+    duration=st.floats(min_value=1e-3, max_value=60.0),
+)
+def test_staged_instants_are_ordered_and_total_counts_them(
+    start: float, stages: list[tuple[float, float]], duration: float
+) -> None:
+    """Instants never go back, stay in the run, and ``total`` is exactly the count of those
+    before the end; the count agrees with the integral of the rate to within one."""
+    plan = ArrivalPlan(start, stages)
+    n = plan.total(duration)
+    limit = round(duration * 1e9)
+    if n:
+        assert plan.instant_ns(n - 1) < limit
+    assert plan.instant_ns(n) >= limit
+    assert abs(n - plan.count_at(duration)) <= 1.0 + 1e-6 * n
+    step = max(n // 200, 1)
+    previous = -1
+    for k in range(0, n + 1, step):
+        t = plan.instant_ns(k)
+        assert t >= previous
+        previous = t
+
+
+def test_schedule_length_of_stages() -> None:
+    staged = Schedule(
+        type="arrival_rate", rate=0.0, max_vus=5, stages=[RateStage(rate=5, duration_seconds=2.5)]
+    )
+    assert schedule_length_s(staged) == 2.5
+    assert schedule_length_s(Schedule(type="arrival_rate", rate=5.0, max_vus=5)) is None
+    assert ArrivalPlan.of(staged).instant_ns(1) == ArrivalPlan(0.0, [(5.0, 2.5)]).instant_ns(1)
