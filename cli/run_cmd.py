@@ -400,7 +400,8 @@ _FAILURE_HINTS = {
     "the status codes",
     "timeout": "the responses took longer than timeout_ms",
     "body_check": "the response bodies failed expect_body_contains / expect_body_not_contains: "
-    "is the server answering with an error page?",
+    "is the server answering with an error page, or compressing its bodies (an "
+    "Accept-Encoding header)?",
 }
 
 

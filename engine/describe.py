@@ -392,4 +392,19 @@ def _notes(s: Scenario) -> list[str]:
     if s.sequence is None and any(r.weight == 0 for r in s.requests):
         zero = [r.name for r in s.requests if r.weight == 0]
         notes.append(f"weight 0: never chosen: {', '.join(zero)}")
+    literal = [r.name for r in s.requests if _texts_look_resolved(r)]
+    if literal:
+        notes.append(
+            "body check texts are matched as written: ${NAME} and {{...}} are not resolved "
+            f"in them ({', '.join(literal)})"
+        )
     return notes
+
+
+def _texts_look_resolved(r: RequestSpec) -> bool:
+    """True when a body check text of ``r`` holds ``${`` or ``{{``, which stay literal."""
+    texts: list[str] = []
+    for value in (r.expect_body_contains, r.expect_body_not_contains):
+        if value is not None:
+            texts += [value] if isinstance(value, str) else value
+    return any("${" in t or "{{" in t for t in texts)

@@ -1051,14 +1051,23 @@ def _check_body_texts(ctx: _Context, where: str, req: RequestSpec) -> None:
                 if text in required:  # only reached for expect_body_not_contains
                     ctx.fail(
                         tkey,
-                        f"{text!r} is part of {required!r}, which expect_body_contains "
-                        "requires: no body can pass",
+                        f"{_shown(text)} is part of {_shown(required)}, which "
+                        "expect_body_contains requires: no body can pass",
                         line_key=key,
                     )
         if name == "expect_body_contains":
             present = list(texts)
         if req.method == "HEAD":
             ctx.fail(key, "a response to HEAD has no body: check a GET instead")
+        bodiless = req.expect_status is not None and all(
+            c < 200 or c in (204, 304) for c in req.expect_status
+        )
+        if bodiless and name == "expect_body_contains":
+            ctx.fail(
+                key,
+                "every status in expect_status has no body (1xx, 204, 304): no response can "
+                "pass; remove one of the two",
+            )
         if name == "expect_body_contains":
             req.expect_body_contains = list(texts)
         else:
@@ -1080,6 +1089,11 @@ def _check_field_count(ctx: _Context, counts: list[tuple[str, int]]) -> None:
                 f"at most {MAX_FIELDS} fields per request, path, body and header values "
                 f"together, got {total}",
             )
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """``repr(text)`` for an error message, cut to about ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def _not_a_file(path: Path) -> str | None:

@@ -489,7 +489,7 @@ class HttptoolsEngine:
         self._msg_status = self.status = verdict[0]
         self.keep_alive = not self._req_close
         if self.matcher is not None:
-            self.matcher.feed(memoryview(data)[end:])
+            self.matcher.feed(data[end:])
         return True
 
     # -- httptools callbacks -------------------------------------------------------------

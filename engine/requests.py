@@ -409,7 +409,8 @@ def _body_check(
     def texts(value: str | list[str] | None) -> tuple[bytes, ...]:
         if value is None:
             return ()
-        return tuple(t.encode("utf-8") for t in ([value] if isinstance(value, str) else value))
+        texts = [value] if isinstance(value, str) else value
+        return tuple(t.encode("utf-8", "surrogatepass") for t in texts)
 
     if present is None and absent is None:
         return None

@@ -16,7 +16,7 @@ from z6.engine.protocol import H11Engine, HttptoolsEngine, ResponseParser
 from z6.engine.requests import make_request
 
 
-def _verdict(check: BodyCheck, pieces: list[bytes]) -> bool:
+def _verdict(check: BodyCheck, pieces: list[bytes] | list[bytes | bytearray]) -> bool:
     m = check.matcher()
     for piece in pieces:
         m.feed(piece)
@@ -61,9 +61,11 @@ def test_the_matcher_keeps_only_a_short_tail() -> None:
     assert len(m._tail) == len(b"needle") - 1
 
 
-def test_memoryview_and_bytearray_pieces() -> None:
+def test_bytearray_pieces() -> None:
+    # h11 may hand the body over as bytearray pieces.
     check = BodyCheck((b"abc",), ())
-    assert _verdict(check, [memoryview(b"xxab"), bytearray(b"c")])  # type: ignore[list-item]
+    assert _verdict(check, [bytearray(b"xxab"), bytearray(b"c")])
+    assert _verdict(check, [b"xxab", bytearray(b"c")])
 
 
 @pytest.mark.parametrize(("present", "absent"), [((), ()), ((b"",), ()), ((), (b"x", b""))])

@@ -42,6 +42,23 @@ CASES: dict[str, tuple[str, str | None, int | None]] = {
     "reset": ("/reset", "reset", None),
     "silent": ("/silent", "timeout", None),
     "trickle": ("/trickle", "timeout", None),
+    # Body checks on the same responses (the lines in CHECKS): the text spanning two chunks
+    # is found, a trailer and a 1xx head are not body, bytes after the response are not
+    # either, and a failed status comes first.
+    "chunked_checked": ("/chunked", None, 200),
+    "chunked_forbidden": ("/chunked", "body_check", 200),
+    "interim_checked": ("/interim", "body_check", 200),
+    "close_checked": ("/close-delimited", "body_check", 200),
+    "overlong_checked": ("/overlong-body", None, 200),
+    "s503_checked": ("/status/503", "status", 503),
+}
+CHECKS = {
+    "chunked_checked": "expect_body_contains = 'lo wo'\nexpect_body_not_contains = 'done'",
+    "chunked_forbidden": "expect_body_not_contains = 'o w'",
+    "interim_checked": "expect_body_contains = 'Early'",
+    "close_checked": "expect_body_not_contains = 'the end'",
+    "overlong_checked": "expect_body_contains = 'ok'\nexpect_body_not_contains = 'EXTRA'",
+    "s503_checked": "expect_body_contains = 'nope'",
 }
 
 
@@ -66,7 +83,7 @@ def _scenario(port: int, names: list[str]) -> str:
         path = CASES[name][0]
         parts.append(
             f'[[requests]]\nname = "{name}"\nmethod = "GET"\npath = "{path}"\n'
-            f"timeout_ms = {SHORT_TIMEOUT_MS}\n"
+            f"timeout_ms = {SHORT_TIMEOUT_MS}\n{CHECKS.get(name, '')}\n"
         )
     parts.append('[sequence]\ntype = "ordered"\n')
     for name in names:
@@ -123,7 +140,7 @@ def test_every_hostile_case_ends_as_its_error_kind(tmp_path: Path) -> None:
     assert summary["requests"]["total"] == per_name * len(CASES)
     assert summary["errors"]["by_kind"] == expected_kinds
     assert len(expected_kinds) >= 3
-    assert summary["requests"]["by_status"]["503"] == per_name
+    assert summary["requests"]["by_status"]["503"] == 2 * per_name  # s503 and s503_checked
     assert summary["accounting"]["complete"] is True
     # The log holds the same requests, each with its error kind, and a complete footer.
     reader = EventLogReader(tmp_path / "out" / "events.bin")

@@ -635,6 +635,16 @@ def test_body_checks_load_as_lists_and_reach_the_prepared_request() -> None:
             "requests[0].expect_body_contains",
             "HEAD has no body",
         ),
+        (
+            "expect_status = [204, 304]\nexpect_body_contains = 'x'\n",
+            "requests[0].expect_body_contains",
+            "every status in expect_status has no body",
+        ),
+        (
+            "expect_body_contains = '" + "x" * 100 + "'\nexpect_body_not_contains = 'x'\n",
+            "requests[0].expect_body_not_contains",
+            "'x' is part of '" + "x" * 57 + "...', which",
+        ),
     ],
 )
 def test_body_checks_bad(extra: str, key: str, fragment: str) -> None:
@@ -645,6 +655,15 @@ def test_body_checks_bad(extra: str, key: str, fragment: str) -> None:
     assert err.key == key
     assert fragment in err.message
     assert err.line == line_of(text, key.rsplit(".", 1)[1].split("[")[0] + " =")
+
+
+def test_body_checks_that_can_pass_with_bodiless_statuses_and_literal_texts() -> None:
+    # A 204 passes a forbidden-text check (nothing in it); a text holding ${ or {{ is
+    # matched as written, which validate points out.
+    s = load(_req("expect_status = [204]\nexpect_body_not_contains = ['${X}', 'ok']\n"))
+    assert s.requests[0].expect_body_not_contains == ["${X}", "ok"]
+    assert "${NAME} and {{...}} are not resolved in them (a)" in describe_scenario(s)
+    assert "are not resolved" not in describe_scenario(load(_req("expect_body_contains = 'x'\n")))
 
 
 def test_body_text_goes_into_body_bytes() -> None:

@@ -35,8 +35,9 @@ from z6.engine.requests import PreparedRequest, make_request
 GET = make_request("GET", "/")
 HEAD = make_request("HEAD", "/")
 # A body check whose texts occur in VALID's bodies ("hello", "busy"), in pieces of framing
-# ("\r\n0"), and split by chunk boundaries of any kind.
-CHECKED = make_request("GET", "/", body_check=BodyCheck((b"ll",), (b"usy", b"\r\n0")))
+# ("\r\n0") and heads ("OK\r\n": a head fed as body fails it), split by chunk boundaries of
+# any kind.
+CHECKED = make_request("GET", "/", body_check=BodyCheck((b"ll",), (b"usy", b"\r\n0", b"OK\r\n")))
 
 VALID = [
     b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
