@@ -1233,26 +1233,11 @@ def _fill_schedule(ctx: _Context, s: Schedule, rt: Runtime, *, explicit: bool) -
                 "type 'steps' needs at least one [[schedule.steps]] entry",
                 line_key="schedule",
             )
-        total = 0.0
         for i, step in enumerate(s.steps):
             _num(ctx, f"schedule.steps[{i}].vus", step.vus, low=0, high=MAX_VUS)
-            _num(
-                ctx,
-                f"schedule.steps[{i}].duration_seconds",
-                step.duration_seconds,
-                low=0,
-                low_open=True,
-                high=MAX_DURATION_SECONDS,
-            )
-            total += step.duration_seconds
+        _check_phases(ctx, "steps", [step.duration_seconds for step in s.steps], duration)
         if all(step.vus == 0 for step in s.steps):
             ctx.fail("schedule.steps", "every step has 0 VUs; at least one needs vus >= 1")
-        if duration is not None and total > duration:
-            ctx.fail(
-                "schedule.steps",
-                f"the steps last {_fmt(total)} s, longer than runtime.duration_seconds "
-                f"({_fmt(duration)} s)",
-            )
     else:  # arrival_rate
         if rt.iterations is not None:
             ctx.fail(
@@ -1285,30 +1270,37 @@ def _check_stages(ctx: _Context, s: Schedule, duration: float | None) -> None:
     if s.rate is None:
         s.rate = 0.0
     _stage_rate(ctx, "schedule.rate", s.rate)
-    total = 0.0
     for i, stage in enumerate(s.stages):
-        key = f"schedule.stages[{i}]"
-        _stage_rate(ctx, f"{key}.rate", stage.rate)
-        _num(
-            ctx,
-            f"{key}.duration_seconds",
-            stage.duration_seconds,
-            low=0,
-            low_open=True,
-            high=MAX_DURATION_SECONDS,
-        )
-        total += stage.duration_seconds
-    if duration is not None and total > duration:
-        ctx.fail(
-            "schedule.stages",
-            f"the stages last {_fmt(total)} s, longer than runtime.duration_seconds "
-            f"({_fmt(duration)} s)",
-        )
+        _stage_rate(ctx, f"schedule.stages[{i}].rate", stage.rate)
+    _check_phases(ctx, "stages", [stage.duration_seconds for stage in s.stages], duration)
     if duration is not None and ArrivalPlan.of(s).total(duration) == 0:
         ctx.fail(
             "schedule.stages",
             "no arrival is due during the run: the rate is 0 throughout; give rate or a stage "
             "a rate above 0",
+        )
+
+
+def _check_phases(
+    ctx: _Context, table: str, durations: list[float], duration: float | None
+) -> None:
+    """``[[schedule.steps]]`` or ``[[schedule.stages]]``: each lasts more than 0 s, and all
+    together no longer than the run (``duration``, when it is set)."""
+    for i, length in enumerate(durations):
+        _num(
+            ctx,
+            f"schedule.{table}[{i}].duration_seconds",
+            length,
+            low=0,
+            low_open=True,
+            high=MAX_DURATION_SECONDS,
+        )
+    total = sum(durations)
+    if duration is not None and total > duration:
+        ctx.fail(
+            f"schedule.{table}",
+            f"the {table} last {_fmt(total)} s, longer than runtime.duration_seconds "
+            f"({_fmt(duration)} s)",
         )
 
 
