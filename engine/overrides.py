@@ -9,7 +9,7 @@ import msgspec
 from z6.engine.errors import ConfigError
 from z6.engine.loader import MAX_DURATION_SECONDS, MAX_VUS, base_url_problem
 from z6.engine.scenario import Scenario
-from z6.engine.schedule import schedule_length_s
+from z6.engine.schedule import ArrivalPlan, schedule_length_s
 
 
 def apply_overrides(
@@ -84,6 +84,17 @@ def apply_overrides(
         target = msgspec.structs.replace(target, base_url=base_url.rstrip("/"))
     if schedule.type == "arrival_rate" and runtime.duration_seconds is None:
         raise ConfigError("arrival_rate needs a duration (runtime.duration_seconds or --duration)")
+    if (
+        duration is not None
+        and schedule.type == "arrival_rate"
+        and ArrivalPlan.of(schedule).total(duration) == 0
+    ):
+        # The loader refuses such a file; a shorter run must not pass with nothing sent.
+        first = ArrivalPlan.of(schedule).instant_ns(0) / 1e9
+        raise ConfigError(
+            f"--duration {duration:g} s ends the run before the first arrival is due (at "
+            f"{first:g} s, where the stages' rate first rises above 0)"
+        )
     return msgspec.structs.replace(sc, runtime=runtime, schedule=schedule, target=target)
 
 

@@ -17,8 +17,9 @@ from conftest import run_z6
 from servers import z6_server
 from test_run_e2e import run_json, write_scenario
 
+from z6.engine.schedule import ArrivalPlan
 from z6.ipc.eventlog import EventLogReader
-from z6.ipc.events import VuStarted, VuStopped
+from z6.ipc.events import IterationDropped, RequestEvent, VuStarted, VuStopped
 
 pytestmark = pytest.mark.slow
 
@@ -266,6 +267,49 @@ def test_arrival_rate_stages_start_the_integral_of_the_rate(tmp_path: Path, port
     assert "400 request events checked" in verify.stdout
     analyzed = run_z6(["analyze", str(out / "events.bin"), "--format", "json"])
     assert json.loads(analyzed.stdout) == json.loads((out / "summary.json").read_text())
+
+
+def _arrivals(log_path: Path) -> tuple[set[tuple[int, int]], int]:
+    """``{(iteration, scheduled_ns)}`` of the arrivals a log started or dropped, and how
+    many of them were dropped."""
+    seen: set[tuple[int, int]] = set()
+    dropped = 0
+    for _worker, events in EventLogReader(log_path).batches():
+        for e in events:
+            if isinstance(e, RequestEvent):
+                seen.add((e.iteration, e.scheduled_ns))
+            elif isinstance(e, IterationDropped):
+                seen.add((e.iteration, e.scheduled_ns))
+                dropped += 1
+    return seen, dropped
+
+
+def test_arrival_rate_stages_schedule_the_same_arrivals_in_any_layout(
+    tmp_path: Path, port: int
+) -> None:
+    # 0 -> 100/s over 1 s, then down to 0 over 0.5 s: 75 arrivals. Two VUs on a 50 ms
+    # endpoint cannot keep up: some start, the rest are dropped, and together they are
+    # exactly the plan's arrivals, whatever the layout.
+    text = STAGED.replace("duration_seconds = 3", "duration_seconds = 1.5").replace(
+        'path = "/"', 'path = "/delay/50"'
+    )
+    text = text.replace("max_vus = 20", "max_vus = 2").split("stages = [")[0] + (
+        "stages = [{rate = 100, duration_seconds = 1}, {rate = 0, duration_seconds = 0.5}]\n"
+    )
+    scenario = write_scenario(tmp_path, port, text)
+    plan = ArrivalPlan(0.0, [(100.0, 1.0), (0.0, 0.5)])
+    expected = {(n, plan.instant_ns(n)) for n in range(plan.total(1.5))}
+    assert len(expected) == 75
+    for procs in ("1", "2"):
+        out = tmp_path / f"out{procs}"
+        code, summary, err = run_json(scenario, out, "--procs", procs)
+        assert code == 0, err
+        seen, dropped = _arrivals(out / "events.bin")
+        assert seen == expected, procs
+        assert 0 < dropped == summary["dropped_iterations"]
+        assert summary["requests"]["total"] + dropped == 75
+        verify = run_z6(["replay", str(out / "events.bin"), "--verify"])
+        assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def test_arrival_rate_a_low_rate_reads_as_itself(tmp_path: Path, port: int) -> None:

@@ -1633,6 +1633,35 @@ def test_arrival_rate_stages_load_and_describe() -> None:
     assert "to 30 over 4 s, 80 iterations due" in describe_scenario(inline)
 
 
+def test_stages_that_add_up_to_the_run_in_decimal_fill_it() -> None:
+    # 0.1 + 0.2 is 0.30000000000000004 in floats: compared at ns resolution it fills 0.3 s.
+    s = load(
+        _sch(
+            "duration_seconds = 0.3\n",
+            'type = "arrival_rate"\nmax_vus = 2\nrate = 10\n'
+            "stages = [{rate = 20, duration_seconds = 0.1}, {rate = 5, duration_seconds = 0.2}]\n",
+        )
+    )
+    assert len(s.schedule.stages) == 2
+
+
+def test_a_duration_before_the_first_arrival_is_refused() -> None:
+    # Nothing is due during the first 2 s: a --duration of 1 s would run and send nothing.
+    from z6.engine.errors import ConfigError
+    from z6.engine.overrides import apply_overrides
+
+    sc = load(
+        _sch(
+            "duration_seconds = 4\n",
+            'type = "arrival_rate"\nmax_vus = 2\n'
+            "stages = [{rate = 0, duration_seconds = 2}, {rate = 50, duration_seconds = 2}]\n",
+        )
+    )
+    with pytest.raises(ConfigError, match=r"--duration 1 s ends the run before the first arrival"):
+        apply_overrides(sc, duration=1.0)
+    assert apply_overrides(sc, duration=2.5).runtime.duration_seconds == 2.5
+
+
 @pytest.mark.parametrize(
     ("runtime", "schedule", "key", "fragment"),
     [
@@ -1672,6 +1701,18 @@ def test_arrival_rate_stages_load_and_describe() -> None:
             STAGES.replace('type = "arrival_rate"\nmax_vus = 9', 'type = "ramp"\nvus = 9'),
             "schedule.stages",
             "does not apply to schedule type 'ramp'",
+        ),
+        (
+            "duration_seconds = 9\n",
+            STAGES.replace("max_vus = 9", "max_vus = 9\nrate = -3"),
+            "schedule.rate",
+            "must be 0 or >= 1e-06, got -3",
+        ),
+        (
+            "duration_seconds = 9\n",
+            STAGES.replace("max_vus = 9", "max_vus = 9\nrate = 1e-9"),
+            "schedule.rate",
+            "must be 0 or >= 1e-06, got 1e-09",
         ),
         # A key after [[schedule.stages]] belongs to the last stage, which has a rate.
         ("duration_seconds = 9\n", STAGES + "rate = -2\n", None, "Cannot overwrite a value"),
