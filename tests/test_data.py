@@ -163,6 +163,19 @@ def test_data_fields_take_their_cell_in_the_row_of_the_iteration_and_no_draw_ind
         random = 1 + draw(5, vu, it, STREAM_PATH, 3 * MAX_FIELDS + 0) % 1000000
         expected = f"/u/{'abc'[row]}/{random}/t{row + 1}"
         assert t.render(5, vu, vu, it, 3) == expected
+    # Each field but the data ones counts: the second random field is k = 3, not 5.
+    t = parse_template(
+        "/{{users.email}}{{random 1 9}}/{{iteration}}/{{users.email}}/{{vu}}/{{random 1 99999}}"
+    )
+    assert t is not None
+    t.fields[0].bind(feed, ["a", "b", "c"])
+    t.fields[3].bind(feed, ["a", "b", "c"])
+
+    def rnd(high: int, k: int) -> int:
+        return 1 + draw(5, 1, 4, STREAM_PATH, 3 * MAX_FIELDS + k) % high
+
+    cell = "abc"[(4 * 2 + 1) % 3]
+    assert t.render(5, 1, 1, 4, 3) == f"/{cell}{rnd(9, 0)}/4/{cell}/1/{rnd(99999, 3)}"
     with pytest.raises(ValueError, match="2 cells for a feed of 3 rows"):
         t.fields[0].bind(feed, ["too", "few"])
     unbound = parse_template("/{{users.email}}")
@@ -479,6 +492,11 @@ _CSV_TEXT = st.one_of(
     ).map("".join),
     st.text(alphabet=_ALPHABET, max_size=30),
 )
+# As bytes, and bytes that need not be UTF-8 (after a header of the column, mostly).
+_CSV_BYTES = st.one_of(
+    _CSV_TEXT.map(lambda text: text.encode("utf-8")),
+    st.tuples(st.sampled_from([b"a,b\n", b""]), st.binary(max_size=20)).map(b"".join),
+)
 
 
 @settings(
@@ -486,8 +504,10 @@ _CSV_TEXT = st.one_of(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(_CSV_TEXT, st.sampled_from(["path", "body", "header"]))
-def test_any_csv_text_loads_or_raises_scenario_error(tmp_path: Path, text: str, where: str) -> None:
+@given(_CSV_BYTES, st.sampled_from(["path", "body", "header"]))
+def test_any_csv_file_loads_or_raises_scenario_error(
+    tmp_path: Path, data: bytes, where: str
+) -> None:
     # The column used is "a"; whatever the file, the load ends in a Scenario or ScenarioError.
     req = '[[requests]]\nname = "r"\nmethod = "POST"\npath = "/x"\n'
     if where == "path":
@@ -497,7 +517,7 @@ def test_any_csv_text_loads_or_raises_scenario_error(tmp_path: Path, text: str, 
     else:
         req += 'headers = { "X-A" = "{{users.a}}" }\n'
     try:
-        s = load_in(tmp_path, BASE + DATA + req, text.encode("utf-8", "surrogatepass"))
+        s = load_in(tmp_path, BASE + DATA + req, data)
     except ScenarioError as exc:
         key = exc.key
     else:
