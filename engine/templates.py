@@ -98,15 +98,21 @@ class Template:
     """A path, body or header value split into ``len(fields) + 1`` literal ``parts`` around
     its ``fields``."""
 
-    __slots__ = ("_data", "_keys", "fields", "indexed", "parts", "uses_vu")
+    __slots__ = ("_keys", "fields", "indexed", "parts", "uses_vu")
+
+    def __new__(cls, parts: tuple[str, ...], fields: tuple[Field, ...]) -> Template:
+        # A text with data fields is a DataTemplate: this class's render stays as it was for
+        # every other text (no test per send).
+        if cls is Template and any(f.kind == "data" for f in fields):
+            cls = DataTemplate
+        return object.__new__(cls)
 
     def __init__(self, parts: tuple[str, ...], fields: tuple[Field, ...]) -> None:
         self.parts = parts
         self.fields = fields
         self.uses_vu = any(f.kind == "vu" for f in fields)
         # Data fields take no draw index: ``indexed`` fields do (the next text's ``first``
-        # moves by it), and a template with data fields renders through _render_data.
-        self._data = any(f.kind == "data" for f in fields)
+        # moves by it).
         self.indexed = sum(f.kind != "data" for f in fields)
         # (seed, key_vu) -> vu_key(...): a third of a render's cost, the same for every
         # request of a VU. One entry per VU (or one in the open model).
@@ -124,8 +130,6 @@ class Template:
         the draws (``ARRIVAL_VU_KEY`` in the open model, as for the other decisions), and
         ``first`` the index of this text's first field in its request (a body's fields come
         after its path's, a header value's after the body's and the earlier headers')."""
-        if self._data:
-            return self._render_data(seed, vu, key_vu, iteration, step, first)
         parts = self.parts
         out = [parts[0]]
         key = -1
@@ -145,11 +149,17 @@ class Template:
             out.append(parts[k + 1])
         return "".join(out)
 
-    def _render_data(
-        self, seed: int, vu: int, key_vu: int, iteration: int, step: int, first: int
+
+class DataTemplate(Template):
+    """A :class:`Template` with data fields (``Template(...)`` makes one when it has them)."""
+
+    __slots__ = ()
+
+    def render(
+        self, seed: int, vu: int, key_vu: int, iteration: int, step: int, first: int = 0
     ) -> str:
-        """:meth:`render` for a text with data fields: each takes its cell in the row its feed
-        chooses; the other fields count their draw index without them."""
+        """:meth:`Template.render` for a text with data fields: each takes its cell in the
+        row its feed chooses; the other fields count their draw index without them."""
         parts = self.parts
         out = [parts[0]]
         index = first
