@@ -8,8 +8,8 @@ Validation runs in three passes so that every problem gets one precise message:
 2. **Types**: each table goes through ``msgspec.convert`` into its Struct; a type error names
    the key path and the expected and actual TOML types.
 3. **Semantics**: ranges, cross-checks (duration vs iterations, unique names, weights,
-   sequence references, schedule parameters, ``[limits]``), ``${ENV}`` references and
-   ``body_file``.
+   sequence references, schedule parameters, ``[limits]``), ``${ENV}`` references,
+   ``body_file`` and the ``[[data]]`` CSV files (read here, once, before any worker forks).
 
 Every failure is a :class:`~z6.engine.errors.ScenarioError` (or its subclass
 :class:`~z6.engine.errors.UnsupportedFeatureError`) carrying the file, the key path
@@ -244,7 +244,8 @@ def load_scenario_text(
     ``z6 analyze`` / ``z6 replay`` do with the text embedded in an event log: every
     ``${NAME}`` becomes ``""`` (``env`` is not read, and a path with references is not
     checked again: the run checked it resolved), ``body_file`` is not read (``body_bytes``
-    stays empty for it) and ``ca_bundle`` is not checked. Everything else is validated as
+    stays empty for it), ``[[data]]`` files are not read (their fields' names are checked,
+    not their columns) and ``ca_bundle`` is not checked. Everything else is validated as
     usual.
     """
     if base_dir is None and not (path.startswith("<") and path.endswith(">")):
