@@ -12,7 +12,7 @@ formulas; messages also give the 1-based line where a row starts.
 from __future__ import annotations
 
 import csv
-import io
+import re
 from urllib.parse import quote
 
 from z6.engine.decisions import ARRIVAL_VU_KEY, draw_keyed, vu_key
@@ -32,6 +32,7 @@ with ``index`` the data source's position among the ``[[data]]`` tables (no othe
 uses this stream, so no other draw moves)."""
 
 ORDERS = ("per_iteration", "per_vu", "random")
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
 class DataFileError(ValueError):
@@ -63,7 +64,9 @@ def read_csv(data: bytes) -> tuple[list[str], list[list[str]]]:
         text = text[1:]
     if not text:
         raise DataFileError("is empty: its first line names the columns (email,password)")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    # The lines as io.StringIO(text, newline="") gives them (ends kept, at CRLF, CR or LF),
+    # without its copy of the text (four bytes per character: 140 MB for a 37 MB file).
+    reader = csv.reader((m.group() for m in _LINE.finditer(text)), strict=True)
     start = 1  # the line where the next record starts
     try:
         header = next(reader)
