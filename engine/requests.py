@@ -424,6 +424,8 @@ _Feeds = dict[str, tuple[Feed, DataSpec]]
 
 def _feeds(scenario: Scenario) -> _Feeds:
     """The row choice of each ``[[data]]`` source, by name, with its loaded cells."""
+    if not scenario.data:
+        return {}  # and no schedule needed: scenarios built by hand may have none filled in
     peak = peak_vus(scenario.schedule)
     return {
         spec.name: (Feed(spec.order, spec.rows, index, peak), spec)
