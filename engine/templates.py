@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_FIELDS",
     "STREAM_PATH",
+    "DataTemplate",
     "Field",
     "Template",
     "TemplateError",
