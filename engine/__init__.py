@@ -14,6 +14,7 @@ from z6.engine._exports import lazy_getattr
 _EXPORTS: dict[str, str] = {
     # the scenario model and its loading
     "Assertions": "scenario",
+    "DataSpec": "scenario",
     "Limits": "scenario",
     "Metadata": "scenario",
     "RequestGoals": "scenario",
@@ -100,6 +101,7 @@ if TYPE_CHECKING:
     )
     from z6.engine.scenario import (
         Assertions as Assertions,
+        DataSpec as DataSpec,
         Limits as Limits,
         Metadata as Metadata,
         RequestGoals as RequestGoals,

@@ -11,6 +11,7 @@ from z6.engine.goals import GOAL_PERCENTILES, checked_live, evaluate_goals
 from z6.engine.scenario import (
     ABORT_CHECK_SECONDS,
     Assertions,
+    DataSpec,
     RequestGoals,
     RequestSpec,
     Scenario,
@@ -127,6 +128,10 @@ def describe_scenario(s: Scenario) -> str:
                 extras.append(f"{key} " + " and ".join(_short(t) for t in texts))
         out.append(line + "  " + ", ".join(extras))
 
+    if s.data:
+        out.append(f"Data ({len(s.data)}):")
+        out.extend(_data_line(d) for d in s.data)
+
     tt = s.think_time
     if tt is None:
         think = "none"
@@ -191,6 +196,19 @@ def describe_scenario(s: Scenario) -> str:
 
 def _kv(key: str, value: str) -> str:
     return f"{key + ':':<{_LABEL}} {value}"
+
+
+def _data_line(d: DataSpec) -> str:
+    """One ``[[data]]`` source: its file, rows, columns and order (and the file's sha256, to
+    match a run to its data)."""
+    line = f"  {d.name}: {d.file}, order {d.order}"
+    if not d.rows:
+        return line + " (file not read)"
+    columns = ", ".join(d.columns)
+    return (
+        f"{line}, {d.rows} row{'s' if d.rows != 1 else ''}, columns {columns} "
+        f"({d.size} bytes, sha256 {d.sha256[:16]}...)"
+    )
 
 
 def _path(req: RequestSpec) -> str:

@@ -8,8 +8,8 @@ Validation runs in three passes so that every problem gets one precise message:
 2. **Types**: each table goes through ``msgspec.convert`` into its Struct; a type error names
    the key path and the expected and actual TOML types.
 3. **Semantics**: ranges, cross-checks (duration vs iterations, unique names, weights,
-   sequence references, schedule parameters, ``[limits]``), ``${ENV}`` references and
-   ``body_file``.
+   sequence references, schedule parameters, ``[limits]``), ``${ENV}`` references,
+   ``body_file`` and the ``[[data]]`` CSV files (read here, once, before any worker forks).
 
 Every failure is a :class:`~z6.engine.errors.ScenarioError` (or its subclass
 :class:`~z6.engine.errors.UnsupportedFeatureError`) carrying the file, the key path
@@ -35,10 +35,12 @@ import msgspec
 import tomli
 
 from z6.engine.body_check import MAX_CHECK_BYTES
+from z6.engine.data import ORDERS, DataFileError, encode_path_value, read_csv
 from z6.engine.errors import ConfigError, ScenarioError, UnsupportedFeatureError
 from z6.engine.goals import GOAL_PERCENTILES, evaluate_goals, is_rate_goal
 from z6.engine.scenario import (
     Assertions,
+    DataSpec,
     Limits,
     Metadata,
     RateStage,
@@ -53,7 +55,7 @@ from z6.engine.scenario import (
     ThinkTime,
 )
 from z6.engine.schedule import ArrivalPlan, peak_vus
-from z6.engine.templates import MAX_FIELDS, Template, TemplateError, parse_template
+from z6.engine.templates import MAX_FIELDS, Field, Template, TemplateError, parse_template
 
 __all__ = [
     "HTTP_METHODS",
@@ -104,7 +106,10 @@ _TABLES: dict[str, type[msgspec.Struct]] = {
     "sequence": Sequence,
     "assertions": Assertions,
     "limits": Limits,
+    "data": DataSpec,
 }
+# Arrays of tables, checked entry by entry.
+_ARRAYS = ("requests", "data")
 _UNSUPPORTED_TABLES = {
     "targets": "[[targets]] (several weighted targets) is not supported yet; "
     "use one [target] table",
@@ -132,6 +137,8 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "assertions": _fields(Assertions),
     "assertions.by_name": _fields(RequestGoals),
     "limits": _fields(Limits),
+    # Only these three are read from TOML; the rest is filled by the loader.
+    "data": ("name", "file", "order"),
 }
 # Whole-run goals that a single request has no value for.
 _RUN_ONLY_GOALS = {
@@ -239,7 +246,8 @@ def load_scenario_text(
     ``z6 analyze`` / ``z6 replay`` do with the text embedded in an event log: every
     ``${NAME}`` becomes ``""`` (``env`` is not read, and a path with references is not
     checked again: the run checked it resolved), ``body_file`` is not read (``body_bytes``
-    stays empty for it) and ``ca_bundle`` is not checked. Everything else is validated as
+    stays empty for it), ``[[data]]`` files are not read (their fields' names are checked,
+    not their columns) and ``ca_bundle`` is not checked. Everything else is validated as
     usual.
     """
     if base_dir is None and not (path.startswith("<") and path.endswith(">")):
@@ -602,7 +610,7 @@ def _build(ctx: _Context) -> Scenario:
 
     tables: dict[str, dict[str, Any]] = {}
     for name in _TABLES:
-        if name == "requests":
+        if name in _ARRAYS:
             continue
         table = _table(ctx, raw, name)
         if table is not None:
@@ -623,6 +631,15 @@ def _build(ctx: _Context) -> Scenario:
             ctx.fail(f"requests[{i}]", f"expected a table, got {_type_name(req)}")
         _check_keys(ctx, req, _ALLOWED["requests"], f"requests[{i}]")
         _check_choice(ctx, req, "method", HTTP_METHODS, f"requests[{i}]")
+
+    raw_data = raw.get("data", [])
+    if not isinstance(raw_data, list):
+        ctx.fail("data", f"expected an array of tables [[data]], got {_type_name(raw_data)}")
+    for i, entry in enumerate(raw_data):
+        if not isinstance(entry, dict):
+            ctx.fail(f"data[{i}]", f"expected a table, got {_type_name(entry)}")
+        _check_keys(ctx, entry, _ALLOWED["data"], f"data[{i}]")
+        _check_choice(ctx, entry, "order", ORDERS, f"data[{i}]")
 
     if "schedule" in tables:
         sched = tables["schedule"]
@@ -666,16 +683,14 @@ def _build(ctx: _Context) -> Scenario:
     )
     assertions = _assertions(ctx, tables.get("assertions", {}))
     limits = _convert(ctx, tables.get("limits", {}), Limits, "limits")
+    data = [_convert(ctx, entry, DataSpec, f"data[{i}]") for i, entry in enumerate(raw_data)]
 
     # ---- pass 3: semantics
     _check_runtime(ctx, runtime)
     _check_target(ctx, target)
-    _check_requests(
-        ctx,
-        requests,
-        sequence is not None,
-        tables.get("schedule", {}).get("type") == "arrival_rate",
-    )
+    open_model = tables.get("schedule", {}).get("type") == "arrival_rate"
+    _load_data(ctx, data, open_model)
+    _check_requests(ctx, requests, sequence is not None, open_model, data)
     _fill_schedule(ctx, schedule, runtime, explicit="schedule" in tables)
     if think is not None:
         _check_think(ctx, think)
@@ -694,6 +709,7 @@ def _build(ctx: _Context) -> Scenario:
         sequence=sequence,
         assertions=assertions,
         limits=limits,
+        data=data,
     )
 
 
@@ -896,7 +912,7 @@ def _check_path(ctx: _Context, key: str, path: str, shown: str) -> None:
 
 
 def _resolved(
-    ctx: _Context, key: str, written: str, open_model: bool
+    ctx: _Context, key: str, written: str, open_model: bool, data: list[DataSpec]
 ) -> tuple[Template | None, str, list[str] | None]:
     """A path, body or header value as written: its fields (``None`` without any), its text with
     ``${NAME}`` resolved (each field as ``0``), and its literal parts resolved (``None``
@@ -918,12 +934,17 @@ def _resolved(
             "{{vu}} has no value in the open model (arrival_rate): which VU runs an arrival "
             "depends on timing; use {{iteration}}, the arrival's number",
         )
+    _check_data_fields(ctx, key, template, data)
     parts = [_resolve_env(ctx, key, p) for p in template.parts]
     return template, "0".join(parts), parts
 
 
 def _check_requests(
-    ctx: _Context, requests: list[RequestSpec], has_sequence: bool, open_model: bool
+    ctx: _Context,
+    requests: list[RequestSpec],
+    has_sequence: bool,
+    open_model: bool,
+    data: list[DataSpec],
 ) -> None:
     seen: dict[str, int] = {}
     for i, req in enumerate(requests):
@@ -943,7 +964,11 @@ def _check_requests(
         # path; messages and `z6 validate` show it as written (it may hold a key).
         written = req.path
         # The fields render as digits: the path rules apply to the rest.
-        template, checked, req.path_parts = _resolved(ctx, f"{where}.path", written, open_model)
+        template, checked, req.path_parts = _resolved(
+            ctx, f"{where}.path", written, open_model, data
+        )
+        if template is not None:
+            _encode_path_cells(template, data)
         if template is None:
             req.path = checked
         if checked == (written if template is None else template.sample()):
@@ -976,7 +1001,9 @@ def _check_requests(
                 ctx.fail(hkey, f"{name} takes no fields ({{{{...}}}}): {why}")
             if name.lower() in _FORBIDDEN_HEADERS:
                 ctx.fail(hkey, f"{name} is set by z6 from the body; remove it")
-            _, final, parts = _resolved(ctx, hkey, value, open_model)
+            value_template, final, parts = _resolved(ctx, hkey, value, open_model, data)
+            if value_template is not None:
+                _check_header_cells(ctx, hkey, value_template, data)
             if any(c in "\r\n\0" for c in final):
                 ctx.fail(hkey, "header value must not contain CR, LF or NUL")
             if parts is None:
@@ -1004,7 +1031,7 @@ def _check_requests(
             ctx.fail(f"{where}.body_file", "body and body_file are mutually exclusive; use one")
         if req.body is not None:
             body_template, text, req.body_parts = _resolved(
-                ctx, f"{where}.body", req.body, open_model
+                ctx, f"{where}.body", req.body, open_model, data
             )
             req.body_bytes = text.encode("utf-8", "surrogatepass")
             if body_template is None:
@@ -1113,19 +1140,146 @@ def _not_a_file(path: Path) -> str | None:
     return None
 
 
-def _read_body_file(ctx: _Context, key: str, path: Path) -> bytes:
-    """Read a body file: a regular file of at most ``MAX_BODY_BYTES`` (not a device or FIFO,
-    which could block or never end)."""
+def _read_body_file(ctx: _Context, key: str, path: Path, what: str = "bodies") -> bytes:
+    """Read a body (or data) file: a regular file of at most ``MAX_BODY_BYTES`` (not a device
+    or FIFO, which could block or never end)."""
     try:
         problem = _not_a_file(path)
         if problem:
             ctx.fail(key, f"{problem}: {path}")
         size = path.stat().st_size
         if size > MAX_BODY_BYTES:
-            ctx.fail(key, f"{path} is {size} bytes; bodies are limited to {MAX_BODY_BYTES}")
+            ctx.fail(key, f"{path} is {size} bytes; {what} are limited to {MAX_BODY_BYTES}")
         return path.read_bytes()
     except OSError as exc:
         ctx.fail(key, f"cannot read {path}: {exc.strerror or exc}")
+
+
+_DATA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _load_data(ctx: _Context, data: list[DataSpec], open_model: bool) -> None:
+    """Check each ``[[data]]`` entry and read its CSV file (not when the loader runs without
+    external files: ``z6 analyze`` and ``z6 replay`` render no request)."""
+    seen: dict[str, int] = {}
+    for i, spec in enumerate(data):
+        where = f"data[{i}]"
+        if not _DATA_NAME.fullmatch(spec.name):
+            ctx.fail(
+                f"{where}.name",
+                f"invalid data name {spec.name!r}: letters, digits and _, not first a digit "
+                "(fields name it: {{NAME.COLUMN}})",
+            )
+        if spec.name in seen:
+            ctx.fail(
+                f"{where}.name",
+                f"duplicate data name {spec.name!r} (first used by data[{seen[spec.name]}])",
+            )
+        seen[spec.name] = i
+        if open_model and spec.order == "per_vu":
+            ctx.fail(
+                f"{where}.order",
+                "per_vu has no meaning in the open model (arrival_rate): which VU runs an "
+                "arrival depends on timing; use per_iteration (the arrival's number) or random",
+            )
+        written = spec.file
+        path = _resolve_path(ctx, f"{where}.file", written)
+        spec.file = str(path)
+        if not ctx.resolve_external:
+            continue
+        raw = _read_body_file(ctx, f"{where}.file", path, "data files")
+        try:
+            spec.columns, spec.cells = read_csv(raw)
+        except DataFileError as exc:
+            ctx.fail(f"{where}.file", f"{written}: {exc}")
+        spec.rows = len(spec.cells[0])
+        spec.size = len(raw)
+        spec.sha256 = hashlib.sha256(raw).hexdigest()
+
+
+def _field_text(field: Field) -> str:
+    return f"{{{{{field.source}.{field.column}}}}}"
+
+
+def _check_data_fields(ctx: _Context, key: str, template: Template, data: list[DataSpec]) -> None:
+    """Each ``{{NAME.COLUMN}}`` names a ``[[data]]`` entry and (once read) one of its
+    columns."""
+    for field in template.fields:
+        if field.kind != "data":
+            continue
+        names = [d.name for d in data]
+        if field.source not in names:
+            known = (
+                f"the [[data]] names: {', '.join(map(repr, names))}"
+                if names
+                else "there is no [[data]] table (name, file)"
+            )
+            ctx.fail(
+                key,
+                f"{_field_text(field)}: no [[data]] is named {field.source!r}; {known}",
+                hint=_close(field.source, names),
+            )
+        spec = data[names.index(field.source)]
+        if spec.rows and field.column not in spec.columns:
+            ctx.fail(
+                key,
+                f"{_field_text(field)}: {Path(spec.file).name} has no column {field.column!r}; "
+                f"its columns: {', '.join(map(repr, spec.columns))}",
+                hint=_close(field.column, spec.columns),
+            )
+
+
+def _cell_line(spec: DataSpec, row: int) -> int:
+    """The 1-based line of ``spec``'s file where ``row`` starts (cells may hold line breaks,
+    each of which is a line, as the csv module counts them)."""
+
+    def breaks(cell: str) -> int:
+        return cell.count("\n") + cell.count("\r") - cell.count("\r\n")
+
+    line = 2 + sum(breaks(name) for name in spec.columns)
+    for column in spec.cells:
+        line += sum(breaks(cell) for cell in column[:row])
+    return line + row
+
+
+def _check_header_cells(ctx: _Context, key: str, template: Template, data: list[DataSpec]) -> None:
+    """A cell that a header value sends must not hold CR, LF or NUL (it would end the
+    header): the first such row is named."""
+    for field in template.fields:
+        if field.kind != "data":
+            continue
+        spec = next(d for d in data if d.name == field.source)
+        if not spec.rows:
+            continue
+        cells = spec.cells[spec.columns.index(field.column)]
+        for row, cell in enumerate(cells):
+            if "\r" in cell or "\n" in cell or "\0" in cell:
+                ctx.fail(
+                    key,
+                    f"{_field_text(field)}: {Path(spec.file).name} line {_cell_line(spec, row)} "
+                    f"(row {row}) holds a line break or NUL in column {field.column!r}, which a "
+                    "header value cannot carry",
+                )
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _encode_path_cells(template: Template, data: list[DataSpec]) -> None:
+    """The percent-encoded cells of each column a path uses (``DataSpec.path_cells``),
+    computed once, before the workers fork; a cell that needs no encoding is shared."""
+    for field in template.fields:
+        if field.kind != "data":
+            continue
+        spec = next(d for d in data if d.name == field.source)
+        if not spec.rows:
+            continue
+        column = spec.columns.index(field.column)
+        if column not in spec.path_cells:
+            spec.path_cells[column] = [
+                cell if _UNRESERVED.fullmatch(cell) else encode_path_value(cell)
+                for cell in spec.cells[column]
+            ]
 
 
 def _fill_schedule(ctx: _Context, s: Schedule, rt: Runtime, *, explicit: bool) -> None:

@@ -19,8 +19,10 @@ from __future__ import annotations
 from urllib.parse import quote, urlsplit
 
 from z6.engine.body_check import BodyCheck
+from z6.engine.data import Feed
 from z6.engine.errors import ScenarioError
-from z6.engine.scenario import Scenario
+from z6.engine.scenario import DataSpec, Scenario
+from z6.engine.schedule import peak_vus
 from z6.engine.templates import Template, parse_template
 from z6.engine.version import __version__
 
@@ -138,7 +140,7 @@ class PreparedRequest:
         body_template = self.body_template
         if body_template is None:
             return self.with_target(target)
-        first = 0 if template is None else len(template.fields)
+        first = 0 if template is None else template.indexed
         body = body_template.render(seed, vu, key_vu, iteration, step, first).encode(
             "utf-8", "surrogatepass"
         )
@@ -170,7 +172,7 @@ class PreparedRequest:
         body_template = self.body_template
         body = self.body
         if body_template is not None:
-            first = 0 if template is None else len(template.fields)
+            first = 0 if template is None else template.indexed
             body = body_template.render(seed, vu, key_vu, iteration, step, first).encode(
                 "utf-8", "surrogatepass"
             )
@@ -322,9 +324,10 @@ def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
     scheme, host, port, prefix = parse_base_url(scenario.target.base_url)
     default_host = host_header_value(scheme, host, port)
     prepared: list[PreparedRequest] = []
+    feeds = _feeds(scenario)
     for index, spec in enumerate(scenario.requests):
         body = spec.body_bytes
-        body_template = _with_parts(spec.body, spec.body_parts)
+        body_template = _with_parts(spec.body, spec.body_parts, feeds)
         if body_template is not None:
             # Each send renders it: the request keeps a sample (fields as 0) for its
             # Content-Length and for h11's one set of events per definition.
@@ -341,7 +344,7 @@ def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
         value_templates: dict[str, Template] = {}
         header_parts = spec.header_parts or {}
         for name, value in spec.headers.items():
-            value_template = _with_parts(value, header_parts.get(name))
+            value_template = _with_parts(value, header_parts.get(name), feeds)
             if value_template is not None:
                 value_templates[name.lower()] = value_template
                 value = value_template.sample()
@@ -363,16 +366,16 @@ def prepare_requests(scenario: Scenario) -> list[PreparedRequest]:
         if body or spec.method in _METHODS_WITH_BODY or user_length is not None:
             fields["content-length"] = ("Content-Length", str(len(body)))
         headers = [(n.encode("utf-8"), v.encode("utf-8")) for n, v in fields.values()]
-        template = _with_parts(spec.path, spec.path_parts)
+        template = _with_parts(spec.path, spec.path_parts, feeds, path=True)
         # The draw index of a header value's first field: after the path's and the body's.
-        next_field = (0 if template is None else len(template.fields)) + (
-            0 if body_template is None else len(body_template.fields)
+        next_field = (0 if template is None else template.indexed) + (
+            0 if body_template is None else body_template.indexed
         )
         header_templates: list[tuple[int, Template, int]] = []
         wire = list(fields)  # lower-case names in sending order
         for lower, value_template in value_templates.items():
             header_templates.append((wire.index(lower), value_template, next_field))
-            next_field += len(value_template.fields)
+            next_field += value_template.indexed
         if template is not None:
             # The fields render as digits: encoding the literal parts encodes the whole target.
             first, *rest = template.parts
@@ -417,14 +420,48 @@ def _body_check(
     return BodyCheck(texts(present), texts(absent))
 
 
-def _with_parts(written: str | None, parts: list[str] | None) -> Template | None:
-    """The template of a path or body with fields: its fields as written in the file, its
-    literal parts as the loader resolved them (``${NAME}``); ``None`` without fields."""
+_Feeds = dict[str, tuple[Feed, DataSpec]]
+
+
+def _feeds(scenario: Scenario) -> _Feeds:
+    """The row choice of each ``[[data]]`` source, by name, with its loaded cells."""
+    if not scenario.data:
+        return {}  # and no schedule needed: scenarios built by hand may have none filled in
+    peak = peak_vus(scenario.schedule)
+    return {
+        spec.name: (Feed(spec.order, spec.rows, index, peak), spec)
+        for index, spec in enumerate(scenario.data)
+        if spec.rows > 0  # not read (analyze, replay): no field can be rendered
+    }
+
+
+def _with_parts(
+    written: str | None, parts: list[str] | None, feeds: _Feeds, *, path: bool = False
+) -> Template | None:
+    """The template of a path, body or header value with fields: its fields as written in
+    the file, its literal parts as the loader resolved them (``${NAME}``); ``None`` without
+    fields. Its data fields are bound to their feeds and cells (percent-encoded in a
+    ``path``, ``engine/data.encode_path_value``)."""
     if written is None or parts is None:
         return None
     template = parse_template(written)
     if template is None or len(template.parts) != len(parts):
         raise ScenarioError(f"{written!r}: the loader's parts do not match its fields")
+    for field in template.fields:
+        if field.kind != "data":
+            continue
+        feed, spec = feeds.get(field.source, (None, None))
+        cells = None
+        if feed is not None and spec is not None and field.column in spec.columns:
+            column = spec.columns.index(field.column)
+            cells = spec.path_cells.get(column) if path else spec.cells[column]
+        if feed is None or cells is None:
+            # The loader read the file and encoded the path's columns: only a scenario built
+            # without them (analyze, replay, a hand-made one) gets here.
+            raise ScenarioError(
+                f"{written!r}: {{{{{field.source}.{field.column}}}}} has no loaded data"
+            )
+        field.bind(feed, cells)
     return Template(tuple(parts), template.fields)
 
 

@@ -87,6 +87,31 @@ class RequestSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     header_parts: dict[str, list[str]] | None = None
 
 
+DataOrder = Literal["per_iteration", "per_vu", "random"]
+
+
+class DataSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[data]]`` entry: a CSV file whose cells fill ``{{NAME.COLUMN}}`` fields.
+
+    After loading, ``file`` is the absolute path, and (unless the loader ran without external
+    files, as ``z6 analyze`` does) ``columns`` the column names, ``cells[c][r]`` the value of
+    column ``c`` in row ``r`` (column by column: no per-row object), ``rows`` their number,
+    ``size`` and ``sha256`` the file's, and ``path_cells[c]`` column ``c``'s cells
+    percent-encoded, for the columns some request path uses.
+    """
+
+    name: str
+    file: str
+    order: DataOrder = "per_iteration"
+    # Filled by the loader, never read from TOML.
+    columns: list[str] = msgspec.field(default_factory=list)
+    cells: list[list[str]] = msgspec.field(default_factory=list)
+    rows: int = 0
+    size: int = 0
+    sha256: str = ""
+    path_cells: dict[int, list[str]] = msgspec.field(default_factory=dict)
+
+
 class Step(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One ``[[schedule.steps]]`` entry: hold ``vus`` VUs for ``duration_seconds``."""
 
@@ -210,6 +235,7 @@ class Scenario(msgspec.Struct, kw_only=True):
     sequence: Sequence | None = None
     assertions: Assertions = msgspec.field(default_factory=Assertions)
     limits: Limits = msgspec.field(default_factory=Limits)
+    data: list[DataSpec] = msgspec.field(default_factory=list)
     source_path: str = ""
     source_text: str = ""
     sha256: str = ""

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from conftest import run_z6, z6_command
 from servers import (
+    count_access_log,
     hypercorn_server,
     logged_header_values,
     nginx_binary,
@@ -33,6 +34,7 @@ from test_replay import WEIGHTED, scenario_of, synth_log
 
 from z6.cli.analyze_cmd import analyze_logs
 from z6.cli.run_cmd import _write_outputs
+from z6.engine.data import STREAM_DATA
 from z6.engine.decisions import draw
 from z6.engine.errors import RunError
 from z6.engine.templates import MAX_FIELDS, STREAM_PATH, parse_template
@@ -207,6 +209,65 @@ def test_header_values_with_fields_reach_the_server_as_rendered_in_any_layout(
             assert code == 0, err
             assert summary["requests"]["failed"] == 0
             assert logged_header_values(log, 15) == expected
+
+
+DATA_FIELDS = """
+[runtime]
+iterations = 5
+vus = 3
+prng_seed = 11
+
+[[data]]
+name = "users"
+file = "users.csv"
+
+[[data]]
+name = "tokens"
+file = "tokens.csv"
+order = "random"
+
+[[data]]
+name = "seats"
+file = "tokens.csv"
+order = "per_vu"
+
+[[requests]]
+name = "item"
+method = "GET"
+path = "/u/{{users.id}}/{{iteration}}/{{vu}}"
+headers = { "X-Request-Id" = "{{tokens.token}}-{{seats.token}}-{{iteration}}-{{vu}}" }
+"""
+
+
+@pytest.mark.parametrize("server", _third_party())
+def test_data_file_values_reach_the_server_as_the_row_formulas_say_in_any_layout(
+    tmp_path: Path, server: ServerFactory
+) -> None:
+    # per_iteration rows in the path ((iteration * 3 + vu) % 7: the 15 pairs wrap the 7
+    # rows), random and per_vu rows of another file in a logged header: exactly the values
+    # of docs/determinism.md, the same for any --procs.
+    ids = [f"id-{r}.x_~{r * r}" for r in range(7)]  # unreserved: sent and logged as they are
+    tokens = [f"tok{r}" for r in range(4)]
+    (tmp_path / "users.csv").write_text("id,name\n" + "".join(f"{i},n\n" for i in ids))
+    (tmp_path / "tokens.csv").write_text("token\r\n" + "".join(f"{t}\r\n" for t in tokens))
+    pairs = [(vu, it) for vu in range(3) for it in range(5)]
+    paths = Counter(("GET", f"/u/{ids[(it * 3 + vu) % 7]}/{it}/{vu}") for vu, it in pairs)
+    headers = Counter(
+        f"{tokens[draw(11, vu, it, STREAM_DATA, 1) % 4]}-{tokens[vu % 4]}-{it}-{vu}"
+        for vu, it in pairs
+    )
+    assert len(paths) == len(headers) == 15
+    assert len({draw(11, vu, it, STREAM_DATA, 1) % 4 for vu, it in pairs}) > 1
+    for procs in (1, 2):
+        work = tmp_path / f"srv{procs}"
+        work.mkdir()
+        with server(work, log_header="X-Request-Id") as (port, log):
+            scenario = write_scenario(tmp_path, port, DATA_FIELDS, name=f"d{procs}.toml")
+            code, summary, err = run_json(scenario, tmp_path / f"out{procs}", "--procs", str(procs))
+            assert code == 0, err
+            assert summary["requests"]["failed"] == 0
+            assert logged_header_values(log, 15) == headers
+            assert count_access_log(log) == paths
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import pytest
 from conftest import fuzz_examples
 from hypothesis import given, settings, strategies as st
 
+from z6.engine.data import Feed
 from z6.engine.decisions import ARRIVAL_VU_KEY, draw
 from z6.engine.loader import load_scenario_text
 from z6.engine.protocol import H11Engine
@@ -90,7 +91,9 @@ def test_what_is_not_a_field_is_refused(path: str, fragment: str) -> None:
     st.lists(
         st.one_of(
             st.text(max_size=6),
-            st.sampled_from(["{{", "}}", "{{vu}}", "{{iteration}}", "{{random 1 9}}", "random"]),
+            st.sampled_from(
+                ["{{", "}}", "{{vu}}", "{{iteration}}", "{{random 1 9}}", "random", "{{u.a}}", "."]
+            ),
         ),
         max_size=8,
     ).map("".join)
@@ -103,6 +106,9 @@ def test_any_path_parses_or_raises_template_error(path: str) -> None:
     if t is None:
         assert "{{" not in path
         return
+    for f in t.fields:
+        if f.kind == "data":  # the loader checks the names; prepare_requests binds them
+            f.bind(Feed("per_vu", 2, 0, 1), ["x", "y"])
     rendered = t.render(1, 2, 2, 3, 4)
     assert "{{" not in "".join(t.parts)
     assert len(t.parts) == len(t.fields) + 1
