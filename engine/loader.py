@@ -885,6 +885,13 @@ def _resolve_env(ctx: _Context, key: str, value: str) -> str:
             if field is not None:
                 message += f"; k6's {name} is {field} in a z6 request path, body or header value"
             ctx.fail(key, message)
+        try:
+            found.encode("utf-8")
+        except UnicodeEncodeError:
+            # Python decodes the environment with surrogateescape: bytes that are not UTF-8
+            # came through as lone surrogates, which no request can carry (the workers died
+            # encoding them, exit 3).
+            ctx.fail(key, f"environment variable {name} is not valid UTF-8")
         return found
 
     return _ENV_REF.sub(sub, value)
@@ -911,6 +918,16 @@ def _check_path(ctx: _Context, key: str, path: str, shown: str) -> None:
         )
 
 
+def _literal_braces(key: str) -> str:
+    """How to send a literal ``{{`` where ``key`` (a path, body or header value) reads
+    fields."""
+    if ".headers." in key:
+        return "a literal {{ in a header value goes in an environment variable (${NAME})"
+    if key.endswith(".body"):
+        return "a literal {{ in a body goes in a body_file"
+    return "write a literal {{ in a path as %7B%7B"
+
+
 def _resolved(
     ctx: _Context, key: str, written: str, open_model: bool, data: list[DataSpec]
 ) -> tuple[Template | None, str, list[str] | None]:
@@ -925,7 +942,7 @@ def _resolved(
     try:
         template = parse_template(written)
     except TemplateError as exc:
-        ctx.fail(key, str(exc))
+        ctx.fail(key, f"{exc}; {_literal_braces(key)}")
     if template is None:
         return None, _resolve_env(ctx, key, written), None
     if open_model and template.uses_vu:
@@ -1006,6 +1023,12 @@ def _check_requests(
                 _check_header_cells(ctx, hkey, value_template, data)
             if any(c in "\r\n\0" for c in final):
                 ctx.fail(hkey, "header value must not contain CR, LF or NUL")
+            if _HEADER_CTL.search(final):
+                ctx.fail(hkey, "header value must not contain control characters (tab is fine)")
+            if final != final.strip(" \t"):
+                # HTTP drops a value's outer white space (RFC 9110 5.5), and h11 refuses to
+                # send it: every request failed as protocol_error with --http h11.
+                ctx.fail(hkey, "header value must not start or end with a space or tab")
             if parts is None:
                 resolved_headers[name] = final
             else:
@@ -1244,24 +1267,38 @@ def _cell_line(spec: DataSpec, row: int) -> int:
 
 def _check_header_cells(ctx: _Context, key: str, template: Template, data: list[DataSpec]) -> None:
     """A cell that a header value sends must not hold CR, LF or NUL (it would end the
-    header): the first such row is named."""
-    for field in template.fields:
+    header) or another control character, nor start (end) with a space or tab when it starts
+    (ends) the value: the first such row is named."""
+    last = len(template.fields) - 1
+    for k, field in enumerate(template.fields):
         if field.kind != "data":
             continue
         spec = next(d for d in data if d.name == field.source)
         if not spec.rows:
             continue
+        first_in_value = k == 0 and not template.parts[0]
+        last_in_value = k == last and not template.parts[-1]
         cells = spec.cells[spec.columns.index(field.column)]
         for row, cell in enumerate(cells):
             if "\r" in cell or "\n" in cell or "\0" in cell:
-                ctx.fail(
-                    key,
-                    f"{_field_text(field)}: {Path(spec.file).name} line {_cell_line(spec, row)} "
-                    f"(row {row}) holds a line break or NUL in column {field.column!r}, which a "
-                    "header value cannot carry",
-                )
+                problem = "a line break or NUL"
+            elif _HEADER_CTL.search(cell):
+                problem = "a control character"
+            elif (first_in_value and cell[:1] in (" ", "\t") and cell) or (
+                last_in_value and cell[-1:] in (" ", "\t") and cell
+            ):
+                problem = "a space or tab at the start or end of the value"
+            else:
+                continue
+            ctx.fail(
+                key,
+                f"{_field_text(field)}: {Path(spec.file).name} line {_cell_line(spec, row)} "
+                f"(row {row}) holds {problem} in column {field.column!r}, which a header value "
+                "cannot carry",
+            )
 
 
+_HEADER_CTL = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 

@@ -445,12 +445,12 @@ def _two_requests_apart(
     listener: socket.socket,
     pause_ns: int,
     tls: ssl.SSLContext | None = None,
+    ready: threading.Event | None = None,
 ) -> list[tuple[ErrorKind, int, bool]]:
-    """Two requests on one ``Connection`` (over TLS with ``tls``), ``pause_ns`` apart,
-    against ``serve`` (run in a thread; ``listener`` is closed after); (error, status,
-    new_connection) of each."""
-    import threading
-
+    """Two requests on one ``Connection`` (over TLS with ``tls``), ``pause_ns`` apart (and,
+    with ``ready``, not before the server has set it, or 5 s have passed: on a loaded machine
+    the server's thread ran later than the pause), against ``serve`` (run in a thread;
+    ``listener`` is closed after); (error, status, new_connection) of each."""
     from z6.engine.reactor import sleep_until
 
     results: list[tuple[ErrorKind, int, bool]] = []
@@ -472,6 +472,9 @@ def _two_requests_apart(
             await conn.request(req, out)
             results.append((out.error, out.status, out.new_connection))
             await sleep_until(time.perf_counter_ns() + pause_ns)
+            give_up = time.perf_counter_ns() + 5_000_000_000
+            while ready is not None and not ready.is_set() and time.perf_counter_ns() < give_up:
+                await sleep_until(time.perf_counter_ns() + 1_000_000)
         conn.close()
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -598,13 +601,18 @@ def test_an_answer_before_the_upload_was_read_is_the_response(
 
 
 def _serve_tls_by_hand(
-    raw: socket.socket, ctx: ssl.SSLContext, answers: int, closing: str | None
+    raw: socket.socket,
+    ctx: ssl.SSLContext,
+    answers: int,
+    closing: str | None,
+    closed: threading.Event | None = None,
 ) -> None:
     """Serve ``answers`` requests over TLS on ``raw`` (memory buffers: what goes on the wire,
     and when, is this code's). ``closing``: after a 30 ms keep-alive timeout (the alert must
     not arrive with the response), close_notify without waiting for the client's, then the
     FIN at once (``"fin"``, as nginx closes an idle connection) or 0.3 s later
-    (``"notify"``); ``None``: just return."""
+    (``"notify"``), and set ``closed`` once the client can see the close; ``None``: just
+    return."""
     with raw:
         raw.settimeout(2.0)
         # Each write leaves at once: Nagle held the response back until the alert came.
@@ -633,7 +641,11 @@ def _serve_tls_by_hand(
                 tls.unwrap()
             raw.sendall(outgoing.read())
             if closing == "notify":
+                if closed is not None:
+                    closed.set()
                 time.sleep(0.3)
+    if closing == "fin" and closed is not None:
+        closed.set()  # the FIN left as ``raw`` closed
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
@@ -660,6 +672,7 @@ def test_an_idle_tls_connection_is_reopened_only_when_the_server_closed_it(
     listener, port = _listener(timeout_s=5.0)
     accepted = 0
     closes = closing is not None
+    closed = threading.Event()
 
     def serve() -> None:
         nonlocal accepted
@@ -669,11 +682,19 @@ def test_an_idle_tls_connection_is_reopened_only_when_the_server_closed_it(
             except OSError:
                 return
             accepted += 1
-            _serve_tls_by_hand(raw, server_ctx, 1 if closes else 2, closing)
+            _serve_tls_by_hand(raw, server_ctx, 1 if closes else 2, closing, closed)
 
-    # 100 ms between the two requests: a closing server has closed by then.
+    # 100 ms between the two requests, and a closing server has closed by then (a loaded
+    # machine ran its thread late: the POST went out before the close).
     results = _two_requests_apart(
-        port, engine, method, serve, listener, 100_000_000, tls=make_ssl_context(verify=False)
+        port,
+        engine,
+        method,
+        serve,
+        listener,
+        100_000_000,
+        tls=make_ssl_context(verify=False),
+        ready=closed if closes else None,
     )
     assert results == [(ErrorKind.NONE, 200, True), (ErrorKind.NONE, 200, closes)]
     assert accepted == (2 if closes else 1)

@@ -417,6 +417,33 @@ def test_a_line_break_in_a_cell_a_header_sends_is_refused_naming_its_row(tmp_pat
     assert "line 3 (row 1)" in fail_in(tmp_path, BASE + DATA + LOGIN, nul).message
 
 
+@pytest.mark.parametrize(
+    ("tenant", "header", "problem"),
+    [
+        (b"t\x012", "{{users.tenant}}", "a control character"),
+        (b" t2", "{{users.tenant}}", "a space or tab at the start or end of the value"),
+        (b"t2 ", "{{users.tenant}}", "a space or tab at the start or end of the value"),
+        (b"t2\t", "x-{{users.tenant}}", "a space or tab at the start or end of the value"),
+    ],
+)
+def test_a_cell_a_header_value_cannot_carry_is_refused(
+    tmp_path: Path, tenant: bytes, header: str, problem: str
+) -> None:
+    # h11 refuses to send a value with outer white space or (some) control characters.
+    text = BASE + DATA + LOGIN.replace("{{users.tenant}}", header)
+    err = fail_in(tmp_path, text, USERS.replace(b"t2", tenant))
+    assert err.message == (
+        f"{{{{users.tenant}}}}: users.csv line 3 (row 1) holds {problem} in column 'tenant', "
+        "which a header value cannot carry"
+    )
+    # Inside the value, a space is fine.
+    load_in(
+        tmp_path,
+        BASE + DATA + LOGIN.replace("{{users.tenant}}", "x-{{users.tenant}}-y"),
+        USERS.replace(b"t2", b" t 2 "),
+    )
+
+
 def test_per_vu_has_no_meaning_in_the_open_model(tmp_path: Path) -> None:
     open_model = (
         '[runtime]\nduration_seconds = 1\n[target]\nbase_url = "http://127.0.0.1:9"\n'

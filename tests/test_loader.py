@@ -666,6 +666,46 @@ def test_body_checks_that_can_pass_with_bodiless_statuses_and_literal_texts() ->
     assert "are not resolved" not in describe_scenario(load(_req("expect_body_contains = 'x'\n")))
 
 
+@pytest.mark.parametrize(
+    ("value", "env", "fragment"),
+    [
+        ('" token"', {}, "must not start or end with a space or tab"),
+        ('"token\\t"', {}, "must not start or end with a space or tab"),
+        ('"${T}"', {"T": "abc "}, "must not start or end with a space or tab"),
+        ('"a\\u0001b"', {}, "control characters"),
+        ('"a\\u007fb"', {}, "control characters"),
+        # Bytes that are not UTF-8 come from os.environ as lone surrogates.
+        ('"${T}"', {"T": "ab\udcffcd"}, "environment variable T is not valid UTF-8"),
+    ],
+)
+def test_header_values_h11_could_not_send_are_refused(
+    value: str, env: dict[str, str], fragment: str
+) -> None:
+    # Such a value passed the loader, then failed every request as protocol_error with h11
+    # (outer white space), or killed the workers (not UTF-8).
+    err = fail(_req(f"headers = {{ X = {value} }}\n"), env=env)
+    assert err.key == "requests[0].headers.X"
+    assert fragment in err.message
+    assert load(_req('headers = { X = "a\\tb", Y = "" }\n')).requests[0].headers["X"] == "a\tb"
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "fragment"),
+    [
+        ('headers = { X = "{{a" }\n', "requests[0].headers.X", "in an environment variable"),
+        ('body = "{{a"\n', "requests[0].body", "goes in a body_file"),
+        ("", "requests[0].path", "as %7B%7B"),
+    ],
+)
+def test_a_literal_double_brace_error_says_how_to_send_one(
+    extra: str, key: str, fragment: str
+) -> None:
+    text = _req(extra) if extra else _req("").replace('path = "/"', 'path = "/{{a"')
+    err = fail(text)
+    assert err.key == key
+    assert fragment in err.message
+
+
 def test_body_text_goes_into_body_bytes() -> None:
     s = load(_req('body = "héllo"\n'))
     assert s.requests[0].body_bytes == "héllo".encode()

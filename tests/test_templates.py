@@ -332,3 +332,35 @@ def test_a_rendered_request_shares_every_slot_but_target_raw_and_body() -> None:
         if name not in ("target", "raw", "body"):
             assert getattr(sent, name) is getattr(req, name), name
     assert sent.base is req
+    # Each slot to its own place: with a distinct object in every slot, a copy that took one
+    # slot's value for another (or a constant) shows.
+    marks = {name: object() for name in PreparedRequest.__slots__}
+    for name, mark in marks.items():
+        object.__setattr__(req, name, mark)
+    copy = req._copy("t", b"r", b"b")
+    for name, mark in marks.items():
+        if name not in ("target", "raw", "body"):
+            assert getattr(copy, name) is mark, name
+    assert (copy.target, copy.raw, copy.body) == ("t", b"r", b"b")
+
+
+def test_a_rendered_request_keeps_its_body_check() -> None:
+    # A request with fields is a new object per send: its body check must come along.
+    req = _one(
+        HEADERS.replace(
+            'body = "n={{random 1 99}}"', 'body = "n={{random 1 99}}"\nexpect_body_contains = "ok"'
+        )
+    )
+    sent = req.render(1, 0, 0, 0, 0)
+    engine = H11Engine()
+    engine.start(sent)
+    assert engine.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnope")
+    assert engine.matcher is not None
+    assert not engine.matcher.ok
+
+
+def test_text_around_a_header_field_goes_out_as_utf8() -> None:
+    req = _one(HEADERS.replace('"r-{{random 1 1000000000}}-{{iteration}}"', '"é{{vu}}☃ x"'))
+    sent = req.render(1, 4, 4, 0, 0)
+    assert "X-Request-Id: é4☃ x\r\n".encode() in sent.raw
+    assert "X-Request-Id: é0☃ x\r\n".encode() in req.raw  # the definition: fields as 0
