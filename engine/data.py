@@ -53,12 +53,14 @@ def read_csv(data: bytes) -> tuple[list[str], list[list[str]]]:
     value of column ``c``), of a CSV file: RFC 4180 as Python's ``csv`` module reads it
     (``,`` between cells, ``"`` around a cell holding a comma, quote or line break, ``""``
     for a quote inside), UTF-8 with an optional byte-order mark. The first row names the
-    columns (each non-empty and unique); then at least one row, each with exactly one cell
+    columns (stripped of outer white space, each non-empty and unique); then at least one row, each with exactly one cell
     per column. Raises :class:`DataFileError` naming the line (and row) at fault."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+        # Line ends as the reader splits them: CRLF, CR or LF.
+        before = data[: exc.start]
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
         raise DataFileError(f"not valid UTF-8 (byte {exc.start})", line) from None
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -73,6 +75,9 @@ def read_csv(data: bytes) -> tuple[list[str], list[list[str]]]:
         start = reader.line_num + 1
         if not header:
             raise DataFileError("the first line is blank: it names the columns", 1)
+        # Names are stripped: "email, password" (a space after the comma) names "password",
+        # which a field can write ({{users.password}}); cells are kept as they are.
+        header = [name.strip() for name in header]
         seen: dict[str, int] = {}
         for c, name in enumerate(header):
             if not name:

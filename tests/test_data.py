@@ -73,6 +73,9 @@ def test_quoted_cells_hold_commas_quotes_line_breaks_and_any_text() -> None:
         (b'a,b\n1,"2\n2"\n3,4,5\n', "line 4: row 1 has 3 cells"),
         (b"a,b\n1,2\n\n3,4\n", "line 3: row 1 is blank"),
         (b"a,b\n1,2\n3,\xff\n", "line 3: not valid UTF-8 (byte 10)"),
+        (b"a,b\r1,2\r3,\xff\r", "line 3: not valid UTF-8 (byte 10)"),  # CR-only line ends
+        (b"a,b\r\n1,2\r\n3,\xff\r\n", "line 3: not valid UTF-8 (byte 12)"),
+        (b"a, a\n1,2\n", "line 1: column 'a' is named twice (columns 1 and 2)"),
         (b'a,b\n1,2\n"3"4,5\n', "line 3: not valid CSV: ',' expected after '\"'"),
         (b'a,b\n1,"2\n3,4\n', "line 2: not valid CSV: unexpected end of data"),
     ],
@@ -84,6 +87,13 @@ def test_every_refusal_names_its_line_and_row(data: bytes, message: str) -> None
 
 
 # --------------------------------------------------------------------------- rows
+
+
+def test_column_names_are_stripped_cells_are_not() -> None:
+    # "email, password" (a space after the comma) names a column a field can write.
+    assert read_csv(b"email, password \n a , b\n") == (["email", "password"], [[" a "], [" b"]])
+    with pytest.raises(DataFileError, match="column 2 has no name"):
+        read_csv(b"a, \n1,2\n")
 
 
 def test_per_vu_gives_each_vu_its_row() -> None:
@@ -233,6 +243,41 @@ def fail_in(tmp: Path, text: str, csv_bytes: bytes | None = USERS, **kw: object)
     with pytest.raises(ScenarioError) as info:
         load_in(tmp, text, csv_bytes, **kw)
     return info.value
+
+
+@pytest.mark.parametrize(
+    ("schedule", "vus_override", "peak"),
+    [
+        ("", 4, 4),  # --vus sets the peak of a constant schedule
+        (
+            '[schedule]\ntype = "ramp"\nstart_vus = 1\nend_vus = 4\nramp_duration_seconds = 1\n',
+            None,
+            4,
+        ),
+        (
+            '[schedule]\ntype = "steps"\nsteps = [{vus = 2, duration_seconds = 1}, '
+            "{vus = 5, duration_seconds = 1}, {vus = 1, duration_seconds = 1}]\n",
+            None,
+            5,
+        ),
+    ],
+)
+def test_per_iteration_rows_use_the_peak_as_run(
+    tmp_path: Path, schedule: str, vus_override: int | None, peak: int
+) -> None:
+    # P in (i * P + v) % R is the schedule's peak after any --vus, not runtime.vus or the
+    # starting VUs.
+    from z6.engine.overrides import apply_overrides
+
+    base = BASE.replace("iterations = 2", "duration_seconds = 3")
+    rows = b"email,password,tenant\n" + b"".join(b"u%d@x.com,p,t\n" % i for i in range(100))
+    s = load_in(tmp_path, base + schedule + DATA + LOGIN, rows)
+    if vus_override is not None:
+        s = apply_overrides(s, vus=vus_override)
+    (req,) = prepare_requests(s)
+    for vu, iteration in ((0, 0), (1, 3), (3, 7)):
+        row = (iteration * peak + vu) % 100
+        assert req.render(3, vu, vu, iteration, 0).target == f"/login/u{row}%40x.com"
 
 
 def test_a_scenario_with_a_data_file_loads_its_rows_and_sends_them(tmp_path: Path) -> None:
