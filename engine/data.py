@@ -53,8 +53,9 @@ def read_csv(data: bytes) -> tuple[list[str], list[list[str]]]:
     value of column ``c``), of a CSV file: RFC 4180 as Python's ``csv`` module reads it
     (``,`` between cells, ``"`` around a cell holding a comma, quote or line break, ``""``
     for a quote inside), UTF-8 with an optional byte-order mark. The first row names the
-    columns (stripped of outer white space, each non-empty and unique); then at least one row, each with exactly one cell
-    per column. Raises :class:`DataFileError` naming the line (and row) at fault."""
+    columns (stripped of outer white space, each non-empty and unique); then at least one
+    row, each with exactly one cell per column. Raises :class:`DataFileError` naming the line
+    (and row) at fault."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
