@@ -384,15 +384,20 @@ def test_arrival_rate_arrivals_a_late_loop_never_reached_are_dropped(
     assert code == 0, err
     assert summary["requests"]["total"] + summary["dropped_iterations"] == 300_000
     log = EventLogReader(tmp_path / "out" / "events.bin")
-    started = stopped = 0
+    starts = stops = ran = 0
     for _worker, events in log.batches():
         for e in events:
             if isinstance(e, VuStarted):
-                started += 1
+                starts += 1
             elif isinstance(e, VuStopped):
-                stopped += e.iterations
-    # Every VU start is one iteration that sent its request.
-    assert started == stopped == summary["requests"]["total"]
+                stops += 1
+                ran += e.iterations
+                assert e.iterations in (0, 1)  # one arrival per VU start
+    # Every VU start stops, and the iterations that ran are the requests. A start may run
+    # nothing: the run ended between the VU's start and its first request (that arrival is
+    # among the dropped, above): seen once, in a clean-clone CI run of 2026-12-08.
+    assert starts == stops
+    assert ran == summary["requests"]["total"]
 
 
 def test_arrival_rate_the_hard_stop_does_not_cut_the_drop_accounting(
