@@ -645,6 +645,10 @@ class HttptoolsCookieEngine(HttptoolsEngine):
     def _simple(self, data: bytes) -> bool:
         if self._is_head:
             return False
+        if data.startswith(self._last_head):
+            # The head of this connection's previous simple response, which had no
+            # Set-Cookie (only those are handed to HttptoolsEngine._simple, which keeps it).
+            return super()._simple(data)
         end = data.find(b"\r\n\r\n") + 4
         if end == 3 or end > _SIMPLE_HEAD_MAX:
             return False
