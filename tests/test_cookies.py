@@ -394,3 +394,34 @@ def test_a_request_with_cookie_goes_through_h11_and_httptools_unchanged() -> Non
     for factory in [engine_factory(n, cookies=True) for n in ENGINES]:
         parser = factory()
         assert parser.start(req) == req.raw
+
+
+_value = st.text(alphabet=st.sampled_from(list("ab=; ,-/.09\tPathMax")), max_size=30)
+
+
+@pytest.mark.skipif(not httptools_available(), reason="httptools not installed")
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(_value, max_size=4),
+    version=st.sampled_from(["1.1", "1.0"]),
+    chunked=st.booleans(),
+    cut=st.integers(min_value=0, max_value=400),
+)
+def test_both_engines_collect_the_same_values(
+    values: list[str], version: str, chunked: bool, cut: int
+) -> None:
+    head = f"HTTP/{version} 200 OK\r\n" + "".join(f"Set-Cookie: {v}\r\n" for v in values)
+    if chunked and version == "1.1":
+        data = (head + "Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n").encode()
+    else:
+        data = (head + "Content-Length: 2\r\n\r\nok").encode()
+    got = []
+    for name in ("h11", "httptools"):
+        parser = engine_factory(name, cookies=True)()
+        parser.start(GET)
+        done = parser.feed(data[:cut]) if cut else False
+        if not done:
+            done = parser.feed(data[cut:])
+        assert done
+        got.append([v.strip(b" \t") for v in parser.set_cookies])
+    assert got[0] == got[1] == [v.strip(" \t").encode() for v in values]
