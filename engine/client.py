@@ -23,7 +23,7 @@ import os
 import select
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from time import perf_counter_ns
 from typing import Any, Protocol
 
@@ -160,6 +160,8 @@ class Outcome:
     kept-alive connection and the request went again on a new one; ``start_ns`` is then the
     first attempt's, so the latency holds both attempts and the reconnect (except when the
     reconnect itself failed: a failed connect has ``start_ns == end_ns``, no latency).
+    ``set_cookies``: the ``Set-Cookie`` values of the complete response (only collected by
+    a parser made with ``cookies=True``; read it only when ``status`` is not 0).
     """
 
     __slots__ = (
@@ -169,6 +171,7 @@ class Outcome:
         "error",
         "new_connection",
         "retried",
+        "set_cookies",
         "start_ns",
         "status",
     )
@@ -182,6 +185,7 @@ class Outcome:
         self.start_ns = 0
         self.end_ns = 0
         self.retried = False
+        self.set_cookies: Sequence[bytes] = ()
 
     @property
     def latency_ns(self) -> int:
@@ -607,6 +611,7 @@ class Connection:
                 await checkpoint()  # the failure may have come before any park (see above)
                 return
             out.status = status = parser.status
+            out.set_cookies = parser.set_cookies
             self._idle_since_ns = out.end_ns
             expect = req.expect_status  # inlined req.is_success(): once per request
             if (status not in expect) if expect is not None else status >= 400:

@@ -58,6 +58,9 @@ def describe_scenario(s: Scenario) -> str:
     target += f", connect timeout {_num(tgt.connection_timeout_ms)} ms"
     if tgt.max_connections is not None:
         target += f", at most {tgt.max_connections} connections"
+    if tgt.cookies:
+        scope = "iteration" if s.schedule.type == "arrival_rate" else "VU"
+        target += f", a cookie jar per {scope}"
     out.append(_kv("Target", target + ")"))
 
     if rt.duration_seconds is not None:

@@ -46,7 +46,7 @@ Without EOF, llhttp may report a malformed head before h11, which waits for the 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast
 
 import h11
@@ -85,6 +85,9 @@ class ResponseParser(Protocol):
     keep_alive: bool
     matcher: BodyMatcher | None
     """The body check of the current request, fed its response's body (None: no check)."""
+    set_cookies: Sequence[bytes]
+    """The ``Set-Cookie`` values of the final response, once complete; always empty unless
+    the parser was made with ``cookies=True`` (``engine_factory``)."""
 
     def start(self, req: PreparedRequest) -> bytes:
         """Begin a new request on this connection; return the bytes to send."""
@@ -120,6 +123,7 @@ class H11Engine:
 
     __slots__ = (
         "_conn",
+        "_cookies",
         "_done",
         "_events",
         "_last_head",
@@ -127,10 +131,15 @@ class H11Engine:
         "bytes_received",
         "keep_alive",
         "matcher",
+        "set_cookies",
         "status",
     )
 
-    def __init__(self, event_cache: dict[PreparedRequest, tuple[Any, ...]] | None = None) -> None:
+    def __init__(
+        self,
+        event_cache: dict[PreparedRequest, tuple[Any, ...]] | None = None,
+        cookies: bool = False,
+    ) -> None:
         self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
         # h11 event objects are immutable, so they are built once per request definition and
         # shared by all connections made by the same factory.
@@ -146,6 +155,8 @@ class H11Engine:
         self.bytes_received = 0
         self.keep_alive = False
         self.matcher: BodyMatcher | None = None
+        self._cookies = cookies
+        self.set_cookies: Sequence[bytes] = ()
 
     def start(self, req: PreparedRequest) -> bytes:
         """Begin a new request on this connection; return the bytes to send."""
@@ -176,6 +187,8 @@ class H11Engine:
         self.keep_alive = False
         check = req.body_check
         self.matcher = None if check is None else check.matcher()
+        if self._cookies:
+            self.set_cookies = ()
         return req.raw
 
     def feed(self, data: bytes) -> bool:
@@ -233,6 +246,9 @@ class H11Engine:
                 if isinstance(event, h11.Response):
                     self._check_head(event)
                     self.status = event.status_code
+                    if self._cookies:
+                        # h11 gives header names in lower case.
+                        self.set_cookies = [v for n, v in event.headers if n == b"set-cookie"]
                 elif isinstance(event, h11.InformationalResponse):
                     self._check_head(event)
                     if event.http_version != b"1.1":
@@ -336,6 +352,7 @@ class HttptoolsEngine:
         "bytes_received",
         "keep_alive",
         "matcher",
+        "set_cookies",
         "status",
     )
 
@@ -352,6 +369,7 @@ class HttptoolsEngine:
         self.bytes_received = 0
         self.keep_alive = False
         self.matcher: BodyMatcher | None = None
+        self.set_cookies: Sequence[bytes] = ()  # this class never collects them: see below
         self._reset_response(False, False)
 
     def _new_parser(self) -> Any:
@@ -603,6 +621,77 @@ class HttptoolsEngine:
         )
 
 
+class HttptoolsCookieEngine(HttptoolsEngine):
+    """``HttptoolsEngine`` that also collects the final response's ``Set-Cookie`` values
+    (``set_cookies``), for scenarios with ``[target] cookies = true``: a subclass, so that
+    the parser of every other scenario runs exactly the code it ran before.
+
+    On the fast path a head with ``Set-Cookie`` is judged without the shared head cache
+    (``_SIMPLE_HEADS``): such heads usually differ per response (a new session id), and
+    would only flush the verdicts on the heads that repeat.
+    """
+
+    __slots__ = ()
+
+    def start(self, req: PreparedRequest) -> bytes:
+        """Begin a new request on this connection; return the bytes to send."""
+        self.set_cookies = []
+        return super().start(req)
+
+    def _begin_message(self) -> None:
+        super()._begin_message()
+        self.set_cookies = []  # an interim response's headers are not the final one's
+
+    def _simple(self, data: bytes) -> bool:
+        if self._is_head:
+            return False
+        if data.startswith(self._last_head):
+            # The head of this connection's previous simple response, which had no
+            # Set-Cookie (only those are handed to HttptoolsEngine._simple, which keeps it).
+            return super()._simple(data)
+        end = data.find(b"\r\n\r\n") + 4
+        if end == 3 or end > _SIMPLE_HEAD_MAX:
+            return False
+        head = data[:end]
+        lower = head.lower()
+        if lower.find(_SET_COOKIE_LINE) < 0:
+            return super()._simple(data)
+        verdict = _simple_verdict(head)
+        if verdict is None or end + verdict[1] != len(data):
+            return False
+        found: list[bytes] = []
+        i = lower.find(_SET_COOKIE_LINE)
+        while i >= 0:
+            start = i + len(_SET_COOKIE_LINE)
+            stop = head.index(b"\r\n", start)
+            found.append(head[start:stop].strip(b" \t"))
+            i = lower.find(_SET_COOKIE_LINE, stop)
+        # As HttptoolsEngine._simple completes a response.
+        self.bytes_received = len(data)
+        self._done = True
+        self._headers_done = True
+        self._msg_status = self.status = verdict[0]
+        self.keep_alive = not self._req_close
+        if self.matcher is not None:
+            self.matcher.feed(data[end:])
+        self.set_cookies = found
+        return True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """httptools callback: one header field (trailer fields do not count)."""
+        super().on_header(name, value)
+        if (
+            len(name) == 10
+            and not self._done
+            and not self._headers_done
+            and name.lower() == b"set-cookie"
+        ):
+            cast(list[bytes], self.set_cookies).append(value.strip(b" \t"))
+
+
+_SET_COOKIE_LINE = b"\r\nset-cookie:"
+
+
 def _simple_verdict(head: bytes) -> tuple[int, int] | None:
     """``(status, content length)`` when ``head`` (ending with the blank line) is a simple
     response head (see ``HttptoolsEngine``), else None."""
@@ -633,8 +722,9 @@ def httptools_available() -> bool:
     return True
 
 
-def engine_factory(name: str) -> Callable[[], ResponseParser]:
-    """A zero-argument constructor of per-connection parsers for engine ``name``.
+def engine_factory(name: str, cookies: bool = False) -> Callable[[], ResponseParser]:
+    """A zero-argument constructor of per-connection parsers for engine ``name``; with
+    ``cookies``, parsers that collect the final response's ``Set-Cookie`` values.
 
     ``auto`` picks httptools when it is installed, else h11. Raises ``ConfigError`` for an
     unknown name, or for ``httptools`` when it is not installed.
@@ -643,12 +733,12 @@ def engine_factory(name: str) -> Callable[[], ResponseParser]:
         name = "httptools" if httptools_available() else "h11"
     if name == "h11":
         cache: dict[PreparedRequest, tuple[Any, ...]] = {}
-        return lambda: H11Engine(cache)
+        return lambda: H11Engine(cache, cookies)
     if name == "httptools":
         if not httptools_available():
             raise ConfigError(
                 "HTTP engine 'httptools' is not installed: install z6[fast] "
                 "(pip install 'z6[fast]') or use --http h11"
             )
-        return HttptoolsEngine
+        return HttptoolsCookieEngine if cookies else HttptoolsEngine
     raise ConfigError(f"unknown HTTP engine {name!r} (choose from {', '.join(ENGINE_NAMES)})")

@@ -53,6 +53,7 @@ class Target(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     connection_timeout_ms: int = DEFAULT_CONNECTION_TIMEOUT_MS
     max_connections: int | None = None
     tls: bool | None = None  # Zig-Z6 key; must agree with the URL scheme
+    cookies: bool = False  # a cookie jar per VU (closed model) or per iteration (open model)
 
 
 class RequestSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

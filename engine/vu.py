@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import trio
 
 from z6.engine.client import Connection, Outcome, prefetch_address
+from z6.engine.cookies import CookieJar
 from z6.engine.decisions import (
     ARRIVAL_VU_KEY,
     Planner,
@@ -133,7 +134,10 @@ class VuRuntime:
 
             self._tls = make_ssl_context(sc.target.verify_cert, sc.target.ca_bundle)
         self._connect_timeout_s = sc.target.connection_timeout_ms / 1000
-        self._parser_factory = engine_factory(plan.engine)
+        # [target] cookies: a jar per VU in the closed model (``_Slot.jar``), per iteration
+        # in the open model (which VU runs an arrival depends on timing).
+        self._cookies = sc.target.cookies
+        self._parser_factory = engine_factory(plan.engine, self._cookies)
         self._c = _Counters()
         start = plan.run_start_ns
         self._start_ns = start
@@ -270,6 +274,8 @@ class VuRuntime:
             connect_limiter=self._connect_limiter,
         )
         slot = _Slot(vu, conn, TimeoutGuard())
+        if self._cookies:
+            slot.jar = CookieJar(self._host)
         self._slots.append(slot)
         return slot
 
@@ -340,6 +346,11 @@ class VuRuntime:
         # An open-model arrival's first request may leave a little after the end (see
         # LATE_ARRIVAL_NS); every later request, and every closed-model one, only before it.
         late_ok = not closed
+        jar = slot.jar
+        if jar is not None and not closed:
+            jar = CookieJar(self._host)  # the open model: one jar per iteration
+        https = self._tls is not None
+        path = ""
         iteration = first
         while iteration < last:
             # _end_ns moves earlier on a stop request: read it on every pass.
@@ -357,6 +368,11 @@ class VuRuntime:
                 req = requests[req_index]
                 if req.varies:
                     req = req.render(seed, vu, dvu, iteration, step)
+                if jar is not None:
+                    path = _cookie_path(req.target)
+                    cookie = jar.header(path, https, time.monotonic())
+                    if cookie is not None:
+                        req = req.with_cookie(cookie)
                 c.requests_started += 1
                 stopped: Interrupted | None = None
                 try:
@@ -398,6 +414,8 @@ class VuRuntime:
                 c.events += 1
                 if stopped is not None:
                     raise stopped
+                if jar is not None and out.status and out.set_cookies:
+                    jar.store(out.set_cookies, path, https, time.monotonic())
                 if t_ns and not await self._sleep_until(time.perf_counter_ns() + t_ns):
                     return True
             iteration += 1
@@ -499,9 +517,9 @@ class VuRuntime:
 
 
 class _Slot:
-    """One VU's connection, timeout guard, reused outcome and completed-iteration count."""
+    """One VU's connection, timeout guard, reused outcome, completed-iteration count and jar."""
 
-    __slots__ = ("conn", "guard", "iteration", "out", "vu")
+    __slots__ = ("conn", "guard", "iteration", "jar", "out", "vu")
 
     def __init__(self, vu: int, conn: Connection, guard: TimeoutGuard) -> None:
         self.vu = vu
@@ -509,6 +527,13 @@ class _Slot:
         self.out = Outcome()
         self.guard = guard
         self.iteration = 0
+        self.jar: CookieJar | None = None  # [target] cookies, closed model
+
+
+def _cookie_path(target: str) -> str:
+    """The path of a request target, what cookie paths are matched against (no query)."""
+    cut = target.find("?")
+    return target if cut < 0 else target[:cut]
 
 
 def _pid() -> int:

@@ -7,6 +7,8 @@ path), and stops the server on exit whatever happened.
 from __future__ import annotations
 
 import contextlib
+import http.server
+import itertools
 import os
 import re
 import shutil
@@ -15,6 +17,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -225,3 +228,66 @@ def wait_for_log_total(path: Path, expected: int, timeout: float = 5.0) -> Count
         time.sleep(0.05)
         counts = count_access_log(path)
     return counts
+
+
+class CookieRecords:
+    """What ``cookie_server`` saw: ``issued[key]`` is the last session given to ``key``;
+    ``seen`` holds ``(kind, key, Cookie header or None, session issued to key by then)``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.issued: dict[str, str] = {}
+        self.seen: list[tuple[str, str, str | None, str | None]] = []
+        self.count = itertools.count()
+
+
+@contextlib.contextmanager
+def cookie_server() -> Iterator[tuple[int, CookieRecords]]:
+    """An HTTP/1.1 keep-alive server in a thread on 127.0.0.1: ``GET /login/KEY`` answers
+    with a new ``session`` cookie (Path=/), a ``theme`` cookie for /data and a cookie that
+    deletes itself (Max-Age=0); every request's Cookie header is recorded, with the session
+    issued to KEY by then. Stops on exit (daemon threads, 10 s socket timeout)."""
+    records = CookieRecords()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = 10
+
+        def do_GET(self) -> None:
+            _, kind, key = ([*self.path.split("?")[0].split("/"), "", ""])[:3]
+            cookie = self.headers.get("Cookie")
+            headers: list[tuple[str, str]] = []
+            with records.lock:
+                if kind == "login":
+                    session = f"s{next(records.count)}-{key}"
+                    headers = [
+                        ("Set-Cookie", f"session={session}; Path=/; HttpOnly"),
+                        ("Set-Cookie", "theme=dark; Path=/data"),
+                        ("Set-Cookie", "gone=1; Max-Age=0"),
+                    ]
+                    records.seen.append((kind, key, cookie, records.issued.get(key)))
+                    records.issued[key] = session
+                else:
+                    records.seen.append((kind, key, cookie, records.issued.get(key)))
+            body = b"ok"
+            self.send_response(200)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            # Head and body in one write: the response is eligible for httptools' fast path.
+            self._headers_buffer.append(b"\r\n" + body)  # type: ignore[attr-defined]
+            self.flush_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], records
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
