@@ -1,7 +1,8 @@
 """A VU's cookie jar: a practical subset of RFC 6265 for one target host.
 
-**Pure**: no sockets, no clock of its own (the caller passes ``now``, seconds of a monotonic
-clock). Used only when the scenario says ``[target] cookies = true`` (see ``docs/scenario.md``,
+No sockets, and no monotonic clock of its own (the caller passes ``now``, seconds of a
+monotonic clock); only an ``Expires`` date is compared with the wall clock once, when it is
+stored. Used only when the scenario says ``[target] cookies = true`` (see ``docs/scenario.md``,
 "Cookies"):
 
 - ``store`` takes the ``Set-Cookie`` values of one complete final response (any status) and
@@ -31,9 +32,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from z6.engine.requests import PreparedRequest
 
 MAX_COOKIES = 100
 """Cookies one jar holds; new ones past it are ignored (RFC 6265 asks for at least 50)."""
@@ -138,22 +143,27 @@ class CookieJar:
         secure = False
         max_age: float | None = None
         expires: float | None = None
+        domain = b""
         for attr in attrs.split(b";"):
             key, _, arg = attr.partition(b"=")
             key = key.strip(_WS).lower()
             arg = arg.strip(_WS)
+            # An attribute that cannot be read is ignored, and the last readable one of a
+            # kind wins (RFC 6265 5.2, 5.3): "Max-Age=10; Max-Age=abc" lasts 10 s.
             if key == b"max-age":
-                max_age = _parse_max_age(arg)
+                read = _parse_max_age(arg)
+                max_age = max_age if read is None else read
             elif key == b"expires":
-                expires = _parse_expires(arg)
+                read = _parse_expires(arg)
+                expires = expires if read is None else read
             elif key == b"domain":
-                domain = arg.lstrip(b".").lower()
-                if domain and not self._domain_matches(domain):
-                    return
+                domain = arg.lstrip(b".").lower() or domain
             elif key == b"path":
                 path = arg.decode("latin-1") if arg.startswith(b"/") else None
             elif key == b"secure":
                 secure = True
+        if domain and not self._domain_matches(domain):
+            return
         if secure and not https:
             return
         if path is None:
@@ -217,3 +227,24 @@ def _parse_expires(arg: bytes) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return min(left, float(_MAX_AGE_CAP))
+
+
+def cookie_host(requests: Sequence[PreparedRequest], url_host: str) -> str:
+    """The host a jar's cookies belong to: the host of the ``Host`` header the requests send
+    (a scenario may point ``base_url`` at a backend's address and send the public name in
+    ``Host``, and the server's ``Domain`` names the public one), else ``url_host``. Requests
+    that send different ``Host`` values keep ``url_host`` (``z6 validate`` notes it)."""
+    hosts = {_strip_port(r.host_header) for r in requests}
+    if len(hosts) == 1:
+        return hosts.pop()
+    return url_host
+
+
+def _strip_port(host_header: str) -> str:
+    """``host[:port]`` or ``[v6]:port`` without the port and brackets, lower case."""
+    text = host_header.strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text[1:]
+    if text.count(":") == 1:
+        return text.split(":", 1)[0]
+    return text

@@ -413,6 +413,19 @@ def _notes(s: Scenario) -> list[str]:
     if s.sequence is None and any(r.weight == 0 for r in s.requests):
         zero = [r.name for r in s.requests if r.weight == 0]
         notes.append(f"weight 0: never chosen: {', '.join(zero)}")
+    if s.target.cookies:
+        # None: the request sends the Host of base_url.
+        hosts = {
+            next((v.strip().lower() for k, v in r.headers.items() if k.lower() == "host"), None)
+            for r in s.requests
+        }
+        if len(hosts) > 1:
+            notes.append(
+                "cookies: the requests send different Host headers; cookies are kept for the "
+                "host of base_url, and a Set-Cookie whose Domain names another host is ignored"
+            )
+        if s.target.base_url.startswith("http://"):
+            notes.append("cookies: the target is plain http, so Secure cookies are never kept")
     literal = [r.name for r in s.requests if _texts_look_resolved(r)]
     if literal:
         notes.append(

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import trio
 
 from z6.engine.client import Connection, Outcome, prefetch_address
-from z6.engine.cookies import CookieJar
+from z6.engine.cookies import CookieJar, cookie_host
 from z6.engine.decisions import (
     ARRIVAL_VU_KEY,
     Planner,
@@ -137,6 +137,7 @@ class VuRuntime:
         # [target] cookies: a jar per VU in the closed model (``_Slot.jar``), per iteration
         # in the open model (which VU runs an arrival depends on timing).
         self._cookies = sc.target.cookies
+        self._cookie_host = cookie_host(self._requests, host)
         self._parser_factory = engine_factory(plan.engine, self._cookies)
         self._c = _Counters()
         start = plan.run_start_ns
@@ -275,7 +276,7 @@ class VuRuntime:
         )
         slot = _Slot(vu, conn, TimeoutGuard())
         if self._cookies:
-            slot.jar = CookieJar(self._host)
+            slot.jar = CookieJar(self._cookie_host)
         self._slots.append(slot)
         return slot
 
@@ -348,7 +349,7 @@ class VuRuntime:
         late_ok = not closed
         jar = slot.jar
         if jar is not None and not closed:
-            jar = CookieJar(self._host)  # the open model: one jar per iteration
+            jar = CookieJar(self._cookie_host)  # the open model: one jar per iteration
         https = self._tls is not None
         path = ""
         iteration = first

@@ -264,6 +264,8 @@ def cookie_server() -> Iterator[tuple[int, CookieRecords]]:
                         ("Set-Cookie", f"session={session}; Path=/; HttpOnly"),
                         ("Set-Cookie", "theme=dark; Path=/data"),
                         ("Set-Cookie", "gone=1; Max-Age=0"),
+                        # Kept only by a client whose Host is shop.example.com.
+                        ("Set-Cookie", "dom=1; Domain=shop.example.com; Path=/"),
                     ]
                     records.seen.append((kind, key, cookie, records.issued.get(key)))
                     records.issued[key] = session

@@ -10,7 +10,7 @@ import h11
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from z6.engine.cookies import MAX_COOKIES, CookieJar, default_path, path_matches
+from z6.engine.cookies import MAX_COOKIES, CookieJar, cookie_host, default_path, path_matches
 from z6.engine.protocol import (
     H11Engine,
     HttptoolsCookieEngine,
@@ -19,7 +19,7 @@ from z6.engine.protocol import (
     engine_factory,
     httptools_available,
 )
-from z6.engine.requests import make_request
+from z6.engine.requests import PreparedRequest, make_request
 
 HOST = "app.example.com"
 
@@ -36,6 +36,39 @@ def jar_with(*lines: bytes, path: str = "/", https: bool = False, now: float = 0
 def test_name_value_pairs_are_kept_and_sent_in_one_header() -> None:
     jar = jar_with(b"session=abc123", b"theme = dark ; HttpOnly; SameSite=Lax")
     assert jar.header("/", False, 1.0) == b"session=abc123; theme=dark"
+
+
+def test_an_attribute_that_cannot_be_read_is_ignored_and_the_last_readable_wins() -> None:
+    # RFC 6265 5.2: "Max-Age=abc" is ignored, so the earlier Max-Age=10 stands.
+    jar = jar_with(b"a=1; Max-Age=10; Max-Age=abc")
+    assert jar.header("/", False, 5.0) == b"a=1"
+    assert jar.header("/", False, 20.0) is None
+    assert jar_with(b"a=1; Max-Age=10; Max-Age=0").header("/", False, 1.0) is None
+    # The last Domain wins, and an empty one is ignored.
+    assert jar_with(b"a=1; Domain=other.com; Domain=example.com").header("/", False, 0) == b"a=1"
+    assert jar_with(b"a=1; Domain=example.com; Domain=other.com").header("/", False, 0) is None
+    assert jar_with(b"a=1; Domain=example.com; Domain=").header("/", False, 0) == b"a=1"
+
+
+def test_the_jar_host_is_the_host_the_requests_send() -> None:
+    def req(host: str) -> PreparedRequest:
+        return make_request("GET", "/", host=host)
+
+    assert cookie_host([req("shop.example.com"), req("shop.example.com:8443")], "10.0.0.5") == (
+        "shop.example.com"
+    )
+    assert cookie_host([req("[::1]:8080")], "x") == "::1"
+    assert cookie_host([req("a.example.com"), req("b.example.com")], "10.0.0.5") == "10.0.0.5"
+    jar = CookieJar(cookie_host([req("Shop.Example.com")], "10.0.0.5"))
+    jar.store([b"s=1; Domain=shop.example.com"], "/", False, 0.0)
+    assert jar.header("/", False, 0.0) == b"s=1"
+
+
+def test_cookie_paths_leave_the_query_out() -> None:
+    from z6.engine.vu import _cookie_path
+
+    assert _cookie_path("/a/login?next=/b/c") == "/a/login"
+    assert _cookie_path("/x") == "/x"
 
 
 def test_no_cookie_no_header() -> None:

@@ -110,6 +110,21 @@ def test_every_request_carries_its_own_vu_s_session(
         assert cookie == (None if session is None else f"session={session}")
 
 
+def test_cookies_belong_to_the_host_the_requests_send(tmp_path: Path) -> None:
+    # base_url names the backend's address, Host the public name: a cookie for the public
+    # domain is kept (it was dropped: the jar took its host from base_url).
+    body = (
+        CLOSED.format(cookies="true")
+        .replace('name = "login"', 'name = "login"\nheaders = { Host = "shop.example.com" }')
+        .replace('name = "data"', 'name = "data"\nheaders = { Host = "shop.example.com" }')
+    )
+    records = _run(tmp_path, body, "host", "--procs", "1")
+    data = [r for r in records.seen if r[0] == "data"]
+    assert len(data) == 3 * 4 * 2
+    for _, key, cookie, session in data:
+        assert cookie == f"theme=dark; session={session}; dom=1", (key, cookie)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_without_cookies_nothing_is_sent(tmp_path: Path, engine: str) -> None:
     records = _run(
@@ -141,5 +156,20 @@ def test_validate_says_cookies_are_kept(tmp_path: Path, schedule: str, scope: st
     proc = run_z6(["validate", str(scenario)])
     assert proc.returncode == 0, proc.stderr
     assert f"a cookie jar per {scope}" in proc.stdout
+    assert "cookies: the target is plain http, so Secure cookies are never kept" in proc.stdout
+    assert "different Host headers" not in proc.stdout
+    mixed = write_scenario(
+        tmp_path,
+        9,
+        body.replace("{{vu}}", "x").replace(
+            'name = "data"', 'name = "data"\nheaders = { Host = "h" }'
+        )
+        + schedule,
+        "mixed.toml",
+    )
+    assert (
+        "cookies: the requests send different Host headers"
+        in run_z6(["validate", str(mixed)]).stdout
+    )
     off = write_scenario(tmp_path, 9, body.replace("cookies = true", "cookies = false"), "off.toml")
     assert "cookie jar" not in run_z6(["validate", str(off)]).stdout
