@@ -242,11 +242,15 @@ class CookieRecords:
 
 
 @contextlib.contextmanager
-def cookie_server() -> Iterator[tuple[int, CookieRecords]]:
-    """An HTTP/1.1 keep-alive server in a thread on 127.0.0.1: ``GET /login/KEY`` answers
-    with a new ``session`` cookie (Path=/), a ``theme`` cookie for /data and a cookie that
-    deletes itself (Max-Age=0); every request's Cookie header is recorded, with the session
-    issued to KEY by then. Stops on exit (daemon threads, 10 s socket timeout)."""
+def cookie_server(
+    tls: tuple[str, str] | None = None,
+) -> Iterator[tuple[int, CookieRecords]]:
+    """An HTTP/1.1 keep-alive server in a thread on 127.0.0.1 (HTTPS with ``tls``, a
+    (certificate, key) pair): ``GET /login/KEY`` answers with a new ``session`` cookie
+    (Path=/), a ``theme`` cookie for /data, a cookie that deletes itself (Max-Age=0), a
+    ``Secure`` one and one for another domain; every request's Cookie header is recorded,
+    with the session issued to KEY by then. Stops on exit (daemon threads, 10 s socket
+    timeout)."""
     records = CookieRecords()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -266,6 +270,8 @@ def cookie_server() -> Iterator[tuple[int, CookieRecords]]:
                         ("Set-Cookie", "gone=1; Max-Age=0"),
                         # Kept only by a client whose Host is shop.example.com.
                         ("Set-Cookie", "dom=1; Domain=shop.example.com; Path=/"),
+                        # Kept only over https.
+                        ("Set-Cookie", "sec=1; Secure; Path=/"),
                     ]
                     records.seen.append((kind, key, cookie, records.issued.get(key)))
                     records.issued[key] = session
@@ -285,6 +291,12 @@ def cookie_server() -> Iterator[tuple[int, CookieRecords]]:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if tls is not None:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -74,9 +74,16 @@ rate = 5
 """
 
 
-def _run(tmp: Path, body: str, name: str, *extra: str) -> CookieRecords:
-    with cookie_server() as (port, records):
+def _run(
+    tmp: Path, body: str, name: str, *extra: str, tls: tuple[str, str] | None = None
+) -> CookieRecords:
+    with cookie_server(tls) as (port, records):
         scenario = write_scenario(tmp, port, body, name=f"{name}.toml")
+        if tls is not None:
+            text = scenario.read_text().replace("http://", "https://")
+            scenario.write_text(
+                text.replace("cookies = true", "cookies = true\nverify_cert = false")
+            )
         code, summary, err = run_json(scenario, tmp / name, *extra)
         assert code == 0, err
         assert summary["requests"]["failed"] == 0
@@ -123,6 +130,19 @@ def test_cookies_belong_to_the_host_the_requests_send(tmp_path: Path) -> None:
     assert len(data) == 3 * 4 * 2
     for _, key, cookie, session in data:
         assert cookie == f"theme=dark; session={session}; dom=1", (key, cookie)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_over_https_secure_cookies_are_kept_and_sent(
+    tmp_path: Path, engine: str, self_signed: tuple[str, str]
+) -> None:
+    # Over http the Secure cookie is never kept (the other tests); over https it is sent.
+    body = CLOSED.format(cookies="true")
+    records = _run(tmp_path, body, "https", "--procs", "1", "--http", engine, tls=self_signed)
+    data = [r for r in records.seen if r[0] == "data"]
+    assert len(data) == 3 * 4 * 2
+    for _, key, cookie, session in data:
+        assert cookie == f"theme=dark; session={session}; sec=1", (key, cookie)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
