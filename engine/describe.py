@@ -327,8 +327,16 @@ def _rate_profile(s: Schedule, duration: float | None) -> list[str]:
     span = duration
     peak = max([s.rate or 0.0] + [st.rate for st in s.stages]) or 1.0
     rows = ["  Rate profile (iterations/s):"]
-    for i in range(_PROFILE_ROWS):
-        t = span * i / (_PROFILE_ROWS - 1)
+    times = {span * i / (_PROFILE_ROWS - 1) for i in range(_PROFILE_ROWS)}
+    if len(s.stages) <= _PROFILE_ROWS:
+        # The stage ends too: where the rate turns (a peak between two even samples showed
+        # 75 of 100/s).
+        end = 0.0
+        for st in s.stages:
+            end += st.duration_seconds
+            if end < span:
+                times.add(end)
+    for t in sorted(times):
         rate = plan.rate_at(t)
         bar = "#" * round(_BAR_WIDTH * rate / peak)
         rows.append(f"    {_num(round(t, 1)):>8} s |{bar:<{_BAR_WIDTH}} {_num(round(rate, 2))}")

@@ -1663,6 +1663,13 @@ def test_arrival_rate_stages_load_and_describe() -> None:
         "to 0 over 2 s, then 0 to the end, 1600 iterations due, from a pool of 9 VUs"
     ) in text
     assert "Rate profile (iterations/s):" in text
+    # The stage ends are rows too: the peak shows, and where the rate turns.
+    rows = {
+        line.split("|")[0].strip(): line.rsplit(" ", 1)[1]
+        for line in text.splitlines()
+        if " s |" in line
+    }
+    assert (rows["2 s"], rows["4 s"], rows["6 s"]) == ("400", "400", "0")
     inline = load(
         _sch(
             "duration_seconds = 4\n",
