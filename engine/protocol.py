@@ -626,9 +626,9 @@ class HttptoolsCookieEngine(HttptoolsEngine):
     (``set_cookies``), for scenarios with ``[target] cookies = true``: a subclass, so that
     the parser of every other scenario runs exactly the code it ran before.
 
-    On the fast path a head with ``Set-Cookie`` is judged without the shared head cache
-    (``_SIMPLE_HEADS``): such heads usually differ per response (a new session id), and
-    would only flush the verdicts on the heads that repeat.
+    On the fast path the response is judged as ``HttptoolsEngine`` judges it (heads with a
+    new session id each are new heads for its cache, which is cleared when full), then the
+    ``Set-Cookie`` lines are read from the head.
     """
 
     __slots__ = ()
@@ -643,38 +643,16 @@ class HttptoolsCookieEngine(HttptoolsEngine):
         self.set_cookies = []  # an interim response's headers are not the final one's
 
     def _simple(self, data: bytes) -> bool:
-        if self._is_head:
+        if not super()._simple(data):
             return False
-        if data.startswith(self._last_head):
-            # The head of this connection's previous simple response, which had no
-            # Set-Cookie (only those are handed to HttptoolsEngine._simple, which keeps it).
-            return super()._simple(data)
-        end = data.find(b"\r\n\r\n") + 4
-        if end == 3 or end > _SIMPLE_HEAD_MAX:
-            return False
-        head = data[:end]
-        lower = head.lower()
-        if lower.find(_SET_COOKIE_LINE) < 0:
-            return super()._simple(data)
-        verdict = _simple_verdict(head)
-        if verdict is None or end + verdict[1] != len(data):
-            return False
-        found: list[bytes] = []
+        # A whole simple response: its Set-Cookie lines are in the head.
+        lower = data[: data.find(b"\r\n\r\n") + 2].lower()
         i = lower.find(_SET_COOKIE_LINE)
         while i >= 0:
             start = i + len(_SET_COOKIE_LINE)
-            stop = head.index(b"\r\n", start)
-            found.append(head[start:stop].strip(b" \t"))
+            stop = lower.index(b"\r\n", start)
+            cast(list[bytes], self.set_cookies).append(data[start:stop].strip(b" \t"))
             i = lower.find(_SET_COOKIE_LINE, stop)
-        # As HttptoolsEngine._simple completes a response.
-        self.bytes_received = len(data)
-        self._done = True
-        self._headers_done = True
-        self._msg_status = self.status = verdict[0]
-        self.keep_alive = not self._req_close
-        if self.matcher is not None:
-            self.matcher.feed(data[end:])
-        self.set_cookies = found
         return True
 
     def on_header(self, name: bytes, value: bytes) -> None:
