@@ -275,8 +275,8 @@ class VuRuntime:
             connect_limiter=self._connect_limiter,
         )
         slot = _Slot(vu, conn, TimeoutGuard())
-        if self._cookies:
-            slot.jar = CookieJar(self._cookie_host)
+        if self._cookies and not self.plan.open_model:
+            slot.jar = CookieJar(self._cookie_host)  # the VU's for its life
         self._slots.append(slot)
         return slot
 
@@ -348,7 +348,7 @@ class VuRuntime:
         # LATE_ARRIVAL_NS); every later request, and every closed-model one, only before it.
         late_ok = not closed
         jar = slot.jar
-        if jar is not None and not closed:
+        if self._cookies and not closed:
             jar = CookieJar(self._cookie_host)  # the open model: one jar per iteration
         https = self._tls is not None
         path = ""
